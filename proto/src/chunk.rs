@@ -48,7 +48,12 @@ impl ChunkIndex {
         for h in hashes {
             bytes.extend_from_slice(&h.0);
         }
-        ChunkIndex { v: CHUNK_INDEX_VERSION, size, chunk_size, hashes: bytes }
+        ChunkIndex {
+            v: CHUNK_INDEX_VERSION,
+            size,
+            chunk_size,
+            hashes: bytes,
+        }
     }
 
     /// Encodes as CBOR.
@@ -59,7 +64,11 @@ impl ChunkIndex {
     /// Largest encoded index that can describe an artifact of `size` bytes in chunks of
     /// `chunk_size` bytes.
     pub fn max_encoded_len(size: u64, chunk_size: u32) -> u64 {
-        let count = if chunk_size == 0 { 0 } else { size.div_ceil(u64::from(chunk_size)) };
+        let count = if chunk_size == 0 {
+            0
+        } else {
+            size.div_ceil(u64::from(chunk_size))
+        };
         count.saturating_mul(32).saturating_add(FRAMING)
     }
 
@@ -81,7 +90,10 @@ impl ChunkIndex {
     pub fn check_matches(&self, artifact: &Artifact) -> Result<(), ProtoError> {
         let mismatch = |reason: String| Err(ProtoError::ChunkIndexMismatch { reason });
         if self.size != artifact.size {
-            return mismatch(format!("index says {} bytes, manifest says {}", self.size, artifact.size));
+            return mismatch(format!(
+                "index says {} bytes, manifest says {}",
+                self.size, artifact.size
+            ));
         }
         if self.chunk_size != artifact.chunk_size {
             return mismatch(format!(
@@ -94,7 +106,9 @@ impl ChunkIndex {
         }
         let expected = artifact.chunk_count();
         if expected > MAX_CHUNKS {
-            return mismatch(format!("{expected} chunks is more than the limit of {MAX_CHUNKS}"));
+            return mismatch(format!(
+                "{expected} chunks is more than the limit of {MAX_CHUNKS}"
+            ));
         }
         if self.hashes.len() as u64 != expected * 32 {
             return mismatch(format!(
@@ -174,7 +188,10 @@ mod tests {
         let hashes: Vec<Hash32> = (0..2u8).map(|i| Hash32([i; 32])).collect();
         let idx = ChunkIndex::new(10_000, 4096, &hashes);
         let err = ChunkIndex::decode_for(&idx.encode(), &artifact(10_000, 4096)).unwrap_err();
-        assert!(matches!(err, ProtoError::ChunkIndexMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, ProtoError::ChunkIndexMismatch { .. }),
+            "{err}"
+        );
     }
 
     #[test]

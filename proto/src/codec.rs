@@ -16,7 +16,8 @@ const MAX_DEPTH: usize = 32;
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail, and our types contain nothing serde can refuse.
-    ciborium::into_writer(value, &mut out).unwrap_or_else(|e| unreachable!("CBOR encoding into a Vec failed: {e}"));
+    ciborium::into_writer(value, &mut out)
+        .unwrap_or_else(|e| unreachable!("CBOR encoding into a Vec failed: {e}"));
     out
 }
 
@@ -24,26 +25,43 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// before parsing, and refusing trailing bytes.
 ///
 /// `what` names the message in errors ("manifest", "trust root", ...).
-pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8], limit: usize) -> Result<T, ProtoError> {
+pub fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, ProtoError> {
     if bytes.len() > limit {
-        return Err(ProtoError::TooLarge { what, limit, got: bytes.len() as u64 });
+        return Err(ProtoError::TooLarge {
+            what,
+            limit,
+            got: bytes.len() as u64,
+        });
     }
     if bytes.is_empty() {
-        return Err(ProtoError::Malformed { what, detail: "empty input".into() });
+        return Err(ProtoError::Malformed {
+            what,
+            detail: "empty input".into(),
+        });
     }
     let mut rest = bytes;
-    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH).map_err(|e| {
-        let detail = match e {
-            ciborium::de::Error::Io(_) => "truncated: input ended inside a value".to_string(),
-            ciborium::de::Error::Syntax(off) => format!("invalid CBOR at byte {off}"),
-            ciborium::de::Error::Semantic(Some(off), msg) => format!("{msg} (at byte {off})"),
-            ciborium::de::Error::Semantic(None, msg) => msg,
-            ciborium::de::Error::RecursionLimitExceeded => format!("nested deeper than {MAX_DEPTH} levels"),
-        };
-        ProtoError::Malformed { what, detail }
-    })?;
+    let value =
+        ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH).map_err(|e| {
+            let detail = match e {
+                ciborium::de::Error::Io(_) => "truncated: input ended inside a value".to_string(),
+                ciborium::de::Error::Syntax(off) => format!("invalid CBOR at byte {off}"),
+                ciborium::de::Error::Semantic(Some(off), msg) => format!("{msg} (at byte {off})"),
+                ciborium::de::Error::Semantic(None, msg) => msg,
+                ciborium::de::Error::RecursionLimitExceeded => {
+                    format!("nested deeper than {MAX_DEPTH} levels")
+                }
+            };
+            ProtoError::Malformed { what, detail }
+        })?;
     if !rest.is_empty() {
-        return Err(ProtoError::TrailingBytes { what, extra: rest.len() });
+        return Err(ProtoError::TrailingBytes {
+            what,
+            extra: rest.len(),
+        });
     }
     Ok(value)
 }
@@ -51,7 +69,11 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8], limit: usiz
 /// Checks a message's `v` field.
 pub fn check_version(what: &'static str, got: u32, supported: u32) -> Result<(), ProtoError> {
     if got != supported {
-        return Err(ProtoError::UnsupportedVersion { what, got, supported });
+        return Err(ProtoError::UnsupportedVersion {
+            what,
+            got,
+            supported,
+        });
     }
     Ok(())
 }
@@ -64,7 +86,17 @@ mod tests {
     fn refuses_oversized_before_parsing() {
         let big = vec![0u8; 100];
         let err = decode::<u32>("thing", &big, 10).unwrap_err();
-        assert!(matches!(err, ProtoError::TooLarge { limit: 10, got: 100, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ProtoError::TooLarge {
+                    limit: 10,
+                    got: 100,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -72,7 +104,10 @@ mod tests {
         let mut bytes = encode(&7u32);
         bytes.push(0);
         let err = decode::<u32>("thing", &bytes, 100).unwrap_err();
-        assert!(matches!(err, ProtoError::TrailingBytes { extra: 1, .. }), "{err}");
+        assert!(
+            matches!(err, ProtoError::TrailingBytes { extra: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]

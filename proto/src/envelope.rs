@@ -71,7 +71,11 @@ pub struct SignedEnvelope {
 impl SignedEnvelope {
     /// An envelope with no signatures yet.
     pub fn unsigned(payload: Vec<u8>) -> Self {
-        SignedEnvelope { v: ENVELOPE_VERSION, payload, sigs: Vec::new() }
+        SignedEnvelope {
+            v: ENVELOPE_VERSION,
+            payload,
+            sigs: Vec::new(),
+        }
     }
 
     /// Wraps a message, encoding it as the payload.
@@ -85,11 +89,18 @@ impl SignedEnvelope {
     }
 
     /// Decodes an envelope with an explicit name and limit.
-    pub fn decode_limited(what: &'static str, bytes: &[u8], limit: usize) -> Result<Self, ProtoError> {
+    pub fn decode_limited(
+        what: &'static str,
+        bytes: &[u8],
+        limit: usize,
+    ) -> Result<Self, ProtoError> {
         let env: SignedEnvelope = codec::decode(what, bytes, limit)?;
         check_version(what, env.v, ENVELOPE_VERSION)?;
         if env.sigs.len() > MAX_SIGNATURES {
-            return Err(ProtoError::TooManySignatures { got: env.sigs.len(), limit: MAX_SIGNATURES });
+            return Err(ProtoError::TooManySignatures {
+                got: env.sigs.len(),
+                limit: MAX_SIGNATURES,
+            });
         }
         Ok(env)
     }
@@ -181,7 +192,10 @@ mod tests {
     #[test]
     fn add_signature_is_idempotent_per_key() {
         let mut env = SignedEnvelope::unsigned(vec![1, 2, 3]);
-        let e = SignatureEntry { key: KeyId([1; 32]), sig: SignatureBytes([2; 64]) };
+        let e = SignatureEntry {
+            key: KeyId([1; 32]),
+            sig: SignatureBytes([2; 64]),
+        };
         assert!(env.add_signature(e.clone()));
         assert!(!env.add_signature(e));
         assert_eq!(env.sigs.len(), 1);
@@ -190,7 +204,10 @@ mod tests {
     #[test]
     fn envelope_roundtrip() {
         let mut env = SignedEnvelope::unsigned(vec![9; 10]);
-        env.add_signature(SignatureEntry { key: KeyId([1; 32]), sig: SignatureBytes([2; 64]) });
+        env.add_signature(SignatureEntry {
+            key: KeyId([1; 32]),
+            sig: SignatureBytes([2; 64]),
+        });
         let bytes = env.encode();
         let back = SignedEnvelope::decode_limited("test", &bytes, 1000).unwrap();
         assert_eq!(env, back);

@@ -37,7 +37,11 @@ pub use root::{Electorate, ReleaseRole, Role, Roles, TrustRoot, Voter};
 #[non_exhaustive]
 pub enum ProtoError {
     #[error("{what} is {got} bytes, over the limit of {limit} bytes")]
-    TooLarge { what: &'static str, limit: usize, got: u64 },
+    TooLarge {
+        what: &'static str,
+        limit: usize,
+        got: u64,
+    },
 
     #[error("{what} is not valid CBOR for this message: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -46,10 +50,18 @@ pub enum ProtoError {
     TrailingBytes { what: &'static str, extra: usize },
 
     #[error("{what} has format version {got}; this build understands version {supported}")]
-    UnsupportedVersion { what: &'static str, got: u32, supported: u32 },
+    UnsupportedVersion {
+        what: &'static str,
+        got: u32,
+        supported: u32,
+    },
 
     #[error("{what}: field `{field}` is invalid: {reason}")]
-    InvalidField { what: &'static str, field: String, reason: String },
+    InvalidField {
+        what: &'static str,
+        field: String,
+        reason: String,
+    },
 
     #[error("artifact name {name:?} is not a plain file name: {reason}")]
     UnsafeArtifactName { name: String, reason: &'static str },
@@ -61,26 +73,53 @@ pub enum ProtoError {
     TooManySignatures { got: usize, limit: usize },
 
     #[error("{what} must be {expected_len} bytes of hex")]
-    BadHex { what: &'static str, expected_len: usize },
+    BadHex {
+        what: &'static str,
+        expected_len: usize,
+    },
 
     #[error("{what} must be {expected} bytes, got {got}")]
-    BadLength { what: &'static str, expected: usize, got: usize },
+    BadLength {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
 }
 
 impl ProtoError {
     /// Shorthand for [`ProtoError::InvalidField`].
-    pub fn invalid(what: &'static str, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ProtoError::InvalidField { what, field: field.into(), reason: reason.into() }
+    pub fn invalid(
+        what: &'static str,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ProtoError::InvalidField {
+            what,
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 /// Checks a short identifier (product name, channel, platform, protocol name):
 /// 1..=`max` characters of ASCII letters, digits, `.`, `_`, `-`, not starting with `.` or `-`.
-pub(crate) fn check_ident(what: &'static str, field: &str, value: &str, max: usize) -> Result<(), ProtoError> {
+pub(crate) fn check_ident(
+    what: &'static str,
+    field: &str,
+    value: &str,
+    max: usize,
+) -> Result<(), ProtoError> {
     if value.is_empty() || value.len() > max {
-        return Err(ProtoError::invalid(what, field, format!("must be 1 to {max} characters, got {}", value.len())));
+        return Err(ProtoError::invalid(
+            what,
+            field,
+            format!("must be 1 to {max} characters, got {}", value.len()),
+        ));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err(ProtoError::invalid(
             what,
             field,
@@ -88,7 +127,11 @@ pub(crate) fn check_ident(what: &'static str, field: &str, value: &str, max: usi
         ));
     }
     if value.starts_with(['.', '-']) {
-        return Err(ProtoError::invalid(what, field, format!("{value:?} must not start with '.' or '-'")));
+        return Err(ProtoError::invalid(
+            what,
+            field,
+            format!("{value:?} must not start with '.' or '-'"),
+        ));
     }
     Ok(())
 }

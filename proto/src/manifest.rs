@@ -173,24 +173,39 @@ pub struct Phase {
 impl Artifact {
     /// Number of chunks: `ceil(size / chunk_size)`.
     pub fn chunk_count(&self) -> u64 {
-        if self.chunk_size == 0 { 0 } else { self.size.div_ceil(u64::from(self.chunk_size)) }
+        if self.chunk_size == 0 {
+            0
+        } else {
+            self.size.div_ceil(u64::from(self.chunk_size))
+        }
     }
 
     fn validate(&self, i: usize) -> Result<(), ProtoError> {
         check_artifact_name(&self.name)?;
-        check_ident(WHAT, &format!("artifacts[{i}].platform"), &self.platform, 64)?;
+        check_ident(
+            WHAT,
+            &format!("artifacts[{i}].platform"),
+            &self.platform,
+            64,
+        )?;
         if self.mode & !0o777 != 0 {
             return Err(ProtoError::invalid(
                 WHAT,
                 format!("artifacts[{i}].mode"),
-                format!("{:#o} has bits outside 0o777 (setuid, setgid and sticky are refused)", self.mode),
+                format!(
+                    "{:#o} has bits outside 0o777 (setuid, setgid and sticky are refused)",
+                    self.mode
+                ),
             ));
         }
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(ProtoError::invalid(
                 WHAT,
                 format!("artifacts[{i}].chunk_size"),
-                format!("{} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}", self.chunk_size),
+                format!(
+                    "{} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+                    self.chunk_size
+                ),
             ));
         }
         if self.chunk_count() > MAX_CHUNKS {
@@ -211,7 +226,12 @@ impl Artifact {
 
 /// Checks that `name` is a plain file name that cannot escape a directory.
 pub fn check_artifact_name(name: &str) -> Result<(), ProtoError> {
-    let bad = |reason| Err(ProtoError::UnsafeArtifactName { name: name.to_string(), reason });
+    let bad = |reason| {
+        Err(ProtoError::UnsafeArtifactName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -249,10 +269,20 @@ impl RolloutPlan {
         } else {
             match ty {
                 UpdateType::Hotfix => vec![phase(100, 0)],
-                UpdateType::Patch | UpdateType::Config => vec![phase(10, 30), phase(50, 30), phase(100, 0)],
-                UpdateType::Minor => vec![phase(5, 60), phase(25, 60), phase(50, 60), phase(100, 0)],
+                UpdateType::Patch | UpdateType::Config => {
+                    vec![phase(10, 30), phase(50, 30), phase(100, 0)]
+                }
+                UpdateType::Minor => {
+                    vec![phase(5, 60), phase(25, 60), phase(50, 60), phase(100, 0)]
+                }
                 UpdateType::Major | UpdateType::Protocol => {
-                    vec![phase(1, 120), phase(5, 120), phase(25, 120), phase(50, 120), phase(100, 0)]
+                    vec![
+                        phase(1, 120),
+                        phase(5, 120),
+                        phase(25, 120),
+                        phase(50, 120),
+                        phase(100, 0),
+                    ]
                 }
             }
         };
@@ -262,7 +292,11 @@ impl RolloutPlan {
     fn validate(&self) -> Result<(), ProtoError> {
         let field = "rollout.phases";
         if self.phases.is_empty() || self.phases.len() > MAX_PHASES {
-            return Err(ProtoError::invalid(WHAT, field, format!("must have 1 to {MAX_PHASES} phases")));
+            return Err(ProtoError::invalid(
+                WHAT,
+                field,
+                format!("must have 1 to {MAX_PHASES} phases"),
+            ));
         }
         let mut prev = 0u16;
         for (i, p) in self.phases.iter().enumerate() {
@@ -270,7 +304,10 @@ impl RolloutPlan {
                 return Err(ProtoError::invalid(
                     WHAT,
                     format!("{field}[{i}].until_bp"),
-                    format!("{} must be above the previous phase's {prev} and at most {BP_ALL}", p.until_bp),
+                    format!(
+                        "{} must be above the previous phase's {prev} and at most {BP_ALL}",
+                        p.until_bp
+                    ),
                 ));
             }
             if p.max_failure_bp > BP_ALL {
@@ -283,7 +320,11 @@ impl RolloutPlan {
             prev = p.until_bp;
         }
         if prev != BP_ALL {
-            return Err(ProtoError::invalid(WHAT, field, format!("the last phase must reach {BP_ALL} (100 %), not {prev}")));
+            return Err(ProtoError::invalid(
+                WHAT,
+                field,
+                format!("the last phase must reach {BP_ALL} (100 %), not {prev}"),
+            ));
         }
         Ok(())
     }
@@ -292,7 +333,9 @@ impl RolloutPlan {
 impl Manifest {
     /// The rollout plan in force: the manifest's own, else the default of its type.
     pub fn effective_plan(&self) -> RolloutPlan {
-        self.rollout.clone().unwrap_or_else(|| RolloutPlan::default_for(self.update_type, self.security_critical))
+        self.rollout
+            .clone()
+            .unwrap_or_else(|| RolloutPlan::default_for(self.update_type, self.security_critical))
     }
 
     /// The artifact named `name` for `platform` (or for `any`).
@@ -300,7 +343,11 @@ impl Manifest {
         self.artifacts
             .iter()
             .find(|a| a.name == name && a.platform == platform)
-            .or_else(|| self.artifacts.iter().find(|a| a.name == name && a.platform == "any"))
+            .or_else(|| {
+                self.artifacts
+                    .iter()
+                    .find(|a| a.name == name && a.platform == "any")
+            })
     }
 }
 
@@ -337,14 +384,21 @@ impl Message for Manifest {
             return Err(ProtoError::invalid(
                 WHAT,
                 "expires_at",
-                format!("{} is not after created_at {}", self.expires_at, self.created_at),
+                format!(
+                    "{} is not after created_at {}",
+                    self.expires_at, self.created_at
+                ),
             ));
         }
         if let Some(plan) = &self.rollout {
             plan.validate()?;
         }
         if self.artifacts.is_empty() || self.artifacts.len() > MAX_ARTIFACTS {
-            return Err(ProtoError::invalid(WHAT, "artifacts", format!("must list 1 to {MAX_ARTIFACTS} artifacts")));
+            return Err(ProtoError::invalid(
+                WHAT,
+                "artifacts",
+                format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
+            ));
         }
         let mut seen = BTreeSet::new();
         for (i, a) in self.artifacts.iter().enumerate() {
@@ -370,9 +424,23 @@ mod tests {
         for ok in ["node", "node-v1.2.tar.gz", "a b", "x.y"] {
             check_artifact_name(ok).unwrap();
         }
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x..y", "a\nb", "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            "x..y",
+            "a\nb",
+            "a\0b",
+        ] {
             assert!(
-                matches!(check_artifact_name(bad), Err(ProtoError::UnsafeArtifactName { .. })),
+                matches!(
+                    check_artifact_name(bad),
+                    Err(ProtoError::UnsafeArtifactName { .. })
+                ),
                 "{bad:?} should be refused"
             );
         }
@@ -386,9 +454,20 @@ mod tests {
                 plan.validate().unwrap();
             }
         }
-        assert_eq!(RolloutPlan::default_for(UpdateType::Patch, false).phases[0].until_bp, 1000);
-        assert_eq!(RolloutPlan::default_for(UpdateType::Major, false).phases[0].until_bp, 100);
-        assert_eq!(RolloutPlan::default_for(UpdateType::Minor, true).phases.len(), 1);
+        assert_eq!(
+            RolloutPlan::default_for(UpdateType::Patch, false).phases[0].until_bp,
+            1000
+        );
+        assert_eq!(
+            RolloutPlan::default_for(UpdateType::Major, false).phases[0].until_bp,
+            100
+        );
+        assert_eq!(
+            RolloutPlan::default_for(UpdateType::Minor, true)
+                .phases
+                .len(),
+            1
+        );
     }
 
     #[test]

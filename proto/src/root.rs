@@ -104,17 +104,36 @@ impl ReleaseRole {
 
     /// The release keys viewed as a plain role with the threshold for `ty`.
     pub fn as_role(&self, ty: UpdateType) -> Role {
-        Role { keys: self.keys.clone(), threshold: self.threshold_for(ty) }
+        Role {
+            keys: self.keys.clone(),
+            threshold: self.threshold_for(ty),
+        }
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
         check_keys("release", &self.keys)?;
         if self.floor == 0 {
-            return Err(ProtoError::invalid(WHAT, "roles.release.floor", "must be at least 1"));
+            return Err(ProtoError::invalid(
+                WHAT,
+                "roles.release.floor",
+                "must be at least 1",
+            ));
         }
-        check_threshold("release", "threshold", self.threshold, self.floor, self.keys.len())?;
+        check_threshold(
+            "release",
+            "threshold",
+            self.threshold,
+            self.floor,
+            self.keys.len(),
+        )?;
         for (ty, t) in &self.types {
-            check_threshold("release", &format!("types.{ty}"), *t, self.floor, self.keys.len())?;
+            check_threshold(
+                "release",
+                &format!("types.{ty}"),
+                *t,
+                self.floor,
+                self.keys.len(),
+            )?;
         }
         Ok(())
     }
@@ -128,7 +147,10 @@ impl Electorate {
 
     /// Weight of the voter with key id `id`, if it is one.
     pub fn weight_of(&self, id: &KeyId) -> Option<u64> {
-        self.voters.iter().find(|v| v.key.key_id() == *id).map(|v| v.weight)
+        self.voters
+            .iter()
+            .find(|v| v.key.key_id() == *id)
+            .map(|v| v.weight)
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
@@ -136,7 +158,10 @@ impl Electorate {
             return Err(ProtoError::invalid(
                 WHAT,
                 "roles.electorate.voters",
-                format!("{} voters, more than the limit of {MAX_VOTERS}", self.voters.len()),
+                format!(
+                    "{} voters, more than the limit of {MAX_VOTERS}",
+                    self.voters.len()
+                ),
             ));
         }
         let mut seen = BTreeSet::new();
@@ -157,7 +182,11 @@ impl Electorate {
                 ));
             }
             total = total.checked_add(v.weight).ok_or_else(|| {
-                ProtoError::invalid(WHAT, "roles.electorate.voters", "total weight overflows 64 bits")
+                ProtoError::invalid(
+                    WHAT,
+                    "roles.electorate.voters",
+                    "total weight overflows 64 bits",
+                )
             })?;
         }
         Ok(())
@@ -173,25 +202,46 @@ fn check_keys(role: &str, keys: &[PublicKey]) -> Result<(), ProtoError> {
         return Err(ProtoError::invalid(
             WHAT,
             field,
-            format!("{} keys, more than the limit of {MAX_ROLE_KEYS}", keys.len()),
+            format!(
+                "{} keys, more than the limit of {MAX_ROLE_KEYS}",
+                keys.len()
+            ),
         ));
     }
     let mut seen = BTreeSet::new();
     for k in keys {
         if !seen.insert(k) {
-            return Err(ProtoError::invalid(WHAT, field, format!("key {} listed twice", k.key_id())));
+            return Err(ProtoError::invalid(
+                WHAT,
+                field,
+                format!("key {} listed twice", k.key_id()),
+            ));
         }
     }
     Ok(())
 }
 
-fn check_threshold(role: &str, field: &str, t: u32, min: u32, keys: usize) -> Result<(), ProtoError> {
+fn check_threshold(
+    role: &str,
+    field: &str,
+    t: u32,
+    min: u32,
+    keys: usize,
+) -> Result<(), ProtoError> {
     let field = format!("roles.{role}.{field}");
     if t < min.max(1) {
-        return Err(ProtoError::invalid(WHAT, field, format!("threshold {t} is below the minimum of {}", min.max(1))));
+        return Err(ProtoError::invalid(
+            WHAT,
+            field,
+            format!("threshold {t} is below the minimum of {}", min.max(1)),
+        ));
     }
     if t as usize > keys {
-        return Err(ProtoError::invalid(WHAT, field, format!("threshold {t} is more than the {keys} keys of the role")));
+        return Err(ProtoError::invalid(
+            WHAT,
+            field,
+            format!("threshold {t} is more than the {keys} keys of the role"),
+        ));
     }
     Ok(())
 }
@@ -208,7 +258,11 @@ impl Message for TrustRoot {
 
     fn validate(&self) -> Result<(), ProtoError> {
         if self.version == 0 {
-            return Err(ProtoError::invalid(WHAT, "version", "root versions start at 1"));
+            return Err(ProtoError::invalid(
+                WHAT,
+                "version",
+                "root versions start at 1",
+            ));
         }
         self.roles.root.validate("root")?;
         self.roles.release.validate()?;

@@ -12,24 +12,46 @@ pub enum TrustError {
     Proto(#[from] ProtoError),
 
     #[error("{context} needs {threshold} valid signature(s) from the {role} role, found {valid}")]
-    SignatureThreshold { role: &'static str, context: &'static str, threshold: u32, valid: u32, tally: Box<Tally> },
+    SignatureThreshold {
+        role: &'static str,
+        context: &'static str,
+        threshold: u32,
+        valid: u32,
+        tally: Box<Tally>,
+    },
 
-    #[error("{what} expired at {expired_at} (unix seconds); now is {now}, allowed clock skew {skew}s")]
-    Expired { what: &'static str, expired_at: u64, now: u64, skew: u64 },
+    #[error(
+        "{what} expired at {expired_at} (unix seconds); now is {now}, allowed clock skew {skew}s"
+    )]
+    Expired {
+        what: &'static str,
+        expired_at: u64,
+        now: u64,
+        skew: u64,
+    },
 
-    #[error("trust root version {got} is not newer than the current version {current} (rollback refused)")]
+    #[error(
+        "trust root version {got} is not newer than the current version {current} (rollback refused)"
+    )]
     RootRollback { current: u64, got: u64 },
 
-    #[error("trust root version {got} does not follow version {current}; every rotation must be applied in order")]
+    #[error(
+        "trust root version {got} does not follow version {current}; every rotation must be applied in order"
+    )]
     RootVersionGap { current: u64, got: u64 },
 
     #[error("cannot read key file {path}: {source}")]
-    KeyFileIo { path: PathBuf, source: std::io::Error },
+    KeyFileIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("key file {path} is not valid: {reason}")]
     BadKeyFile { path: PathBuf, reason: String },
 
-    #[error("secret key file {path} has mode {mode:#o}; it must not be readable by group or others (chmod 600)")]
+    #[error(
+        "secret key file {path} has mode {mode:#o}; it must not be readable by group or others (chmod 600)"
+    )]
     InsecureKeyFile { path: PathBuf, mode: u32 },
 
     #[error("key file {path} already exists; refusing to overwrite it")]

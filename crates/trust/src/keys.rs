@@ -39,7 +39,9 @@ impl SecretKey {
 
     /// The key for a 32-byte seed (deterministic; for tests and fixtures).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        SecretKey { inner: SigningKey::from_bytes(seed) }
+        SecretKey {
+            inner: SigningKey::from_bytes(seed),
+        }
     }
 
     /// The public half.
@@ -55,7 +57,10 @@ impl SecretKey {
     /// Signs `payload` under `context`.
     pub fn sign(&self, context: Context, payload: &[u8]) -> SignatureEntry {
         let sig = self.inner.sign(&context.signing_message(payload));
-        SignatureEntry { key: self.key_id(), sig: SignatureBytes(sig.to_bytes()) }
+        SignatureEntry {
+            key: self.key_id(),
+            sig: SignatureBytes(sig.to_bytes()),
+        }
     }
 
     /// Adds this key's signature to `envelope`. Returns false (and changes nothing) when the
@@ -83,14 +88,19 @@ pub fn write_keypair(prefix: &Path, key: &SecretKey) -> Result<(PathBuf, PathBuf
         let path = path.to_path_buf();
         move |source| TrustError::KeyFileIo { path, source }
     };
-    let secret = Zeroizing::new(format!("{SECRET_PREFIX}{}\n", hex::encode(key.inner.to_bytes())));
+    let secret = Zeroizing::new(format!(
+        "{SECRET_PREFIX}{}\n",
+        hex::encode(key.inner.to_bytes())
+    ));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&secret_path)
         .map_err(io(&secret_path))?;
-    f.write_all(secret.as_bytes()).and_then(|_| f.sync_all()).map_err(io(&secret_path))?;
+    f.write_all(secret.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io(&secret_path))?;
     let public = format!("{PUBLIC_PREFIX}{}\n", key.public().to_hex());
     fs::write(&public_path, public).map_err(io(&public_path))?;
     Ok((secret_path, public_path))
@@ -107,7 +117,10 @@ fn with_suffix(prefix: &Path, ext: &str) -> PathBuf {
 const MAX_KEY_FILE: u64 = 1024;
 
 fn read_small(path: &Path) -> Result<Zeroizing<String>, TrustError> {
-    let io = |source| TrustError::KeyFileIo { path: path.to_path_buf(), source };
+    let io = |source| TrustError::KeyFileIo {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = fs::metadata(path).map_err(io)?;
     if meta.len() > MAX_KEY_FILE {
         return Err(TrustError::BadKeyFile {
@@ -116,28 +129,42 @@ fn read_small(path: &Path) -> Result<Zeroizing<String>, TrustError> {
         });
     }
     let bytes = Zeroizing::new(fs::read(path).map_err(io)?);
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| TrustError::BadKeyFile { path: path.to_path_buf(), reason: "not UTF-8 text".into() })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| TrustError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: "not UTF-8 text".into(),
+    })?;
     Ok(Zeroizing::new(text.trim().to_string()))
 }
 
 /// Reads a secret key file, refusing one readable by group or others.
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, TrustError> {
-    let meta = fs::metadata(path).map_err(|source| TrustError::KeyFileIo { path: path.to_path_buf(), source })?;
+    let meta = fs::metadata(path).map_err(|source| TrustError::KeyFileIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(TrustError::InsecureKeyFile { path: path.to_path_buf(), mode });
+        return Err(TrustError::InsecureKeyFile {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     let text = read_small(path)?;
-    let bad = |reason: &str| TrustError::BadKeyFile { path: path.to_path_buf(), reason: reason.to_string() };
+    let bad = |reason: &str| TrustError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     if text.starts_with(PUBLIC_PREFIX) {
-        return Err(bad("this is a public key file; a secret key file (.key) is needed here"));
+        return Err(bad(
+            "this is a public key file; a secret key file (.key) is needed here",
+        ));
     }
     let hex_part = text
         .strip_prefix(SECRET_PREFIX)
         .ok_or_else(|| bad("it does not start with `upswarm-ed25519-secret:`"))?;
     let mut seed = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(hex_part, seed.as_mut()).map_err(|_| bad("the secret is not 64 hex digits"))?;
+    hex::decode_to_slice(hex_part, seed.as_mut())
+        .map_err(|_| bad("the secret is not 64 hex digits"))?;
     Ok(SecretKey::from_seed(&seed))
 }
 
@@ -145,15 +172,20 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey, TrustError> {
 /// a command that would copy it somewhere).
 pub fn read_public_key(path: &Path) -> Result<PublicKey, TrustError> {
     let text = read_small(path)?;
-    let bad = |reason: &str| TrustError::BadKeyFile { path: path.to_path_buf(), reason: reason.to_string() };
+    let bad = |reason: &str| TrustError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     if text.starts_with(SECRET_PREFIX) {
         return Err(bad("this is a SECRET key file; pass the .pub file instead"));
     }
     let hex_part = text
         .strip_prefix(PUBLIC_PREFIX)
         .ok_or_else(|| bad("it does not start with `upswarm-ed25519-public:`"))?;
-    let pk = PublicKey::from_hex(hex_part).map_err(|_| bad("the public key is not 64 hex digits"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&pk.0).map_err(|_| bad("not a valid ed25519 public key"))?;
+    let pk =
+        PublicKey::from_hex(hex_part).map_err(|_| bad("the public key is not 64 hex digits"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&pk.0)
+        .map_err(|_| bad("not a valid ed25519 public key"))?;
     Ok(pk)
 }
 
@@ -166,7 +198,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::generate().unwrap();
         let (sk, pk) = write_keypair(&dir.path().join("alice"), &key).unwrap();
-        assert_eq!(fs::metadata(&sk).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_secret_key(&sk).unwrap().public(), key.public());
         assert_eq!(read_public_key(&pk).unwrap(), key.public());
         // No overwrite.
@@ -181,15 +216,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretKey::from_seed(&[1; 32]);
         let (sk, pk) = write_keypair(&dir.path().join("k"), &key).unwrap();
-        assert!(matches!(read_public_key(&sk), Err(TrustError::BadKeyFile { .. })));
-        assert!(matches!(read_secret_key(&pk), Err(TrustError::InsecureKeyFile { .. })));
+        assert!(matches!(
+            read_public_key(&sk),
+            Err(TrustError::BadKeyFile { .. })
+        ));
+        assert!(matches!(
+            read_secret_key(&pk),
+            Err(TrustError::InsecureKeyFile { .. })
+        ));
         fs::set_permissions(&pk, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(read_secret_key(&pk), Err(TrustError::BadKeyFile { .. })));
+        assert!(matches!(
+            read_secret_key(&pk),
+            Err(TrustError::BadKeyFile { .. })
+        ));
         fs::set_permissions(&sk, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_secret_key(&sk), Err(TrustError::InsecureKeyFile { mode: 0o644, .. })));
+        assert!(matches!(
+            read_secret_key(&sk),
+            Err(TrustError::InsecureKeyFile { mode: 0o644, .. })
+        ));
         let junk = dir.path().join("junk.pub");
         fs::write(&junk, "hello").unwrap();
-        assert!(matches!(read_public_key(&junk), Err(TrustError::BadKeyFile { .. })));
+        assert!(matches!(
+            read_public_key(&junk),
+            Err(TrustError::BadKeyFile { .. })
+        ));
     }
 
     #[test]

@@ -43,13 +43,21 @@ pub const DEFAULT_SKEW_SECS: u64 = 300;
 impl TimeCheck {
     /// The system clock with the default skew allowance.
     pub fn system() -> Self {
-        TimeCheck { now: unix_now(), skew: DEFAULT_SKEW_SECS }
+        TimeCheck {
+            now: unix_now(),
+            skew: DEFAULT_SKEW_SECS,
+        }
     }
 
     /// Errors with [`TrustError::Expired`] when `expires_at + skew` is in the past.
     pub fn check(&self, what: &'static str, expires_at: u64) -> Result<(), TrustError> {
         if expires_at.saturating_add(self.skew) < self.now {
-            return Err(TrustError::Expired { what, expired_at: expires_at, now: self.now, skew: self.skew });
+            return Err(TrustError::Expired {
+                what,
+                expired_at: expires_at,
+                now: self.now,
+                skew: self.skew,
+            });
         }
         Ok(())
     }
@@ -57,5 +65,8 @@ impl TimeCheck {
 
 /// Unix seconds from the system clock (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -16,11 +16,19 @@ pub struct VerifiedManifest {
 
 /// Checks a manifest's signatures against the release role of `root` (the threshold for the
 /// manifest's update type). Expiry is not checked; see [`verify_manifest`].
-pub fn verify_manifest_signatures(root: &TrustRoot, envelope: &SignedEnvelope) -> Result<VerifiedManifest, TrustError> {
+pub fn verify_manifest_signatures(
+    root: &TrustRoot,
+    envelope: &SignedEnvelope,
+) -> Result<VerifiedManifest, TrustError> {
     let manifest: Manifest = envelope.open()?;
     let role = root.roles.release.as_role(manifest.update_type);
     let tally = count_signatures("release", &role, Context::Manifest, envelope).require()?;
-    Ok(VerifiedManifest { release_id: envelope.payload_hash(), manifest, envelope: envelope.clone(), tally })
+    Ok(VerifiedManifest {
+        release_id: envelope.payload_hash(),
+        manifest,
+        envelope: envelope.clone(),
+        tally,
+    })
 }
 
 /// Full check before a manifest is acted on: the trust root is not expired, the signatures

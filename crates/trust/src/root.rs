@@ -33,11 +33,20 @@ impl VerifiedRoot {
 ///
 /// This is how the first (pinned) root is checked, and `upswarm root verify` without
 /// `--previous`.
-pub fn verify_root(envelope: &SignedEnvelope, time: TimeCheck) -> Result<(VerifiedRoot, Tally), TrustError> {
+pub fn verify_root(
+    envelope: &SignedEnvelope,
+    time: TimeCheck,
+) -> Result<(VerifiedRoot, Tally), TrustError> {
     let root: TrustRoot = envelope.open()?;
     let tally = count_signatures("root", &root.roles.root, Context::Root, envelope).require()?;
     time.check(TrustRoot::WHAT, root.expires_at)?;
-    Ok((VerifiedRoot { root, envelope: envelope.clone() }, tally))
+    Ok((
+        VerifiedRoot {
+            root,
+            envelope: envelope.clone(),
+        },
+        tally,
+    ))
 }
 
 /// Checks that `next` is a valid rotation of `previous`: its version is exactly one more,
@@ -54,15 +63,39 @@ pub fn verify_rotation(
     let root: TrustRoot = next.open()?;
     let current = previous.version();
     if root.version <= current {
-        return Err(TrustError::RootRollback { current, got: root.version });
+        return Err(TrustError::RootRollback {
+            current,
+            got: root.version,
+        });
     }
     if root.version != current + 1 {
-        return Err(TrustError::RootVersionGap { current, got: root.version });
+        return Err(TrustError::RootVersionGap {
+            current,
+            got: root.version,
+        });
     }
-    let by_previous =
-        count_signatures("root (of the previous root)", &previous.root.roles.root, Context::Root, next).require()?;
-    let by_self = count_signatures("root (of the new root)", &root.roles.root, Context::Root, next).require()?;
-    Ok((VerifiedRoot { root, envelope: next.clone() }, by_previous, by_self))
+    let by_previous = count_signatures(
+        "root (of the previous root)",
+        &previous.root.roles.root,
+        Context::Root,
+        next,
+    )
+    .require()?;
+    let by_self = count_signatures(
+        "root (of the new root)",
+        &root.roles.root,
+        Context::Root,
+        next,
+    )
+    .require()?;
+    Ok((
+        VerifiedRoot {
+            root,
+            envelope: next.clone(),
+        },
+        by_previous,
+        by_self,
+    ))
 }
 
 /// The chain of trust roots a node has accepted, from the pinned one to the newest.
@@ -74,7 +107,9 @@ pub struct RootChain {
 impl RootChain {
     /// Starts a chain at a pinned root.
     pub fn new(pinned: VerifiedRoot) -> Self {
-        RootChain { roots: vec![pinned] }
+        RootChain {
+            roots: vec![pinned],
+        }
     }
 
     /// Rebuilds a chain from stored envelopes (oldest first), verifying every step again.
@@ -82,11 +117,18 @@ impl RootChain {
     /// is not: later roots supersede it).
     pub fn from_envelopes(envelopes: &[SignedEnvelope]) -> Result<Self, TrustError> {
         let (first, rest) = envelopes.split_first().ok_or_else(|| {
-            TrustError::Proto(upswarm_proto::ProtoError::invalid("trust root chain", "roots", "chain is empty"))
+            TrustError::Proto(upswarm_proto::ProtoError::invalid(
+                "trust root chain",
+                "roots",
+                "chain is empty",
+            ))
         })?;
         let root: TrustRoot = first.open()?;
         count_signatures("root", &root.roles.root, Context::Root, first).require()?;
-        let mut chain = RootChain::new(VerifiedRoot { root, envelope: first.clone() });
+        let mut chain = RootChain::new(VerifiedRoot {
+            root,
+            envelope: first.clone(),
+        });
         for env in rest {
             chain.advance(env)?;
         }

@@ -62,7 +62,10 @@ impl Tally {
 
     /// Key ids that counted.
     pub fn counted(&self) -> impl Iterator<Item = &KeyId> {
-        self.verdicts.iter().filter(|v| v.outcome == Outcome::Counted).map(|v| &v.key)
+        self.verdicts
+            .iter()
+            .filter(|v| v.outcome == Outcome::Counted)
+            .map(|v| &v.key)
     }
 
     /// `Ok(self)` when the threshold is met, else [`TrustError::SignatureThreshold`].
@@ -89,7 +92,11 @@ impl fmt::Display for Tally {
             self.role,
             self.valid,
             self.threshold,
-            if self.met() { " — threshold met" } else { " — THRESHOLD NOT MET" }
+            if self.met() {
+                " — threshold met"
+            } else {
+                " — THRESHOLD NOT MET"
+            }
         )?;
         if self.verdicts.is_empty() {
             writeln!(f, "  (no signatures)")?;
@@ -108,7 +115,12 @@ impl fmt::Display for Tally {
 /// - signatures by key ids outside the role are ignored, never counted;
 /// - signatures are verified with `verify_strict` over `context.signing_message(payload)`,
 ///   i.e. over the exact bytes carried, never a re-serialisation.
-pub fn count_signatures(role_name: &'static str, role: &Role, context: Context, envelope: &SignedEnvelope) -> Tally {
+pub fn count_signatures(
+    role_name: &'static str,
+    role: &Role,
+    context: Context,
+    envelope: &SignedEnvelope,
+) -> Tally {
     let message = context.signing_message(&envelope.payload);
     let mut counted: BTreeSet<KeyId> = BTreeSet::new();
     let mut verdicts = Vec::with_capacity(envelope.sigs.len());
@@ -120,7 +132,9 @@ pub fn count_signatures(role_name: &'static str, role: &Role, context: Context, 
                 None => Outcome::NotInRole,
                 Some(pk) => {
                     let ok = VerifyingKey::from_bytes(&pk.0)
-                        .and_then(|vk| vk.verify_strict(&message, &Signature::from_bytes(&entry.sig.0)))
+                        .and_then(|vk| {
+                            vk.verify_strict(&message, &Signature::from_bytes(&entry.sig.0))
+                        })
                         .is_ok();
                     if ok {
                         counted.insert(entry.key);
@@ -131,7 +145,10 @@ pub fn count_signatures(role_name: &'static str, role: &Role, context: Context, 
                 }
             }
         };
-        verdicts.push(SigVerdict { key: entry.key, outcome });
+        verdicts.push(SigVerdict {
+            key: entry.key,
+            outcome,
+        });
     }
     Tally {
         role: role_name,
@@ -159,7 +176,10 @@ mod tests {
     use crate::SecretKey;
 
     fn role(keys: &[&SecretKey], threshold: u32) -> Role {
-        Role { keys: keys.iter().map(|k| k.public()).collect(), threshold }
+        Role {
+            keys: keys.iter().map(|k| k.public()).collect(),
+            threshold,
+        }
     }
 
     #[test]
