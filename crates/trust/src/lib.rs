@@ -24,7 +24,7 @@ mod tally;
 pub use error::TrustError;
 pub use keys::{SecretKey, read_public_key, read_secret_key, write_keypair};
 pub use manifest::{VerifiedManifest, verify_manifest, verify_manifest_signatures};
-pub use root::{RootChain, VerifiedRoot, verify_root, verify_rotation};
+pub use root::{RootChain, VerifiedRoot, verify_root, verify_root_signatures, verify_rotation};
 pub use tally::{Outcome, SigVerdict, Tally, count_signatures};
 
 /// The time against which expiry is checked: now, plus how much clock skew to tolerate.

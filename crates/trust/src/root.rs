@@ -37,16 +37,18 @@ pub fn verify_root(
     envelope: &SignedEnvelope,
     time: TimeCheck,
 ) -> Result<(VerifiedRoot, Tally), TrustError> {
+    let (verified, tally) = verify_root_signatures(envelope)?;
+    time.check(TrustRoot::WHAT, verified.root.expires_at)?;
+    Ok((verified, tally))
+}
+
+/// Checks a trust root's form and self-signature, but not its expiry: for a previous root in
+/// a rotation chain, which may have expired since it was superseded.
+pub fn verify_root_signatures(envelope: &SignedEnvelope) -> Result<(VerifiedRoot, Tally), TrustError> {
     let root: TrustRoot = envelope.open()?;
     let tally = count_signatures("root", &root.roles.root, Context::Root, envelope).require()?;
-    time.check(TrustRoot::WHAT, root.expires_at)?;
-    Ok((
-        VerifiedRoot {
-            root,
-            envelope: envelope.clone(),
-        },
-        tally,
-    ))
+    let envelope = envelope.clone();
+    Ok((VerifiedRoot { root, envelope }, tally))
 }
 
 /// Checks that `next` is a valid rotation of `previous`: its version is exactly one more,
@@ -123,12 +125,8 @@ impl RootChain {
                 "chain is empty",
             ))
         })?;
-        let root: TrustRoot = first.open()?;
-        count_signatures("root", &root.roles.root, Context::Root, first).require()?;
-        let mut chain = RootChain::new(VerifiedRoot {
-            root,
-            envelope: first.clone(),
-        });
+        let (pinned, _) = verify_root_signatures(first)?;
+        let mut chain = RootChain::new(pinned);
         for env in rest {
             chain.advance(env)?;
         }
