@@ -10,20 +10,30 @@ use upswarm_proto::{Message, SignedEnvelope};
 /// Reads a file of at most `limit` bytes. The size is checked from metadata first, and the
 /// read itself is bounded, so a huge file (or a device) is refused without reading it all.
 pub fn read_limited(path: &Path, what: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
-    let f = fs::File::open(path).with_context(|| format!("{}: cannot open {what}", path.display()))?;
-    let meta = f.metadata().with_context(|| format!("{}: cannot stat {what}", path.display()))?;
+    let f =
+        fs::File::open(path).with_context(|| format!("{}: cannot open {what}", path.display()))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("{}: cannot stat {what}", path.display()))?;
     if meta.is_dir() {
         bail!("{}: is a directory, expected a {what} file", path.display());
     }
     if meta.len() > limit as u64 {
-        bail!("{}: {what} is {} bytes, over the limit of {limit} bytes; this is not a {what}", path.display(), meta.len());
+        bail!(
+            "{}: {what} is {} bytes, over the limit of {limit} bytes; this is not a {what}",
+            path.display(),
+            meta.len()
+        );
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.take(limit as u64 + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("{}: cannot read {what}", path.display()))?;
     if buf.len() > limit {
-        bail!("{}: {what} is over the limit of {limit} bytes", path.display());
+        bail!(
+            "{}: {what} is over the limit of {limit} bytes",
+            path.display()
+        );
     }
     Ok(buf)
 }
@@ -31,8 +41,11 @@ pub fn read_limited(path: &Path, what: &str, limit: usize) -> anyhow::Result<Vec
 /// Reads a signed envelope holding an `M` and decodes (and validates) the message.
 pub fn read_signed<M: Message>(path: &Path) -> anyhow::Result<(SignedEnvelope, M)> {
     let bytes = read_limited(path, M::WHAT, M::MAX_BYTES)?;
-    let env = SignedEnvelope::decode::<M>(&bytes).with_context(|| format!("{}: not a valid {}", path.display(), M::WHAT))?;
-    let msg = env.open::<M>().with_context(|| format!("{}: not a valid {}", path.display(), M::WHAT))?;
+    let env = SignedEnvelope::decode::<M>(&bytes)
+        .with_context(|| format!("{}: not a valid {}", path.display(), M::WHAT))?;
+    let msg = env
+        .open::<M>()
+        .with_context(|| format!("{}: not a valid {}", path.display(), M::WHAT))?;
     Ok((env, msg))
 }
 
@@ -42,7 +55,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;

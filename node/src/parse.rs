@@ -7,23 +7,36 @@ use upswarm_proto::{Phase, UpdateType};
 
 /// A duration such as `30s`, `10m`, `365d`.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 365d: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 365d: {e}"))
 }
 
 /// A byte size such as `1048576`, `64KiB`, `1MiB`.
 pub fn size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let (num, mult) = [("KiB", 1u64 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20)]
-        .iter()
-        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
-        .unwrap_or((t, 1));
-    let n: u64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    let (num, mult) = [
+        ("KiB", 1u64 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("K", 1 << 10),
+        ("M", 1 << 20),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// `NAME=PATH` for `--artifact`.
 pub fn name_path(s: &str) -> Result<(String, PathBuf), String> {
-    let (name, path) = s.split_once('=').ok_or_else(|| format!("{s:?} must be NAME=PATH"))?;
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} must be NAME=PATH"))?;
     if name.is_empty() || path.is_empty() {
         return Err(format!("{s:?} must be NAME=PATH with both parts non-empty"));
     }
@@ -32,16 +45,24 @@ pub fn name_path(s: &str) -> Result<(String, PathBuf), String> {
 
 /// `TYPE=N` for `--type-threshold`.
 pub fn type_threshold(s: &str) -> Result<(UpdateType, u32), String> {
-    let (ty, n) = s.split_once('=').ok_or_else(|| format!("{s:?} must be TYPE=N, e.g. major=3"))?;
+    let (ty, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} must be TYPE=N, e.g. major=3"))?;
     let ty: UpdateType = ty.parse()?;
-    let n: u32 = n.parse().map_err(|_| format!("{s:?}: {n:?} is not a whole number"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a whole number"))?;
     Ok((ty, n))
 }
 
 /// `PUBFILE=WEIGHT` for `--voter`.
 pub fn voter(s: &str) -> Result<(PathBuf, u64), String> {
-    let (path, w) = s.rsplit_once('=').ok_or_else(|| format!("{s:?} must be PUBFILE=WEIGHT"))?;
-    let w: u64 = w.parse().map_err(|_| format!("{s:?}: weight {w:?} is not a whole number"))?;
+    let (path, w) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} must be PUBFILE=WEIGHT"))?;
+    let w: u64 = w
+        .parse()
+        .map_err(|_| format!("{s:?}: weight {w:?} is not a whole number"))?;
     if w == 0 {
         return Err(format!("{s:?}: weight must be at least 1"));
     }
@@ -64,17 +85,29 @@ pub fn phase(s: &str) -> Result<Phase, String> {
         _ => 1_000,
     };
     let min_reports = match parts.next() {
-        Some(n) if !n.is_empty() => n.parse().map_err(|_| format!("phase {s:?}: {n:?} is not a whole number"))?,
+        Some(n) if !n.is_empty() => n
+            .parse()
+            .map_err(|_| format!("phase {s:?}: {n:?} is not a whole number"))?,
         _ => 1,
     };
     if parts.next().is_some() {
-        return Err(format!("phase {s:?} has more than four ':'-separated parts"));
+        return Err(format!(
+            "phase {s:?} has more than four ':'-separated parts"
+        ));
     }
-    Ok(Phase { until_bp, min_soak_secs, max_failure_bp, min_reports })
+    Ok(Phase {
+        until_bp,
+        min_soak_secs,
+        max_failure_bp,
+        min_reports,
+    })
 }
 
 fn percent_bp(s: &str) -> Result<u16, String> {
-    let p: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage"))?;
+    let p: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
     if !(0.0..=100.0).contains(&p) {
         return Err(format!("{s:?} is not between 0 and 100"));
     }
@@ -96,7 +129,10 @@ mod tests {
     #[test]
     fn phases() {
         let p = phase("5:10m:20:2").unwrap();
-        assert_eq!((p.until_bp, p.min_soak_secs, p.max_failure_bp, p.min_reports), (500, 600, 2000, 2));
+        assert_eq!(
+            (p.until_bp, p.min_soak_secs, p.max_failure_bp, p.min_reports),
+            (500, 600, 2000, 2)
+        );
         assert_eq!(phase("100").unwrap().until_bp, 10_000);
         assert_eq!(phase("0.5").unwrap().until_bp, 50);
         assert!(phase("101").is_err());

@@ -44,7 +44,9 @@ pub fn verify_root(
 
 /// Checks a trust root's form and self-signature, but not its expiry: for a previous root in
 /// a rotation chain, which may have expired since it was superseded.
-pub fn verify_root_signatures(envelope: &SignedEnvelope) -> Result<(VerifiedRoot, Tally), TrustError> {
+pub fn verify_root_signatures(
+    envelope: &SignedEnvelope,
+) -> Result<(VerifiedRoot, Tally), TrustError> {
     let root: TrustRoot = envelope.open()?;
     let tally = count_signatures("root", &root.roles.root, Context::Root, envelope).require()?;
     let envelope = envelope.clone();

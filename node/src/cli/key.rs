@@ -32,7 +32,9 @@ pub(super) fn run(cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Id { file } => {
             let id = match read_public_key(&file) {
                 Ok(pk) => pk.key_id(),
-                Err(_) => read_secret_key(&file).with_context(|| format!("{}: not a key file", file.display()))?.key_id(),
+                Err(_) => read_secret_key(&file)
+                    .with_context(|| format!("{}: not a key file", file.display()))?
+                    .key_id(),
             };
             println!("{}", id.to_hex());
         }

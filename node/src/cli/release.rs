@@ -9,9 +9,12 @@ use clap::Subcommand;
 use upswarm_content::{ChunkStore, chunk_file, verify_artifact};
 use upswarm_proto::manifest::{DEFAULT_CHUNK_SIZE, MANIFEST_VERSION, check_artifact_name};
 use upswarm_proto::{
-    Artifact, Changelog, Context, Manifest, Message, Protocols, RolloutPlan, SignedEnvelope, TrustRoot, UpdateType,
+    Artifact, Changelog, Context, Manifest, Message, Protocols, RolloutPlan, SignedEnvelope,
+    TrustRoot, UpdateType,
 };
-use upswarm_trust::{TimeCheck, read_secret_key, unix_now, verify_manifest_signatures, verify_root};
+use upswarm_trust::{
+    TimeCheck, read_secret_key, unix_now, verify_manifest_signatures, verify_root,
+};
 
 use super::{Failure, show};
 use crate::files::{read_limited, read_signed, write_atomic};
@@ -26,7 +29,7 @@ pub const CHUNKS_DIR: &str = "chunks";
 pub enum ReleaseCommand {
     /// Create a release: chunk the artifacts into DIR/chunks and write the unsigned
     /// DIR/manifest.cbor.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Add one signature to a manifest, in place (signing twice with one key adds nothing).
     Sign {
         /// Secret key file.
@@ -44,6 +47,9 @@ pub enum ReleaseCommand {
         root: PathBuf,
         #[arg(value_name = "MANIFEST")]
         manifest: PathBuf,
+        /// Clock-skew allowance for expiry checks.
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = "5m")]
+        skew: Duration,
     },
     /// Print a human-readable summary of a manifest.
     Inspect {
@@ -116,14 +122,21 @@ pub fn host_platform() -> String {
 
 pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
     match cmd {
-        ReleaseCommand::Create(args) => create(args),
-        ReleaseCommand::Sign { key, manifest: path } => {
+        ReleaseCommand::Create(args) => create(*args),
+        ReleaseCommand::Sign {
+            key,
+            manifest: path,
+        } => {
             let key = read_secret_key(&key)?;
             let (mut env, m) = read_signed::<Manifest>(&path)?;
             if key.sign_envelope(Context::Manifest, &mut env) {
                 let bytes = env.encode();
                 if bytes.len() > Manifest::MAX_BYTES {
-                    bail!("{}: one more signature would take the manifest over {} bytes", path.display(), Manifest::MAX_BYTES);
+                    bail!(
+                        "{}: one more signature would take the manifest over {} bytes",
+                        path.display(),
+                        Manifest::MAX_BYTES
+                    );
                 }
                 write_atomic(&path, &bytes)?;
                 println!(
@@ -134,11 +147,19 @@ pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
                     env.sigs.len()
                 );
             } else {
-                println!("{} is already signed by key {}; nothing added", path.display(), key.key_id());
+                println!(
+                    "{} is already signed by key {}; nothing added",
+                    path.display(),
+                    key.key_id()
+                );
             }
             Ok(())
         }
-        ReleaseCommand::Verify { root, manifest } => verify(&root, &manifest),
+        ReleaseCommand::Verify {
+            root,
+            manifest,
+            skew,
+        } => verify(&root, &manifest, skew),
         ReleaseCommand::Inspect { manifest, json } => inspect(&manifest, json),
     }
 }
@@ -151,8 +172,10 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     let platform = a.platform.clone().unwrap_or_else(host_platform);
     // Check everything cheap before the expensive chunking.
     for (name, path) in &a.artifacts {
-        check_artifact_name(name).with_context(|| format!("--artifact {name}={}", path.display()))?;
-        let meta = fs::metadata(path).with_context(|| format!("{}: cannot read artifact {name}", path.display()))?;
+        check_artifact_name(name)
+            .with_context(|| format!("--artifact {name}={}", path.display()))?;
+        let meta = fs::metadata(path)
+            .with_context(|| format!("{}: cannot read artifact {name}", path.display()))?;
         if !meta.is_file() {
             bail!("{}: artifact {name} is not a regular file", path.display());
         }
@@ -163,17 +186,27 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     };
     let manifest_path = a.out.join(MANIFEST_FILE);
     if manifest_path.exists() {
-        bail!("{}: already exists; use a new --out directory for a new release", manifest_path.display());
+        bail!(
+            "{}: already exists; use a new --out directory for a new release",
+            manifest_path.display()
+        );
     }
-    fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create directory", a.out.display()))?;
+    fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create directory", a.out.display()))?;
     let store = ChunkStore::open(a.out.join(CHUNKS_DIR))?;
 
     let mut artifacts = Vec::with_capacity(a.artifacts.len());
     for (name, path) in &a.artifacts {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-        let c = chunk_file(path, chunk_size, &store).with_context(|| format!("{}: chunking artifact {name}", path.display()))?;
-        eprintln!("  {name}: {} bytes, {} chunk(s), blake3 {}", c.size, c.index.len(), c.hash.to_hex());
+        let c = chunk_file(path, chunk_size, &store)
+            .with_context(|| format!("{}: chunking artifact {name}", path.display()))?;
+        eprintln!(
+            "  {name}: {} bytes, {} chunk(s), blake3 {}",
+            c.size,
+            c.index.len(),
+            c.hash.to_hex()
+        );
         artifacts.push(Artifact {
             name: name.clone(),
             platform: platform.clone(),
@@ -194,14 +227,23 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         security_critical: a.security_critical,
         rollback: a.rollback,
         min_version: a.min_version,
-        protocols: Protocols { provides: a.provides, requires: a.requires },
+        protocols: Protocols {
+            provides: a.provides,
+            requires: a.requires,
+        },
         created_at: now,
         expires_at: now.saturating_add(a.expires_in.as_secs()),
         changelog,
-        rollout: if a.phases.is_empty() { None } else { Some(RolloutPlan { phases: a.phases }) },
+        rollout: if a.phases.is_empty() {
+            None
+        } else {
+            Some(RolloutPlan { phases: a.phases })
+        },
         artifacts,
     };
-    manifest.validate().context("the release these flags describe is not valid")?;
+    manifest
+        .validate()
+        .context("the release these flags describe is not valid")?;
     let env = SignedEnvelope::wrap(&manifest);
     // Leave room for a full set of signatures (about 110 bytes each).
     let room = upswarm_proto::envelope::MAX_SIGNATURES * 110;
@@ -213,7 +255,13 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         );
     }
     write_atomic(&manifest_path, &env.encode())?;
-    println!("release {} {} ({}), id {}", manifest.name, manifest.version, manifest.update_type, env.payload_hash().to_hex());
+    println!(
+        "release {} {} ({}), id {}",
+        manifest.name,
+        manifest.version,
+        manifest.update_type,
+        env.payload_hash().to_hex()
+    );
     eprintln!(
         "wrote {} (unsigned). Each signer now runs: upswarm release sign --key KEY {}",
         manifest_path.display(),
@@ -226,7 +274,8 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
 /// `-` or `*` bullets are entries; text before any heading goes to Features.
 pub fn parse_changelog(path: &Path) -> anyhow::Result<Changelog> {
     let bytes = read_limited(path, "changelog", 32 * 1024)?;
-    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: changelog is not UTF-8 text", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: changelog is not UTF-8 text", path.display()))?;
     let mut log = Changelog::default();
     let mut section = 0usize;
     for (n, line) in text.lines().enumerate() {
@@ -243,19 +292,30 @@ pub fn parse_changelog(path: &Path) -> anyhow::Result<Changelog> {
             } else if h.starts_with("security") {
                 2
             } else {
-                bail!("{}:{}: unknown section {h:?}; expected Features, Fixes or Security", path.display(), n + 1);
+                bail!(
+                    "{}:{}: unknown section {h:?}; expected Features, Fixes or Security",
+                    path.display(),
+                    n + 1
+                );
             };
             continue;
         }
-        let item = line.strip_prefix("- ").or_else(|| line.strip_prefix("* ")).unwrap_or(line).to_string();
+        let item = line
+            .strip_prefix("- ")
+            .or_else(|| line.strip_prefix("* "))
+            .unwrap_or(line)
+            .to_string();
         [&mut log.features, &mut log.fixes, &mut log.security][section].push(item);
     }
     Ok(log)
 }
 
-fn verify(root_path: &Path, manifest_path: &Path) -> anyhow::Result<()> {
+fn verify(root_path: &Path, manifest_path: &Path, skew: Duration) -> anyhow::Result<()> {
     let (root_env, root) = read_signed::<TrustRoot>(root_path)?;
-    let time = TimeCheck::system();
+    let time = TimeCheck {
+        now: unix_now(),
+        skew: skew.as_secs(),
+    };
     verify_root(&root_env, time).map_err(|e| {
         if let Some(t) = e.tally() {
             print!("{}", show::tally(t, &root));
@@ -284,15 +344,27 @@ fn verify(root_path: &Path, manifest_path: &Path) -> anyhow::Result<()> {
     if let Err(e) = time.check(Manifest::WHAT, manifest.expires_at) {
         problems.push(e.to_string());
     }
-    let dir = manifest_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let chunks = dir.join(CHUNKS_DIR);
     if !chunks.is_dir() {
-        problems.push(format!("{}: no chunk directory; the artifacts cannot be checked", chunks.display()));
+        problems.push(format!(
+            "{}: no chunk directory; the artifacts cannot be checked",
+            chunks.display()
+        ));
     } else {
         let store = ChunkStore::open(&chunks)?;
         for a in &manifest.artifacts {
             match verify_artifact(&store, a) {
-                Ok(idx) => println!("artifact {} ({}): {} bytes, {} chunk(s) — hashes match", a.name, a.platform, a.size, idx.len()),
+                Ok(idx) => println!(
+                    "artifact {} ({}): {} bytes, {} chunk(s) — hashes match",
+                    a.name,
+                    a.platform,
+                    a.size,
+                    idx.len()
+                ),
                 Err(e) => {
                     println!("artifact {} ({}): {e}", a.name, a.platform);
                     problems.push(format!("artifact {}: {e}", a.name));
@@ -301,10 +373,19 @@ fn verify(root_path: &Path, manifest_path: &Path) -> anyhow::Result<()> {
         }
     }
     if problems.is_empty() {
-        println!("OK: {} is valid under trust root version {}", manifest_path.display(), root.version);
+        println!(
+            "OK: {} is valid under trust root version {}",
+            manifest_path.display(),
+            root.version
+        );
         Ok(())
     } else {
-        Err(Failure::Rejected(format!("{}: {}", manifest_path.display(), problems.join("; "))).into())
+        Err(Failure::Rejected(format!(
+            "{}: {}",
+            manifest_path.display(),
+            problems.join("; ")
+        ))
+        .into())
     }
 }
 
@@ -325,7 +406,11 @@ fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     println!(
         "type         {}{}{}",
         m.update_type,
-        if m.security_critical { ", SECURITY-CRITICAL" } else { "" },
+        if m.security_critical {
+            ", SECURITY-CRITICAL"
+        } else {
+            ""
+        },
         if m.rollback { ", rollback release" } else { "" }
     );
     if let Some(min) = &m.min_version {
@@ -334,10 +419,21 @@ fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     println!("created      {}", show::time(m.created_at));
     println!("expires      {}", show::time(m.expires_at));
     if !m.protocols.provides.is_empty() || !m.protocols.requires.is_empty() {
-        println!("protocols    provides [{}], requires [{}]", m.protocols.provides.join(", "), m.protocols.requires.join(", "));
+        println!(
+            "protocols    provides [{}], requires [{}]",
+            m.protocols.provides.join(", "),
+            m.protocols.requires.join(", ")
+        );
     }
     let plan = m.effective_plan();
-    println!("rollout      {}", if m.rollout.is_some() { "custom plan" } else { "default plan for this type" });
+    println!(
+        "rollout      {}",
+        if m.rollout.is_some() {
+            "custom plan"
+        } else {
+            "default plan for this type"
+        }
+    );
     for (i, p) in plan.phases.iter().enumerate() {
         println!(
             "  phase {}: up to {:.2}% of nodes, soak {}, halt above {:.2}% failures, needs {} report(s)",
@@ -362,7 +458,11 @@ fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
             a.chunk_index.to_hex()
         );
     }
-    for (title, items) in [("features", &m.changelog.features), ("fixes", &m.changelog.fixes), ("security", &m.changelog.security)] {
+    for (title, items) in [
+        ("features", &m.changelog.features),
+        ("fixes", &m.changelog.fixes),
+        ("security", &m.changelog.security),
+    ] {
         if !items.is_empty() {
             println!("{title}");
             for i in items {

@@ -7,10 +7,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use upswarm_proto::root::ROOT_VERSION;
 use upswarm_proto::{
-    Context, Electorate, Message, PublicKey, ReleaseRole, Role, Roles, SignedEnvelope, TrustRoot, UpdateType, Voter,
+    Context, Electorate, Message, PublicKey, ReleaseRole, Role, Roles, SignedEnvelope, TrustRoot,
+    UpdateType, Voter,
 };
 use upswarm_trust::{
-    TimeCheck, read_public_key, read_secret_key, unix_now, verify_root, verify_root_signatures, verify_rotation,
+    TimeCheck, read_public_key, read_secret_key, unix_now, verify_root, verify_root_signatures,
+    verify_rotation,
 };
 
 use super::{Failure, show};
@@ -43,6 +45,9 @@ pub enum RootCommand {
         /// The root this one rotates from.
         #[arg(long, value_name = "OLDROOT")]
         previous: Option<PathBuf>,
+        /// Clock-skew allowance for the expiry check.
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = "5m")]
+        skew: Duration,
     },
     /// Create the next version of a trust root (unsigned). Roles not given are carried over.
     /// Then sign it with enough keys of the OLD root role and of the NEW root role.
@@ -108,10 +113,19 @@ fn role(
     previous: Option<&Role>,
 ) -> anyhow::Result<Option<Role>> {
     match (keys.is_empty(), threshold, previous) {
-        (false, Some(t), _) => Ok(Some(Role { keys: load_keys(keys)?, threshold: t })),
-        (false, None, Some(p)) => Ok(Some(Role { keys: load_keys(keys)?, threshold: p.threshold })),
+        (false, Some(t), _) => Ok(Some(Role {
+            keys: load_keys(keys)?,
+            threshold: t,
+        })),
+        (false, None, Some(p)) => Ok(Some(Role {
+            keys: load_keys(keys)?,
+            threshold: p.threshold,
+        })),
         (false, None, None) => bail!("--{name}-key needs --{name}-threshold"),
-        (true, Some(t), Some(p)) => Ok(Some(Role { keys: p.keys.clone(), threshold: t })),
+        (true, Some(t), Some(p)) => Ok(Some(Role {
+            keys: p.keys.clone(),
+            threshold: t,
+        })),
         (true, Some(_), None) => bail!("--{name}-threshold needs --{name}-key"),
         (true, None, p) => Ok(p.cloned()),
     }
@@ -122,22 +136,48 @@ impl RoleArgs {
     /// do not say.
     fn build(&self, previous: Option<&TrustRoot>, no_control: bool) -> anyhow::Result<Roles> {
         let prev = previous.map(|p| &p.roles);
-        let root = role("root", &self.root_keys, self.root_threshold, prev.map(|r| &r.root))?
-            .context("--root-key and --root-threshold are required")?;
-        let prev_release = prev.map(|r| Role { keys: r.release.keys.clone(), threshold: r.release.threshold });
-        let rel = role("release", &self.release_keys, self.release_threshold, prev_release.as_ref())?
-            .context("--release-key and --release-threshold are required")?;
+        let root = role(
+            "root",
+            &self.root_keys,
+            self.root_threshold,
+            prev.map(|r| &r.root),
+        )?
+        .context("--root-key and --root-threshold are required")?;
+        let prev_release = prev.map(|r| Role {
+            keys: r.release.keys.clone(),
+            threshold: r.release.threshold,
+        });
+        let rel = role(
+            "release",
+            &self.release_keys,
+            self.release_threshold,
+            prev_release.as_ref(),
+        )?
+        .context("--release-key and --release-threshold are required")?;
         let types = if self.type_thresholds.is_empty() {
             prev.map(|r| r.release.types.clone()).unwrap_or_default()
         } else {
             self.type_thresholds.iter().copied().collect()
         };
-        let floor = self.release_floor.or(prev.map(|r| r.release.floor)).unwrap_or(1);
-        let release = ReleaseRole { keys: rel.keys, threshold: rel.threshold, floor, types };
+        let floor = self
+            .release_floor
+            .or(prev.map(|r| r.release.floor))
+            .unwrap_or(1);
+        let release = ReleaseRole {
+            keys: rel.keys,
+            threshold: rel.threshold,
+            floor,
+            types,
+        };
         let control = if no_control {
             None
         } else {
-            role("control", &self.control_keys, self.control_threshold, prev.and_then(|r| r.control.as_ref()))?
+            role(
+                "control",
+                &self.control_keys,
+                self.control_threshold,
+                prev.and_then(|r| r.control.as_ref()),
+            )?
         };
         let electorate = if self.voters.is_empty() {
             prev.map(|r| r.electorate.clone()).unwrap_or_default()
@@ -145,11 +185,21 @@ impl RoleArgs {
             let voters = self
                 .voters
                 .iter()
-                .map(|(p, w)| Ok(Voter { key: read_public_key(p)?, weight: *w }))
+                .map(|(p, w)| {
+                    Ok(Voter {
+                        key: read_public_key(p)?,
+                        weight: *w,
+                    })
+                })
                 .collect::<anyhow::Result<_>>()?;
             Electorate { voters }
         };
-        Ok(Roles { root, release, control, electorate })
+        Ok(Roles {
+            root,
+            release,
+            control,
+            electorate,
+        })
     }
 
     fn expires_at(&self) -> u64 {
@@ -158,9 +208,13 @@ impl RoleArgs {
 }
 
 fn write_new_root(out: &Path, root: &TrustRoot) -> anyhow::Result<()> {
-    root.validate().context("the trust root these flags describe is not valid")?;
+    root.validate()
+        .context("the trust root these flags describe is not valid")?;
     if out.exists() {
-        bail!("{}: already exists; refusing to overwrite a trust root", out.display());
+        bail!(
+            "{}: already exists; refusing to overwrite a trust root",
+            out.display()
+        );
     }
     write_atomic(out, &SignedEnvelope::wrap(root).encode())?;
     print!("{}", describe(root));
@@ -175,11 +229,20 @@ fn write_new_root(out: &Path, root: &TrustRoot) -> anyhow::Result<()> {
 pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
     match cmd {
         RootCommand::Init { out, roles } => {
-            let root =
-                TrustRoot { v: ROOT_VERSION, version: 1, expires_at: roles.expires_at(), roles: roles.build(None, false)? };
+            let root = TrustRoot {
+                v: ROOT_VERSION,
+                version: 1,
+                expires_at: roles.expires_at(),
+                roles: roles.build(None, false)?,
+            };
             write_new_root(&out, &root)
         }
-        RootCommand::Rotate { previous, out, roles, no_control } => {
+        RootCommand::Rotate {
+            previous,
+            out,
+            roles,
+            no_control,
+        } => {
             let (_, prev) = read_signed::<TrustRoot>(&previous)?;
             let root = TrustRoot {
                 v: ROOT_VERSION,
@@ -200,9 +263,18 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
             if !env.sigs.iter().any(|s| s.key == key.key_id()) {
                 key.sign_envelope(Context::Root, &mut env);
                 write_atomic(&path, &env.encode())?;
-                println!("signed {} (version {}) with key {}", path.display(), root.version, key.key_id());
+                println!(
+                    "signed {} (version {}) with key {}",
+                    path.display(),
+                    root.version,
+                    key.key_id()
+                );
             } else {
-                println!("{} is already signed by key {}; nothing added", path.display(), key.key_id());
+                println!(
+                    "{} is already signed by key {}; nothing added",
+                    path.display(),
+                    key.key_id()
+                );
             }
             if !root.roles.root.keys.contains(&key.public()) {
                 eprintln!(
@@ -212,12 +284,20 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RootCommand::Verify { root: path, previous } => {
+        RootCommand::Verify {
+            root: path,
+            previous,
+            skew,
+        } => {
             let (env, root) = read_signed::<TrustRoot>(&path)?;
-            let time = TimeCheck::system();
+            let time = TimeCheck {
+                now: unix_now(),
+                skew: skew.as_secs(),
+            };
             match previous {
                 None => {
-                    let (_, tally) = verify_root(&env, time).map_err(|e| reject(&path, &root, e))?;
+                    let (_, tally) =
+                        verify_root(&env, time).map_err(|e| reject(&path, &root, e))?;
                     print!("{}", show::tally(&tally, &root));
                 }
                 Some(prev_path) => {
@@ -225,14 +305,23 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
                     // The previous root may itself have expired since; its signatures still chain.
                     let (prev_verified, _) = verify_root_signatures(&prev_env)
                         .map_err(|e| reject(&prev_path, &prev_root, e))
-                        .with_context(|| format!("{}: the previous root is not valid", prev_path.display()))?;
-                    let (_, by_old, by_new) = verify_rotation(&prev_verified, &env).map_err(|e| reject(&path, &root, e))?;
+                        .with_context(|| {
+                            format!("{}: the previous root is not valid", prev_path.display())
+                        })?;
+                    let (_, by_old, by_new) = verify_rotation(&prev_verified, &env)
+                        .map_err(|e| reject(&path, &root, e))?;
                     print!("{}", show::tally(&by_old, &prev_root));
                     print!("{}", show::tally(&by_new, &root));
-                    time.check(TrustRoot::WHAT, root.expires_at).map_err(|e| reject(&path, &root, e))?;
+                    time.check(TrustRoot::WHAT, root.expires_at)
+                        .map_err(|e| reject(&path, &root, e))?;
                 }
             }
-            println!("OK: {} is a valid trust root, version {}, expires {}", path.display(), root.version, show::time(root.expires_at));
+            println!(
+                "OK: {} is a valid trust root, version {}, expires {}",
+                path.display(),
+                root.version,
+                show::time(root.expires_at)
+            );
             Ok(())
         }
         RootCommand::Inspect { root: path } => {
@@ -241,7 +330,15 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
             println!("signatures: {}", env.sigs.len());
             for s in &env.sigs {
                 let roles = show::roles_of(&root, &s.key);
-                println!("  key {} ({})", s.key, if roles.is_empty() { "not in this root".into() } else { roles.join("/") });
+                println!(
+                    "  key {} ({})",
+                    s.key,
+                    if roles.is_empty() {
+                        "not in this root".into()
+                    } else {
+                        roles.join("/")
+                    }
+                );
             }
             Ok(())
         }
@@ -258,9 +355,22 @@ fn reject(path: &Path, root: &TrustRoot, e: upswarm_trust::TrustError) -> anyhow
 
 fn describe(root: &TrustRoot) -> String {
     let r = &root.roles;
-    let keys = |ks: &[PublicKey]| ks.iter().map(|k| k.key_id().to_string()).collect::<Vec<_>>().join(", ");
-    let mut s = format!("trust root version {}, expires {}\n", root.version, show::time(root.expires_at));
-    s += &format!("  root:       {} of [{}]\n", r.root.threshold, keys(&r.root.keys));
+    let keys = |ks: &[PublicKey]| {
+        ks.iter()
+            .map(|k| k.key_id().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!(
+        "trust root version {}, expires {}\n",
+        root.version,
+        show::time(root.expires_at)
+    );
+    s += &format!(
+        "  root:       {} of [{}]\n",
+        r.root.threshold,
+        keys(&r.root.keys)
+    );
     s += &format!(
         "  release:    {} of [{}] (floor {})\n",
         r.release.threshold,
@@ -276,7 +386,11 @@ fn describe(root: &TrustRoot) -> String {
         Some(c) => s += &format!("  control:    {} of [{}]\n", c.threshold, keys(&c.keys)),
         None => s += "  control:    none\n",
     }
-    s += &format!("  electorate: {} voter(s), total weight {}\n", r.electorate.voters.len(), r.electorate.total_weight());
+    s += &format!(
+        "  electorate: {} voter(s), total weight {}\n",
+        r.electorate.voters.len(),
+        r.electorate.total_weight()
+    );
     for v in &r.electorate.voters {
         s += &format!("    {} weight {}\n", v.key.key_id(), v.weight);
     }

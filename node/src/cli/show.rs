@@ -20,7 +20,10 @@ pub(super) fn roles_of(root: &TrustRoot, key: &KeyId) -> Vec<&'static str> {
     if r.release.keys.iter().any(|k| k.key_id() == *key) {
         out.push("release");
     }
-    if r.control.as_ref().is_some_and(|c| c.keys.iter().any(|k| k.key_id() == *key)) {
+    if r.control
+        .as_ref()
+        .is_some_and(|c| c.keys.iter().any(|k| k.key_id() == *key))
+    {
         out.push("control");
     }
     if r.electorate.voters.iter().any(|v| v.key.key_id() == *key) {
@@ -37,7 +40,11 @@ pub(super) fn tally(t: &Tally, root: &TrustRoot) -> String {
         t.role,
         t.valid,
         t.threshold,
-        if t.met() { "threshold met" } else { "THRESHOLD NOT MET" }
+        if t.met() {
+            "threshold met"
+        } else {
+            "THRESHOLD NOT MET"
+        }
     );
     if t.verdicts.is_empty() {
         s.push_str("  (no signatures)\n");
@@ -49,7 +56,10 @@ pub(super) fn tally(t: &Tally, root: &TrustRoot) -> String {
                 if roles.is_empty() {
                     "ignored: unknown key (not in the trust root)".to_string()
                 } else {
-                    format!("ignored: key of the {} role, not of this role", roles.join("/"))
+                    format!(
+                        "ignored: key of the {} role, not of this role",
+                        roles.join("/")
+                    )
                 }
             }
             other => other.to_string(),

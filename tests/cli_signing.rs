@@ -1,0 +1,477 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The offline signing flow through the real `upswarm` binary: keys, roots, rotation,
+//! releases — and what the user sees when the input is wrong.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use common::upswarm;
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    upswarm()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run upswarm")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "upswarm {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns stdout + stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "upswarm {args:?} should have failed:\n{text}"
+    );
+    assert!(
+        !text.contains("panicked"),
+        "upswarm {args:?} panicked:\n{text}"
+    );
+    text
+}
+
+/// Keys r1 r2 (root, 2-of-2), s1 s2 s3 (release, 2-of-3), c1 (control), v1 (voter); a
+/// signed root.cbor; and a 3 MiB artifact app.bin.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["r1", "r2", "s1", "s2", "s3", "c1", "v1"] {
+        let id = ok(d, &["key", "gen", "--out", k]);
+        assert_eq!(id.trim().len(), 64, "key id is 64 hex digits: {id}");
+        assert_eq!(
+            fs::metadata(d.join(format!("{k}.key")))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    ok(
+        d,
+        &[
+            "root",
+            "init",
+            "--out",
+            "root.cbor",
+            "--root-key",
+            "r1.pub",
+            "r2.pub",
+            "--root-threshold",
+            "2",
+            "--release-key",
+            "s1.pub",
+            "s2.pub",
+            "s3.pub",
+            "--release-threshold",
+            "2",
+            "--type-threshold",
+            "hotfix=1",
+            "--control-key",
+            "c1.pub",
+            "--control-threshold",
+            "1",
+            "--voter",
+            "v1.pub=5",
+        ],
+    );
+    ok(d, &["root", "sign", "--key", "r1.key", "root.cbor"]);
+    ok(d, &["root", "sign", "--key", "r2.key", "root.cbor"]);
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(d.join("app.bin"), data).unwrap();
+    dir
+}
+
+fn create_release(d: &Path, out: &str) {
+    ok(
+        d,
+        &[
+            "release",
+            "create",
+            "--name",
+            "demo",
+            "--version",
+            "1.0.0",
+            "--type",
+            "minor",
+            "--channel",
+            "stable",
+            "--artifact",
+            "node=app.bin",
+            "--chunk-size",
+            "256KiB",
+            "--out",
+            out,
+        ],
+    );
+}
+
+#[test]
+fn key_root_release_flow() {
+    let dir = setup();
+    let d = dir.path();
+    assert!(ok(d, &["root", "verify", "root.cbor"]).contains("OK"));
+    create_release(d, "rel");
+    let m = "rel/manifest.cbor";
+    // Unsigned: rejected with a report.
+    let report = fails(d, &["release", "verify", "--root", "root.cbor", m]);
+    assert!(report.contains("0 valid of 2 required"), "{report}");
+    ok(d, &["release", "sign", "--key", "s1.key", m]);
+    let before = fs::read(d.join(m)).unwrap();
+    let again = ok(d, &["release", "sign", "--key", "s1.key", m]);
+    assert!(again.contains("nothing added"), "{again}");
+    assert_eq!(
+        fs::read(d.join(m)).unwrap(),
+        before,
+        "signing twice with one key changes nothing"
+    );
+    // A root key's signature is ignored and the report says why.
+    ok(d, &["release", "sign", "--key", "r1.key", m]);
+    let report = fails(d, &["release", "verify", "--root", "root.cbor", m]);
+    assert!(report.contains("1 valid of 2 required"), "{report}");
+    assert!(
+        report.contains("key of the root role, not of this role"),
+        "{report}"
+    );
+    ok(d, &["release", "sign", "--key", "s2.key", m]);
+    let report = ok(d, &["release", "verify", "--root", "root.cbor", m]);
+    assert!(
+        report.contains("2 valid of 2 required") && report.contains("hashes match"),
+        "{report}"
+    );
+    let summary = ok(d, &["release", "inspect", m]);
+    assert!(
+        summary.contains("demo 1.0.0") && summary.contains("12 chunk(s)"),
+        "{summary}"
+    );
+    let json = ok(d, &["release", "inspect", "--json", m]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["manifest"]["version"], "1.0.0");
+}
+
+#[test]
+fn tampered_or_missing_chunks_fail_verification() {
+    let dir = setup();
+    let d = dir.path();
+    create_release(d, "rel");
+    for k in ["s1.key", "s2.key"] {
+        ok(d, &["release", "sign", "--key", k, "rel/manifest.cbor"]);
+    }
+    // Flip one byte of one chunk file.
+    let chunk = walk_files(&d.join("rel/chunks"))
+        .into_iter()
+        .find(|p| fs::metadata(p).unwrap().len() == 256 * 1024)
+        .unwrap();
+    let mut bytes = fs::read(&chunk).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&chunk, bytes).unwrap();
+    let report = fails(
+        d,
+        &[
+            "release",
+            "verify",
+            "--root",
+            "root.cbor",
+            "rel/manifest.cbor",
+        ],
+    );
+    assert!(
+        report.contains("artifact node") && report.contains("corrupt"),
+        "{report}"
+    );
+    // Now that chunk is gone: still a clear failure.
+    let report = fails(
+        d,
+        &[
+            "release",
+            "verify",
+            "--root",
+            "root.cbor",
+            "rel/manifest.cbor",
+        ],
+    );
+    assert!(report.contains("missing"), "{report}");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn rotation_needs_old_and_new_root_keys() {
+    let dir = setup();
+    let d = dir.path();
+    ok(d, &["key", "gen", "--out", "r3"]);
+    ok(
+        d,
+        &[
+            "root",
+            "rotate",
+            "--previous",
+            "root.cbor",
+            "--out",
+            "root2.cbor",
+            "--root-key",
+            "r2.pub",
+            "r3.pub",
+        ],
+    );
+    let inspect = ok(d, &["root", "inspect", "root2.cbor"]);
+    assert!(inspect.contains("version 2"), "{inspect}");
+    // Release role carried over from version 1.
+    assert!(inspect.contains("release:    2 of"), "{inspect}");
+    ok(d, &["root", "sign", "--key", "r3.key", "root2.cbor"]);
+    ok(d, &["root", "sign", "--key", "r2.key", "root2.cbor"]);
+    // Signed by the new root role only (r2 + r3); the old role (r1 + r2) has only r2.
+    let report = fails(
+        d,
+        &["root", "verify", "root2.cbor", "--previous", "root.cbor"],
+    );
+    assert!(
+        report.contains("previous root") && report.contains("1 valid of 2"),
+        "{report}"
+    );
+    ok(d, &["root", "sign", "--key", "r1.key", "root2.cbor"]);
+    ok(
+        d,
+        &["root", "verify", "root2.cbor", "--previous", "root.cbor"],
+    );
+    // Going back: the old root is not a rotation of the new one.
+    let report = fails(
+        d,
+        &["root", "verify", "root.cbor", "--previous", "root2.cbor"],
+    );
+    assert!(report.contains("rollback"), "{report}");
+}
+
+#[test]
+fn hostile_files_get_clear_errors() {
+    let dir = setup();
+    let d = dir.path();
+    // A 100 MB file passed as a manifest: refused from its size, without reading it.
+    let f = fs::File::create(d.join("huge.cbor")).unwrap();
+    f.set_len(100 * 1024 * 1024).unwrap();
+    let err = fails(d, &["release", "inspect", "huge.cbor"]);
+    assert!(
+        err.contains("huge.cbor") && err.contains("over the limit of 65536 bytes"),
+        "{err}"
+    );
+    // Random bytes.
+    fs::write(d.join("noise.cbor"), b"\x9f\xff\x00garbage\x13\x37").unwrap();
+    let err = fails(d, &["root", "verify", "noise.cbor"]);
+    assert!(
+        err.contains("noise.cbor") && err.contains("not a valid trust root"),
+        "{err}"
+    );
+    // Truncated root.
+    let root = fs::read(d.join("root.cbor")).unwrap();
+    fs::write(d.join("cut.cbor"), &root[..root.len() / 2]).unwrap();
+    let err = fails(d, &["root", "verify", "cut.cbor"]);
+    assert!(
+        err.contains("cut.cbor") && err.contains("truncated"),
+        "{err}"
+    );
+    // A root passed where a manifest is expected.
+    let err = fails(d, &["release", "inspect", "root.cbor"]);
+    assert!(
+        err.contains("root.cbor") && err.contains("not a valid manifest"),
+        "{err}"
+    );
+    // Missing file.
+    let err = fails(d, &["release", "verify", "--root", "nope.cbor", "x.cbor"]);
+    assert!(err.contains("nope.cbor"), "{err}");
+    // Artifact names that could escape a directory.
+    for name in ["../evil", "bin/node"] {
+        let spec = format!("{name}=app.bin");
+        let err = fails(
+            d,
+            &[
+                "release",
+                "create",
+                "--name",
+                "x",
+                "--version",
+                "1.0.0",
+                "--type",
+                "patch",
+                "--channel",
+                "stable",
+                "--artifact",
+                &spec,
+                "--out",
+                "bad",
+            ],
+        );
+        assert!(err.contains("not a plain file name"), "{err}");
+    }
+    // A secret key where a public key belongs, and a world-readable secret key.
+    let err = fails(
+        d,
+        &[
+            "root",
+            "init",
+            "--out",
+            "x.cbor",
+            "--root-key",
+            "r1.key",
+            "--root-threshold",
+            "1",
+            "--release-key",
+            "s1.pub",
+            "--release-threshold",
+            "1",
+        ],
+    );
+    assert!(err.contains("r1.key") && err.contains("SECRET"), "{err}");
+    fs::set_permissions(d.join("s3.key"), fs::Permissions::from_mode(0o644)).unwrap();
+    let err = fails(d, &["root", "sign", "--key", "s3.key", "root.cbor"]);
+    assert!(err.contains("s3.key") && err.contains("chmod 600"), "{err}");
+    // Impossible thresholds.
+    let err = fails(
+        d,
+        &[
+            "root",
+            "init",
+            "--out",
+            "y.cbor",
+            "--root-key",
+            "r1.pub",
+            "--root-threshold",
+            "2",
+            "--release-key",
+            "s1.pub",
+            "--release-threshold",
+            "1",
+        ],
+    );
+    assert!(err.contains("threshold 2 is more than the 1 keys"), "{err}");
+    // Bad CLI values name the flag's value.
+    let err = fails(
+        d,
+        &[
+            "release",
+            "create",
+            "--name",
+            "x",
+            "--version",
+            "one",
+            "--type",
+            "patch",
+            "--channel",
+            "stable",
+            "--artifact",
+            "a=app.bin",
+            "--out",
+            "bad",
+        ],
+    );
+    assert!(err.contains("one"), "{err}");
+    let err = fails(
+        d,
+        &[
+            "release",
+            "create",
+            "--name",
+            "x",
+            "--version",
+            "1.0.0",
+            "--type",
+            "mayor",
+            "--channel",
+            "stable",
+            "--artifact",
+            "a=app.bin",
+            "--out",
+            "bad",
+        ],
+    );
+    assert!(err.contains("unknown update type"), "{err}");
+    assert!(!d.join("bad/manifest.cbor").exists());
+}
+
+#[test]
+fn an_expired_manifest_fails_verification() {
+    let dir = setup();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "release",
+            "create",
+            "--name",
+            "demo",
+            "--version",
+            "1.0.0",
+            "--type",
+            "hotfix",
+            "--channel",
+            "stable",
+            "--artifact",
+            "node=app.bin",
+            "--expires-in",
+            "1s",
+            "--out",
+            "rel",
+        ],
+    );
+    ok(
+        d,
+        &["release", "sign", "--key", "s1.key", "rel/manifest.cbor"],
+    );
+    // Within the default 5-minute skew allowance it is still valid...
+    ok(
+        d,
+        &[
+            "release",
+            "verify",
+            "--root",
+            "root.cbor",
+            "rel/manifest.cbor",
+        ],
+    );
+    // ...but not once it is past its expiry with no skew allowed.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let report = fails(
+        d,
+        &[
+            "release",
+            "verify",
+            "--skew",
+            "0s",
+            "--root",
+            "root.cbor",
+            "rel/manifest.cbor",
+        ],
+    );
+    assert!(report.contains("manifest expired at"), "{report}");
+}
