@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use upswarm_proto::manifest::{MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 use upswarm_proto::{ChunkIndex, Hash32};
@@ -22,7 +22,7 @@ pub struct ChunkedArtifact {
     pub index_hash: Hash32,
 }
 
-/// Buffers in flight between the reader and the whole-file hasher.
+/// Chunks in flight between the reader and each of the two helper threads.
 const PIPELINE_DEPTH: usize = 4;
 
 /// Chunks the file at `path` into `store`. See [`chunk_reader`].
@@ -38,9 +38,9 @@ pub fn chunk_file(
 /// Reads `reader` to the end, storing every chunk and the chunk index in `store`, and
 /// computing the per-chunk and whole-file blake3 hashes.
 ///
-/// Two threads share the work: this one reads, hashes and stores each chunk while a second
-/// one feeds the same buffers to the whole-file hasher, so the two hash passes overlap.
-/// `source` names the input in errors.
+/// Three threads share the work: this one reads and hashes each chunk, a second feeds the
+/// same buffers to the whole-file hasher and a third writes them to the store, so the two
+/// hash passes and the writes overlap. `source` names the input in errors.
 pub fn chunk_reader<R: Read>(
     mut reader: R,
     source: &Path,
@@ -51,8 +51,9 @@ pub fn chunk_reader<R: Read>(
         return Err(ContentError::BadChunkSize(chunk_size));
     }
     let cs = chunk_size as usize;
-    let (to_hasher, hasher_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
-    let (recycle_tx, recycle) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 1);
+    let (to_hasher, hasher_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(PIPELINE_DEPTH);
+    let (to_writer, writer_rx) = mpsc::sync_channel::<(Hash32, Arc<Vec<u8>>)>(PIPELINE_DEPTH);
+    let spawn_err = |e| ContentError::io("spawn thread for", source)(e);
 
     std::thread::scope(|scope| {
         let whole = std::thread::Builder::new()
@@ -61,29 +62,24 @@ pub fn chunk_reader<R: Read>(
                 let mut hasher = blake3::Hasher::new();
                 for buf in hasher_rx {
                     hasher.update(&buf);
-                    // The reader may have finished; a lost buffer is fine.
-                    let _ = recycle_tx.try_send(buf);
                 }
                 Hash32::from(hasher.finalize())
             })
-            .map_err(ContentError::io("spawn hashing thread", source))?;
+            .map_err(spawn_err)?;
+        let writer = std::thread::Builder::new()
+            .name("chunk-writer".into())
+            .spawn_scoped(scope, move || -> Result<(), ContentError> {
+                for (hash, buf) in writer_rx {
+                    store.put_prehashed(&hash, &buf)?;
+                }
+                Ok(())
+            })
+            .map_err(spawn_err)?;
 
         let mut hashes = Vec::new();
         let mut size: u64 = 0;
-        let mut allocated = 0;
-        let result = loop {
-            let mut buf = match recycle.try_recv() {
-                Ok(b) => b,
-                Err(_) if allocated < PIPELINE_DEPTH + 1 => {
-                    allocated += 1;
-                    Vec::with_capacity(cs)
-                }
-                Err(_) => match recycle.recv() {
-                    Ok(b) => b,
-                    Err(_) => break Ok(()),
-                },
-            };
-            buf.resize(cs, 0);
+        let read_result = loop {
+            let mut buf = vec![0u8; cs];
             let n = match read_full(&mut reader, &mut buf) {
                 Ok(n) => n,
                 Err(e) => break Err(ContentError::io("read artifact", source)(e)),
@@ -101,11 +97,10 @@ pub fn chunk_reader<R: Read>(
                 });
             }
             let hash = Hash32::of(&buf);
-            if let Err(e) = store.put_prehashed(&hash, &buf) {
-                break Err(e);
-            }
             hashes.push(hash);
-            if to_hasher.send(buf).is_err() {
+            let buf = Arc::new(buf);
+            // A send fails only when that thread has stopped; its join reports why.
+            if to_hasher.send(Arc::clone(&buf)).is_err() || to_writer.send((hash, buf)).is_err() {
                 break Ok(());
             }
             if n < cs {
@@ -113,12 +108,15 @@ pub fn chunk_reader<R: Read>(
             }
         };
         drop(to_hasher);
-        let hash = whole.join().map_err(|_| ContentError::Io {
-            op: "hash",
+        drop(to_writer);
+        let panicked = |what: &str| ContentError::Io {
+            op: "chunk",
             path: source.to_path_buf(),
-            source: std::io::Error::other("the hashing thread panicked"),
-        })?;
-        result?;
+            source: std::io::Error::other(format!("the {what} thread panicked")),
+        };
+        let hash = whole.join().map_err(|_| panicked("hashing"))?;
+        writer.join().map_err(|_| panicked("writer"))??;
+        read_result?;
         let index = ChunkIndex::new(size, chunk_size, &hashes);
         let index_hash = store.put(&index.encode())?;
         Ok(ChunkedArtifact {

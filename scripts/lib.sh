@@ -1,0 +1,29 @@
+# Shared helpers for the scripts in this directory. Source it; do not run it.
+
+# Repository root.
+UPSWARM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export UPSWARM_ROOT
+
+# Seconds since the epoch with nanoseconds.
+now() { date +%s.%N; }
+
+# Median of the numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Builds the release binary and prints its path.
+build_release() {
+  (cd "$UPSWARM_ROOT" && cargo build --release --locked -q -p upswarm) >&2
+  echo "$UPSWARM_ROOT/target/release/upswarm"
+}
+
+# Prints the path of a cargo-installable tool, installing it under target/tools if needed.
+cargo_tool() {
+  local crate=$1 bin=${2:-$1}
+  if command -v "$bin" >/dev/null 2>&1; then command -v "$bin"; return; fi
+  local root="$UPSWARM_ROOT/target/tools"
+  if [ ! -x "$root/bin/$bin" ]; then
+    echo "installing $crate into $root ..." >&2
+    cargo install -q --locked --root "$root" "$crate" >&2
+  fi
+  echo "$root/bin/$bin"
+}
