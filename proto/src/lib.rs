@@ -16,15 +16,21 @@
 //!
 //! Non-goals: no I/O, no signature verification (see `upswarm-trust`), no policy.
 
+pub mod activation;
 pub mod chunk;
 pub mod codec;
+pub mod control;
 pub mod envelope;
+pub mod health;
 pub mod ids;
 pub mod manifest;
 pub mod root;
 
+pub use activation::{Proposal, Vote};
 pub use chunk::ChunkIndex;
+pub use control::{ControlAction, ControlMessage};
 pub use envelope::{Context, Message, SignatureEntry, SignedEnvelope};
+pub use health::{HealthReport, HealthStatus};
 pub use ids::{Hash32, KeyId, PublicKey, SignatureBytes};
 pub use manifest::{Artifact, Changelog, Manifest, Phase, Protocols, RolloutPlan, UpdateType};
 pub use root::{Electorate, ReleaseRole, Role, Roles, TrustRoot, Voter};

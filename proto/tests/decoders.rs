@@ -4,9 +4,10 @@
 use proptest::prelude::*;
 use upswarm_proto::manifest::MANIFEST_VERSION;
 use upswarm_proto::{
-    Artifact, Changelog, ChunkIndex, Electorate, Hash32, KeyId, Manifest, Message, Phase,
-    Protocols, PublicKey, ReleaseRole, Role, Roles, RolloutPlan, SignatureBytes, SignatureEntry,
-    SignedEnvelope, TrustRoot, UpdateType, Voter,
+    Artifact, Changelog, ChunkIndex, ControlAction, ControlMessage, Electorate, Hash32,
+    HealthReport, HealthStatus, KeyId, Manifest, Message, Phase, Proposal, Protocols, PublicKey,
+    ReleaseRole, Role, Roles, RolloutPlan, SignatureBytes, SignatureEntry, SignedEnvelope,
+    TrustRoot, UpdateType, Vote, Voter,
 };
 
 fn sample_manifest() -> Manifest {
@@ -113,6 +114,58 @@ fn decode_all(bytes: &[u8]) {
     let _ = Manifest::decode(bytes);
     let _ = TrustRoot::decode(bytes);
     let _ = ChunkIndex::decode_for(bytes, &sample_artifact());
+    let _ = SignedEnvelope::decode::<HealthReport>(bytes).map(|e| e.open::<HealthReport>());
+    let _ = SignedEnvelope::decode::<ControlMessage>(bytes).map(|e| e.open::<ControlMessage>());
+    let _ = SignedEnvelope::decode::<Proposal>(bytes).map(|e| e.open::<Proposal>());
+    let _ = SignedEnvelope::decode::<Vote>(bytes).map(|e| e.open::<Vote>());
+    let _ = HealthReport::decode(bytes);
+    let _ = ControlMessage::decode(bytes);
+    let _ = Proposal::decode(bytes);
+    let _ = Vote::decode(bytes);
+}
+
+fn sample_health() -> HealthReport {
+    HealthReport {
+        v: 1,
+        node: PublicKey([6; 32]),
+        release: Hash32([7; 32]),
+        status: HealthStatus::RolledBack,
+        running: semver::Version::new(1, 0, 0),
+        at: 5,
+        detail: "probe failed".into(),
+    }
+}
+
+fn sample_control() -> ControlMessage {
+    ControlMessage {
+        v: 1,
+        release: Hash32([7; 32]),
+        action: ControlAction::Advance { to_phase: 2 },
+        issued_at: 9,
+        reason: "canaries fine".into(),
+    }
+}
+
+fn sample_proposal() -> Proposal {
+    Proposal {
+        v: 1,
+        protocol: "proto-v2".into(),
+        description: "new block format".into(),
+        threshold_bp: 9000,
+        start_at: 10,
+        lock_in_deadline: 100,
+        activation_delay_secs: 60,
+        lock_in_on_timeout: false,
+    }
+}
+
+fn sample_vote() -> Vote {
+    Vote {
+        v: 1,
+        proposal: Hash32([8; 32]),
+        voter: PublicKey([9; 32]),
+        at: 11,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,12 +212,16 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_messages_never_panic(which in 0..5usize, muts in proptest::collection::vec(mutation(), 1..6)) {
+    fn mutated_valid_messages_never_panic(which in 0..9usize, muts in proptest::collection::vec(mutation(), 1..6)) {
         let base = match which {
             0 => sample_envelope(&sample_manifest()),
             1 => sample_envelope(&sample_root()),
             2 => sample_manifest().encode(),
             3 => sample_root().encode(),
+            4 => sample_envelope(&sample_health()),
+            5 => sample_envelope(&sample_control()),
+            6 => sample_envelope(&sample_proposal()),
+            7 => sample_envelope(&sample_vote()),
             _ => sample_index(),
         };
         decode_all(&mutate(base, &muts));
@@ -204,4 +261,20 @@ fn samples_are_valid() {
         .open::<TrustRoot>()
         .unwrap();
     ChunkIndex::decode_for(&sample_index(), &sample_artifact()).unwrap();
+    SignedEnvelope::decode::<HealthReport>(&sample_envelope(&sample_health()))
+        .unwrap()
+        .open::<HealthReport>()
+        .unwrap();
+    SignedEnvelope::decode::<ControlMessage>(&sample_envelope(&sample_control()))
+        .unwrap()
+        .open::<ControlMessage>()
+        .unwrap();
+    SignedEnvelope::decode::<Proposal>(&sample_envelope(&sample_proposal()))
+        .unwrap()
+        .open::<Proposal>()
+        .unwrap();
+    SignedEnvelope::decode::<Vote>(&sample_envelope(&sample_vote()))
+        .unwrap()
+        .open::<Vote>()
+        .unwrap();
 }
