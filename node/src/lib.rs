@@ -8,5 +8,6 @@
 //! that integration tests can drive it in-process.
 
 pub mod cli;
+pub mod daemon;
 pub mod files;
 pub mod parse;

@@ -21,6 +21,7 @@ pub mod chunk;
 pub mod codec;
 pub mod control;
 pub mod envelope;
+pub mod fetch;
 pub mod health;
 pub mod ids;
 pub mod manifest;

@@ -44,6 +44,12 @@ impl SecretKey {
         }
     }
 
+    /// The 32-byte seed, for handing the same identity to libp2p. Keep it in the returned
+    /// zeroizing buffer and drop it as soon as possible.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.inner.to_bytes())
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey(self.inner.verifying_key().to_bytes())

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
 pub mod key;
+mod node;
 pub mod release;
 pub mod root;
 mod show;
@@ -29,9 +31,31 @@ pub enum Command {
     /// Trust roots: create, co-sign, verify, rotate.
     #[command(subcommand)]
     Root(root::RootCommand),
-    /// Releases: create from build outputs, co-sign, verify, inspect.
+    /// Releases: create from build outputs, co-sign, verify, inspect, publish.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Run the daemon.
+    Daemon {
+        /// The configuration file (see docs/operator-guide.md).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
+    /// What the daemon is doing: peers, releases, downloads.
+    Status {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The releases the daemon knows.
+    Releases {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command ended, beyond success.
@@ -49,6 +73,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(c) => key::run(c),
         Command::Root(c) => root::run(c),
         Command::Release(c) => release::run(c),
+        Command::Daemon { config } => node::daemon(&config),
+        Command::Status { api, json } => node::status(&api, json),
+        Command::Releases { api, json } => node::releases(&api, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,15 @@ pub enum ReleaseCommand {
         #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = "5m")]
         skew: Duration,
     },
+    /// Hand a signed release (manifest + chunks) to a running daemon, which imports it,
+    /// gossips it, stores it in the DHT and seeds it.
+    Publish {
+        /// The release directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        api: super::client::ApiArgs,
+    },
     /// Print a human-readable summary of a manifest.
     Inspect {
         #[arg(value_name = "MANIFEST")]
@@ -161,6 +170,18 @@ pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
             skew,
         } => verify(&root, &manifest, skew),
         ReleaseCommand::Inspect { manifest, json } => inspect(&manifest, json),
+        ReleaseCommand::Publish { dir, api } => super::client::block_on(async move {
+            let dir = std::path::absolute(&dir)
+                .with_context(|| format!("{}: bad path", dir.display()))?;
+            let client = super::client::ApiClient::new(&api)?;
+            let body = crate::daemon::api::PublishRequest { dir };
+            let view: crate::daemon::core::ReleaseView = client.post("/v1/publish", &body).await?;
+            println!(
+                "published {} {} (channel {}), id {}",
+                view.name, view.version, view.channel, view.id
+            );
+            Ok(())
+        }),
     }
 }
 

@@ -1,0 +1,179 @@
+//! The composed libp2p behaviour and its construction.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::kad::{self, StoreInserts};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, allow_block_list, connection_limits, identify, ping};
+
+use crate::{FetchCodec, NetConfig, NetError};
+
+/// Gossip topics, one set per network: `/upswarm/<network>/<kind>/1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Releases,
+    Health,
+    Votes,
+    Control,
+    Roots,
+    Proposals,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 6] = [
+        Topic::Releases,
+        Topic::Health,
+        Topic::Votes,
+        Topic::Control,
+        Topic::Roots,
+        Topic::Proposals,
+    ];
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Topic::Releases => "releases",
+            Topic::Health => "health",
+            Topic::Votes => "votes",
+            Topic::Control => "control",
+            Topic::Roots => "roots",
+            Topic::Proposals => "proposals",
+        }
+    }
+
+    pub(crate) fn ident(self, network: &str) -> IdentTopic {
+        IdentTopic::new(format!("/upswarm/{network}/{}/1", self.kind()))
+    }
+}
+
+/// Largest gossip message: a signed manifest (64 KiB) plus framing.
+const MAX_GOSSIP_BYTES: usize = 80 * 1024;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) fetch: request_response::Behaviour<FetchCodec>,
+}
+
+pub(crate) fn protocol(network: &str, what: &str) -> Result<StreamProtocol, NetError> {
+    StreamProtocol::try_from_owned(format!("/upswarm/{network}/{what}")).map_err(|e| {
+        NetError::Config(format!(
+            "network name {network:?} makes an invalid protocol name: {e}"
+        ))
+    })
+}
+
+pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetError> {
+    let peer_id = key.public().to_peer_id();
+    let network = &config.network;
+
+    let mut kad_config = kad::Config::new(protocol(network, "kad/1.0.0")?);
+    kad_config
+        .set_record_filtering(StoreInserts::FilterBoth)
+        .set_max_packet_size(256 * 1024)
+        .set_query_timeout(Duration::from_secs(30))
+        .set_publication_interval(Some(Duration::from_secs(600)))
+        .set_provider_publication_interval(Some(Duration::from_secs(600)))
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(120)));
+    let store = MemoryStore::with_config(
+        peer_id,
+        MemoryStoreConfig {
+            max_records: 4096,
+            max_value_bytes: 80 * 1024,
+            max_providers_per_key: 64,
+            max_provided_keys: 1024,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .heartbeat_interval(Duration::from_millis(700))
+        // Content-addressed ids: the same bytes from two publishers are one message.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let (params, thresholds) = score_params(network);
+    gossipsub
+        .with_peer_score(params, thresholds)
+        .map_err(|e| NetError::Config(format!("gossipsub peer score: {e}")))?;
+    for t in Topic::ALL {
+        gossipsub
+            .subscribe(&t.ident(network))
+            .map_err(|e| NetError::Config(format!("gossipsub subscribe: {e}")))?;
+    }
+
+    let fetch = request_response::Behaviour::with_codec(
+        FetchCodec,
+        [(protocol(network, "fetch/1")?, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(config.max_concurrent_streams),
+    );
+
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(2))
+        .with_max_pending_incoming(Some(64));
+
+    let mut blocked = allow_block_list::Behaviour::default();
+    for p in &config.denied_peers {
+        blocked.block_peer(*p);
+    }
+
+    Ok(Behaviour {
+        blocked,
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(
+            identify::Config::new(format!("/upswarm/{network}/1"), key.public())
+                .with_agent_version(format!("upswarm/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        gossipsub,
+        fetch,
+    })
+}
+
+/// Peer scoring: invalid messages (bad signatures, stale releases) weigh heavily against the
+/// peer that delivered them; the rest is gossipsub's defaults, forgiving for churn.
+fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams::default();
+    for t in Topic::ALL {
+        let topic = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            // Deliveries are sporadic (a release now and then): do not punish quiet meshes.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            first_message_deliveries_weight: 1.0,
+            ..Default::default()
+        };
+        params.topics.insert(t.ident(network).hash(), topic);
+    }
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -100.0,
+        publish_threshold: -500.0,
+        graylist_threshold: -1000.0,
+        ..Default::default()
+    };
+    (params, thresholds)
+}

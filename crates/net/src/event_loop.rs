@@ -1,0 +1,438 @@
+//! The task that owns the `Swarm`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, TopicHash};
+use libp2p::kad::{
+    self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, store::RecordStore,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use upswarm_proto::fetch::{Answer, FetchResponse};
+
+use crate::behaviour::{self, Behaviour, BehaviourEvent};
+use crate::client::{Command, NetInfo, Reply};
+use crate::{Event, InboundFetch, NetConfig, NetError, Topic};
+
+/// Owns the swarm; run it with [`EventLoop::run`] on its own task.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    fetches: mpsc::Sender<InboundFetch>,
+    topics: HashMap<TopicHash, Topic>,
+    kad_protocol: libp2p::StreamProtocol,
+    bootstrap: Vec<Multiaddr>,
+    pending_get_records: HashMap<QueryId, (Vec<kad::Record>, Reply<Vec<kad::Record>>)>,
+    pending_providers: HashMap<QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
+    pending_put: HashMap<QueryId, Reply<()>>,
+    pending_provide: HashMap<QueryId, Reply<()>>,
+    pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<FetchResponse>)>,
+    listeners: Vec<Multiaddr>,
+    connected: HashSet<PeerId>,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer_id", self.swarm.local_peer_id())
+            .finish()
+    }
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        config: NetConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        fetches: mpsc::Sender<InboundFetch>,
+    ) -> Result<Self, NetError> {
+        let cfg = config.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Config(format!("transport: {e}")))?
+            .with_behaviour(|key| {
+                behaviour::build(key, &cfg)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| NetError::Config(format!("behaviour: {e}")))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let topics = Topic::ALL
+            .iter()
+            .map(|t| (t.ident(&config.network).hash(), *t))
+            .collect();
+        Ok(EventLoop {
+            swarm,
+            commands,
+            events,
+            fetches,
+            topics,
+            kad_protocol: behaviour::protocol(&config.network, "kad/1.0.0")?,
+            bootstrap: config.bootstrap,
+            pending_get_records: HashMap::new(),
+            pending_providers: HashMap::new(),
+            pending_put: HashMap::new(),
+            pending_provide: HashMap::new(),
+            pending_requests: HashMap::new(),
+            listeners: Vec::new(),
+            connected: HashSet::new(),
+        })
+    }
+
+    /// Runs until every [`crate::Client`] is dropped.
+    ///
+    /// Shutdown order: when the command channel closes the loop returns, dropping the swarm
+    /// (which closes every connection).
+    pub async fn run(mut self) {
+        self.dial_bootstrap();
+        let mut rebootstrap = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                _ = rebootstrap.tick() => {
+                    // Until we have peers, keep trying the bootstrap list.
+                    if self.connected.is_empty() {
+                        self.dial_bootstrap();
+                    }
+                }
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                if peer == *self.swarm.local_peer_id() {
+                    continue;
+                }
+                let mut base = addr.clone();
+                base.pop();
+                self.swarm.behaviour_mut().kad.add_address(&peer, base);
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, "bootstrap dial failed: {e}");
+            }
+        }
+        if !self.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if let Err(e) = self.events.try_send(event) {
+            warn!("daemon is not keeping up with network events; dropped one: {e}");
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let b = self.swarm.behaviour_mut();
+        match command {
+            Command::Dial { addr, reply } => {
+                let r = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(r);
+            }
+            Command::Publish { topic, data, reply } => {
+                let ident = self
+                    .topics
+                    .iter()
+                    .find(|(_, t)| **t == topic)
+                    .map(|(h, _)| h.clone());
+                let r = match ident {
+                    Some(hash) => b
+                        .gossipsub
+                        .publish(hash, data)
+                        .map_err(|e| NetError::Publish(e.to_string())),
+                    None => Err(NetError::Publish("unknown topic".into())),
+                };
+                let _ = reply.send(r);
+            }
+            Command::ReportValidation {
+                message_id,
+                source,
+                acceptance,
+            } => {
+                b.gossipsub
+                    .report_message_validation_result(&message_id, &source, acceptance);
+            }
+            Command::PutRecord { record, reply } => match b.kad.put_record(record, Quorum::One) {
+                Ok(id) => {
+                    self.pending_put.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                }
+            },
+            Command::StoreRecord { record } => {
+                if let Err(e) = b.kad.store_mut().put(record) {
+                    warn!("cannot store DHT record: {e}");
+                }
+            }
+            Command::StoreProvider { record } => {
+                if let Err(e) = b.kad.store_mut().add_provider(record) {
+                    warn!("cannot store provider record: {e}");
+                }
+            }
+            Command::GetRecords { key, reply } => {
+                let id = b.kad.get_record(key);
+                self.pending_get_records.insert(id, (Vec::new(), reply));
+            }
+            Command::StartProviding { key, reply } => match b.kad.start_providing(key) {
+                Ok(id) => {
+                    self.pending_provide.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                }
+            },
+            Command::GetProviders { key, reply } => {
+                let id = b.kad.get_providers(key);
+                self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = b.fetch.send_request(&peer, request);
+                self.pending_requests.insert(id, (peer, reply));
+            }
+            Command::Respond { channel, response } => {
+                // Fails only when the peer has gone; nothing to do then.
+                let _ = b.fetch.send_response(channel, response);
+            }
+            Command::Block { peer } => {
+                b.blocked.block_peer(peer);
+                b.gossipsub.blacklist_peer(&peer);
+                b.kad.remove_peer(&peer);
+            }
+            Command::Info { reply } => {
+                let info = NetInfo {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listeners: self.listeners.clone(),
+                    connected: self.connected.iter().copied().collect(),
+                    gossip_mesh_peers: self.swarm.behaviour().gossipsub.all_mesh_peers().count(),
+                };
+                let _ = reply.send(info);
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listeners.push(address.clone());
+                self.emit(Event::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 && self.connected.insert(peer_id) {
+                    debug!(peer = %peer_id, "connected");
+                    self.emit(Event::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 && self.connected.remove(&peer_id) {
+                    debug!(peer = %peer_id, "disconnected");
+                    self.emit(Event::PeerDisconnected(peer_id));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if info.protocols.contains(&self.kad_protocol) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => match self.topics.get(&message.topic) {
+                Some(topic) => self.emit(Event::Gossip {
+                    topic: *topic,
+                    message_id,
+                    source: propagation_source,
+                    data: message.data,
+                }),
+                None => {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(event)) => self.on_fetch_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest { request } => match request {
+                kad::InboundRequest::PutRecord {
+                    source,
+                    record: Some(record),
+                    ..
+                } => {
+                    self.emit(Event::InboundPutRecord { source, record });
+                }
+                kad::InboundRequest::AddProvider {
+                    record: Some(record),
+                } => {
+                    self.emit(Event::InboundAddProvider { record });
+                }
+                _ => {}
+            },
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::GetRecord(r) => {
+                    let mut done = step.last;
+                    match r {
+                        Ok(GetRecordOk::FoundRecord(found)) => {
+                            if let Some((records, _)) = self.pending_get_records.get_mut(&id) {
+                                records.push(found.record);
+                            }
+                        }
+                        Ok(GetRecordOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
+                            done = true
+                        }
+                    }
+                    if done && let Some((records, reply)) = self.pending_get_records.remove(&id) {
+                        let _ = reply.send(Ok(records));
+                    }
+                }
+                QueryResult::GetProviders(r) => {
+                    let mut done = step.last;
+                    match r {
+                        Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
+                            if let Some((all, _)) = self.pending_providers.get_mut(&id) {
+                                all.extend(providers);
+                            }
+                        }
+                        Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
+                            done = true
+                        }
+                    }
+                    if done && let Some((all, reply)) = self.pending_providers.remove(&id) {
+                        let _ = reply.send(Ok(all));
+                    }
+                }
+                QueryResult::PutRecord(r) => {
+                    if let Some(reply) = self.pending_put.remove(&id) {
+                        // Stored locally either way; a quorum failure only means no peer
+                        // took a copy yet (e.g. a lone node).
+                        let _ = reply.send(r.map(|_| ()).or_else(|e| match e {
+                            kad::PutRecordError::QuorumFailed { .. } => Ok(()),
+                            other => Err(NetError::Dht(other.to_string())),
+                        }));
+                    }
+                }
+                QueryResult::StartProviding(r) => {
+                    if let Some(reply) = self.pending_provide.remove(&id) {
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn on_fetch_event(
+        &mut self,
+        event: request_response::Event<upswarm_proto::fetch::FetchRequest, FetchResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if let Err(e) = self.fetches.try_send(InboundFetch {
+                        peer,
+                        request,
+                        channel,
+                    }) {
+                        // The serving side is saturated: say so rather than queue without bound.
+                        let fetch = match e {
+                            mpsc::error::TrySendError::Full(f)
+                            | mpsc::error::TrySendError::Closed(f) => f,
+                        };
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .fetch
+                            .send_response(fetch.channel, FetchResponse::new(Answer::Busy));
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The daemon's configuration: one TOML file, every field documented, defaults where one
+//! makes sense. `docs/operator-guide.md` shows a complete file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Network name. Nodes only talk to nodes of the same network (it is part of every
+    /// protocol and topic name). Default `upswarm`.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Where the daemon keeps its identity, state database, chunks and downloaded releases.
+    pub data_dir: PathBuf,
+    /// The pinned trust root (`root.cbor`). Newer roots are accepted only as valid
+    /// rotations of it.
+    pub trust_root: PathBuf,
+    /// Release channels this node follows (downloads and installs). Default `["stable"]`.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<String>,
+    /// Product names this node follows; empty: every product.
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// This node's platform, matched against artifacts' `platform` (`any` always matches).
+    /// Default: this machine's, e.g. `linux-x86_64`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// Tolerated clock skew for expiry checks. Default `5m`.
+    #[serde(default = "default_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    #[serde(default)]
+    pub network_options: NetworkOptions,
+    #[serde(default)]
+    pub transfer: Transfer,
+    #[serde(default)]
+    pub api: Api,
+    /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
+    #[serde(default)]
+    pub fault_injection: FaultInjection,
+}
+
+/// Peer-to-peer networking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkOptions {
+    /// Listen addresses. Default `["/ip4/0.0.0.0/tcp/4001"]`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Bootstrap peers, `/ip4/…/tcp/…/p2p/<peer id>`.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Most established connections. Default 128.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Peer ids never to connect with.
+    #[serde(default)]
+    pub denied_peers: Vec<String>,
+    /// How often to look for the latest release of each channel in the DHT. Default `30s`.
+    #[serde(default = "default_dht_refresh", with = "humantime_serde")]
+    pub dht_refresh: Duration,
+}
+
+/// Chunk transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// Download rate limit in bytes per second (`"8MiB"`, `"500KiB"`), or `0` for none.
+    #[serde(default, deserialize_with = "size")]
+    pub max_download_rate: u64,
+    /// Upload rate limit in bytes per second, or `0` for none.
+    #[serde(default, deserialize_with = "size")]
+    pub max_upload_rate: u64,
+    /// Chunk requests in flight per download. Default 32.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Chunk requests in flight to one peer. Default 4.
+    #[serde(default = "default_in_flight_per_peer")]
+    pub max_in_flight_per_peer: usize,
+    /// A peer that has not answered a request in this long is stalled. Default `15s`.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Bad chunks (wrong hash, wrong size) after which a peer is banned. Default 3.
+    #[serde(default = "default_ban_after")]
+    pub ban_after_faults: u32,
+}
+
+/// The local control API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// HTTP listen address; keep it on loopback. Default `127.0.0.1:7780`.
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Deliberate misbehaviour for tests of other nodes' defences.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultInjection {
+    /// Serve chunks with a flipped byte.
+    #[serde(default)]
+    pub corrupt_served_chunks: bool,
+    /// Never answer fetch requests (hold them until the requester times out).
+    #[serde(default)]
+    pub never_answer: bool,
+    /// Gossip whatever `release publish` hands over, without checking its signatures.
+    #[serde(default)]
+    pub publish_unverified: bool,
+}
+
+fn default_network() -> String {
+    "upswarm".into()
+}
+fn default_channels() -> Vec<String> {
+    vec!["stable".into()]
+}
+fn default_platform() -> String {
+    crate::cli::release::host_platform()
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/4001".into()]
+}
+fn default_max_connections() -> u32 {
+    128
+}
+fn default_dht_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_in_flight() -> usize {
+    32
+}
+fn default_in_flight_per_peer() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_ban_after() -> u32 {
+    3
+}
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7780))
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            max_connections: default_max_connections(),
+            denied_peers: Vec::new(),
+            dht_refresh: default_dht_refresh(),
+        }
+    }
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            max_download_rate: 0,
+            max_upload_rate: 0,
+            max_in_flight: default_in_flight(),
+            max_in_flight_per_peer: default_in_flight_per_peer(),
+            request_timeout: default_request_timeout(),
+            ban_after_faults: default_ban_after(),
+        }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            listen: default_api_listen(),
+        }
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Num(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Num(n) => Ok(n),
+        Size::Text(s) => crate::parse::size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it are relative to the
+    /// file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let bytes = crate::files::read_limited(path, "configuration", 1024 * 1024)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.trust_root = base.join(&config.trust_root);
+        config
+            .check()
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.channels.is_empty(),
+            "`channels` must list at least one channel"
+        );
+        anyhow::ensure!(
+            self.transfer.max_in_flight >= 1,
+            "`transfer.max_in_flight` must be at least 1"
+        );
+        anyhow::ensure!(
+            self.transfer.max_in_flight_per_peer >= 1,
+            "`transfer.max_in_flight_per_peer` must be at least 1"
+        );
+        anyhow::ensure!(
+            self.transfer.ban_after_faults >= 1,
+            "`transfer.ban_after_faults` must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c: Config = toml::from_str("data_dir = \"d\"\ntrust_root = \"r.cbor\"\n").unwrap();
+        assert_eq!(c.network, "upswarm");
+        assert_eq!(c.channels, vec!["stable"]);
+        assert_eq!(c.transfer.max_in_flight, 32);
+        assert_eq!(c.api.listen.port(), 7780);
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        let c: Config = toml::from_str(
+            "data_dir = \"d\"\ntrust_root = \"r\"\nclock_skew = \"1m\"\n[transfer]\nmax_download_rate = \"4MiB\"\nmax_upload_rate = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(c.transfer.max_download_rate, 4 << 20);
+        assert_eq!(c.transfer.max_upload_rate, 1000);
+        assert_eq!(c.clock_skew, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_and_bad_fields_are_named() {
+        let err = toml::from_str::<Config>("data_dir = \"d\"\ntrust_root = \"r\"\nchanels = []\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("chanels"), "{err}");
+        let err = toml::from_str::<Config>(
+            "data_dir = \"d\"\ntrust_root = \"r\"\nclock_skew = \"soon\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("clock_skew") || err.to_string().contains("soon"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,642 @@
+//! The node's core: owns what the node knows about releases and decides what to do with
+//! every manifest it hears of (gossip, DHT, local publish).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, warn};
+use upswarm_content::{ChunkStore, assemble, load_index};
+use upswarm_net::{Event, MessageAcceptance, Record, RecordKey, Topic};
+use upswarm_proto::fetch::Bitmap;
+use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
+use upswarm_trust::{
+    RootChain, TimeCheck, VerifiedManifest, unix_now, verify_manifest, verify_manifest_signatures,
+};
+
+use super::Ctx;
+use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
+use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
+use super::state::{DownloadState, Source, StoredRelease};
+
+/// Messages to the core, from the API and from tasks the core started.
+#[derive(Debug)]
+pub enum CoreMsg {
+    Status(oneshot::Sender<StatusView>),
+    Publish {
+        dir: PathBuf,
+        reply: oneshot::Sender<Result<ReleaseView, String>>,
+    },
+    Imported {
+        id: Hash32,
+        result: Result<(), String>,
+        reply: oneshot::Sender<Result<ReleaseView, String>>,
+    },
+    DownloadDone {
+        id: Hash32,
+        result: Result<(), String>,
+    },
+    DhtRecords(Vec<Record>),
+}
+
+/// What `GET /v1/status` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub node_id: String,
+    pub peer_id: String,
+    pub network: String,
+    pub listen: Vec<String>,
+    pub peers: Vec<String>,
+    pub root_version: u64,
+    pub releases: Vec<ReleaseView>,
+    pub counters: Counters,
+}
+
+/// One release as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseView {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub channel: String,
+    pub update_type: String,
+    pub source: Source,
+    pub first_seen: u64,
+    pub download: DownloadState,
+    pub progress: Option<ProgressView>,
+}
+
+/// The verdict on a manifest heard of.
+#[derive(Debug)]
+enum Verdict {
+    Accept(Hash32),
+    Duplicate(Hash32),
+    Reject(String),
+}
+
+struct Known {
+    verified: VerifiedManifest,
+    stored: StoredRelease,
+}
+
+/// The core actor. See the module docs.
+pub struct Core {
+    ctx: Arc<Ctx>,
+    chain: RootChain,
+    releases: HashMap<Hash32, Known>,
+    /// Newest release per (product, channel).
+    latest: HashMap<(String, String), (semver::Version, Hash32)>,
+    downloads: HashMap<Hash32, (Arc<DownloadProgress>, JoinHandle<()>)>,
+    inbox: mpsc::Receiver<CoreMsg>,
+    to_self: mpsc::Sender<CoreMsg>,
+    events: mpsc::Receiver<Event>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("releases", &self.releases.len())
+            .finish()
+    }
+}
+
+/// DHT key of the latest release of a channel, optionally of one product.
+pub fn latest_key(network: &str, channel: &str, product: Option<&str>) -> RecordKey {
+    match product {
+        Some(p) => RecordKey::new(&format!("/upswarm/{network}/latest/{channel}/{p}")),
+        None => RecordKey::new(&format!("/upswarm/{network}/latest/{channel}")),
+    }
+}
+
+impl Core {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        chain: RootChain,
+        inbox: mpsc::Receiver<CoreMsg>,
+        to_self: mpsc::Sender<CoreMsg>,
+        events: mpsc::Receiver<Event>,
+    ) -> Self {
+        Core {
+            ctx,
+            chain,
+            releases: HashMap::new(),
+            latest: HashMap::new(),
+            downloads: HashMap::new(),
+            inbox,
+            to_self,
+            events,
+        }
+    }
+
+    fn time(&self) -> TimeCheck {
+        TimeCheck {
+            now: unix_now(),
+            skew: self.ctx.config.clock_skew.as_secs(),
+        }
+    }
+
+    /// Reloads releases known before a restart; resumes unfinished downloads.
+    pub async fn load(&mut self) {
+        let stored: Vec<(Vec<u8>, StoredRelease)> = self
+            .ctx
+            .state
+            .releases
+            .iter()
+            .filter_map(Result::ok)
+            .collect();
+        for (key, s) in stored {
+            let Ok(id) = Hash32::from_slice(&key) else {
+                continue;
+            };
+            let verified = SignedEnvelope::decode::<Manifest>(&s.envelope)
+                .map_err(|e| e.to_string())
+                .and_then(|env| {
+                    verify_manifest_signatures(self.chain.current().root(), &env)
+                        .map_err(|e| e.to_string())
+                });
+            match verified {
+                Ok(v) => {
+                    self.note_latest(&v);
+                    self.releases.insert(
+                        id,
+                        Known {
+                            verified: v,
+                            stored: s,
+                        },
+                    );
+                }
+                Err(e) => {
+                    warn!(release = %id, "stored release no longer verifies, dropping it: {e}")
+                }
+            }
+        }
+        let ids: Vec<Hash32> = self.releases.keys().copied().collect();
+        for id in ids {
+            match self.releases[&id].stored.download.clone() {
+                DownloadState::Complete { .. } => self.seed(id).await,
+                DownloadState::Downloading => self.start_download(id),
+                _ => {}
+            }
+        }
+        info!(releases = self.releases.len(), "state loaded");
+    }
+
+    /// Runs until the inbox closes.
+    pub async fn run(mut self) {
+        let mut dht = tokio::time::interval(self.ctx.config.network_options.dht_refresh);
+        // The first DHT look-up once the node has had a moment to connect.
+        dht.reset_after(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(m) => self.on_msg(m).await,
+                    None => break,
+                },
+                Some(ev) = self.events.recv() => self.on_event(ev).await,
+                _ = dht.tick() => self.query_dht(),
+            }
+        }
+        for (_, (_, task)) in self.downloads.drain() {
+            task.abort();
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Gossip {
+                topic,
+                message_id,
+                source,
+                data,
+            } => {
+                let acceptance = match topic {
+                    Topic::Releases => match self.consider(&data, Source::Gossip) {
+                        Verdict::Accept(_) => MessageAcceptance::Accept,
+                        Verdict::Duplicate(_) => MessageAcceptance::Ignore,
+                        Verdict::Reject(why) => {
+                            info!(peer = %source, "rejected gossiped manifest: {why}");
+                            MessageAcceptance::Reject
+                        }
+                    },
+                    // Not yet understood by this version: do not forward what we cannot check.
+                    _ => MessageAcceptance::Ignore,
+                };
+                let m = &self.ctx.metrics;
+                Metrics::inc(match acceptance {
+                    MessageAcceptance::Accept => &m.gossip_accepted,
+                    MessageAcceptance::Reject => &m.gossip_rejected,
+                    MessageAcceptance::Ignore => &m.gossip_ignored,
+                });
+                let _ = self
+                    .ctx
+                    .client
+                    .report_validation(message_id, source, acceptance)
+                    .await;
+            }
+            Event::InboundPutRecord { source, record } => {
+                if self.valid_record(&record) {
+                    Metrics::inc(&self.ctx.metrics.dht_records_accepted);
+                    let _ = self.ctx.client.store_record(record).await;
+                } else {
+                    info!(peer = %source, "refused a DHT record");
+                    Metrics::inc(&self.ctx.metrics.dht_records_rejected);
+                }
+            }
+            Event::InboundAddProvider { record } => {
+                let prefix = format!("/upswarm/{}/release/", self.ctx.config.network);
+                if record.key.as_ref().starts_with(prefix.as_bytes()) {
+                    let _ = self.ctx.client.store_provider(record).await;
+                }
+            }
+            Event::Listening(addr) => {
+                let full = format!("{addr}/p2p/{}", self.ctx.client.local_peer_id());
+                let path = self.ctx.data_dir.join("listen.addrs");
+                let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+                text.push_str(&full);
+                text.push('\n');
+                if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
+                    warn!("cannot record listen address: {e:#}");
+                }
+            }
+            Event::PeerConnected(_) | Event::PeerDisconnected(_) => {}
+        }
+    }
+
+    /// A DHT record is valid when it holds a manifest we accept (or already have) and sits
+    /// under the right key for it.
+    fn valid_record(&mut self, record: &Record) -> bool {
+        let Ok(env) = SignedEnvelope::decode::<Manifest>(&record.value) else {
+            return false;
+        };
+        let Ok(m) = env.open::<Manifest>() else {
+            return false;
+        };
+        let net = &self.ctx.config.network;
+        let key_ok = record.key == latest_key(net, &m.channel, None)
+            || record.key == latest_key(net, &m.channel, Some(&m.name));
+        key_ok
+            && !matches!(
+                self.consider(&record.value, Source::Dht),
+                Verdict::Reject(_)
+            )
+    }
+
+    fn query_dht(&self) {
+        let net = self.ctx.config.network.clone();
+        let mut keys = Vec::new();
+        for ch in &self.ctx.config.channels {
+            if self.ctx.config.products.is_empty() {
+                keys.push(latest_key(&net, ch, None));
+            }
+            for p in &self.ctx.config.products {
+                keys.push(latest_key(&net, ch, Some(p)));
+            }
+        }
+        let client = self.ctx.client.clone();
+        let to_self = self.to_self.clone();
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            for k in keys {
+                if let Ok(Ok(records)) =
+                    tokio::time::timeout(Duration::from_secs(20), client.get_records(k)).await
+                {
+                    all.extend(records);
+                }
+            }
+            if !all.is_empty() {
+                let _ = to_self.send(CoreMsg::DhtRecords(all)).await;
+            }
+        });
+    }
+
+    /// Decides on a manifest: verify against the current root, drop duplicates, refuse
+    /// anything not newer than what we know for its product and channel.
+    fn consider(&mut self, bytes: &[u8], source: Source) -> Verdict {
+        let env = match SignedEnvelope::decode::<Manifest>(bytes) {
+            Ok(e) => e,
+            Err(e) => return Verdict::Reject(e.to_string()),
+        };
+        let id = env.payload_hash();
+        if self.releases.contains_key(&id) {
+            return Verdict::Duplicate(id);
+        }
+        let verified = match verify_manifest(self.chain.current().root(), &env, self.time()) {
+            Ok(v) => v,
+            Err(e) => return Verdict::Reject(e.to_string()),
+        };
+        self.admit(verified, source)
+    }
+
+    fn admit(&mut self, verified: VerifiedManifest, source: Source) -> Verdict {
+        let id = verified.release_id;
+        let m = &verified.manifest;
+        if let Some((v, known)) = self.latest.get(&(m.name.clone(), m.channel.clone()))
+            && *v >= m.version
+            && !m.rollback
+        {
+            return Verdict::Reject(format!(
+                "stale: {} {} is not newer than {v} ({}) already known on channel {}",
+                m.name, m.version, known, m.channel
+            ));
+        }
+        info!(release = %id, name = %m.name, version = %m.version, channel = %m.channel, ?source, "new release");
+        let followed = self.follows(m);
+        let stored = StoredRelease {
+            envelope: verified.envelope.encode(),
+            first_seen: unix_now(),
+            source,
+            download: if followed {
+                DownloadState::Downloading
+            } else {
+                DownloadState::NotFollowed
+            },
+        };
+        self.persist(&id, &stored);
+        self.note_latest(&verified);
+        self.releases.insert(id, Known { verified, stored });
+        if followed && source != Source::Publish {
+            self.start_download(id);
+        }
+        Verdict::Accept(id)
+    }
+
+    fn follows(&self, m: &Manifest) -> bool {
+        let c = &self.ctx.config;
+        c.channels.contains(&m.channel)
+            && (c.products.is_empty() || c.products.contains(&m.name))
+            && !wanted_artifacts(m, &c.platform).is_empty()
+    }
+
+    fn note_latest(&mut self, v: &VerifiedManifest) {
+        let m = &v.manifest;
+        let entry = self
+            .latest
+            .entry((m.name.clone(), m.channel.clone()))
+            .or_insert((m.version.clone(), v.release_id));
+        if m.version > entry.0 {
+            *entry = (m.version.clone(), v.release_id);
+        }
+    }
+
+    fn persist(&self, id: &Hash32, stored: &StoredRelease) {
+        if let Err(e) = self.ctx.state.releases.put(id.as_bytes(), stored) {
+            warn!(release = %id, "cannot persist release state: {e}");
+        }
+        let _ = self.ctx.state.db.flush();
+    }
+
+    fn start_download(&mut self, id: Hash32) {
+        if self.downloads.contains_key(&id) {
+            return;
+        }
+        let Some(known) = self.releases.get(&id) else {
+            return;
+        };
+        let progress = Arc::new(DownloadProgress::default());
+        let ctx = self.ctx.clone();
+        let manifest = known.verified.manifest.clone();
+        let to_self = self.to_self.clone();
+        let p = progress.clone();
+        let span = tracing::info_span!("download", release = %id);
+        let task = tokio::spawn(
+            async move {
+                let result = fetcher::download(ctx, manifest, id, p)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = to_self.send(CoreMsg::DownloadDone { id, result }).await;
+            }
+            .instrument(span),
+        );
+        self.downloads.insert(id, (progress, task));
+    }
+
+    /// Marks a release complete and announces this node as one of its providers.
+    async fn seed(&mut self, id: Hash32) {
+        let Some(known) = self.releases.get(&id) else {
+            return;
+        };
+        for a in &known.verified.manifest.artifacts {
+            if let Ok(index) = load_index(&self.ctx.store, a)
+                && index.iter().all(|h| self.ctx.store.contains(&h))
+            {
+                self.ctx
+                    .haves
+                    .register(a.chunk_index, Bitmap::full(index.len()));
+            }
+        }
+        let key = provider_key(&self.ctx.config.network, &id);
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.start_providing(key).await {
+                debug!("cannot announce as provider: {e}");
+            }
+        });
+    }
+
+    async fn on_msg(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Status(reply) => {
+                let _ = reply.send(self.status().await);
+            }
+            CoreMsg::Publish { dir, reply } => self.publish(dir, reply),
+            CoreMsg::Imported { id, result, reply } => {
+                let outcome = match result {
+                    Ok(()) => {
+                        self.set_download(id, DownloadState::Complete { at: unix_now() });
+                        self.seed(id).await;
+                        self.announce(id).await;
+                        self.view(&id).ok_or_else(|| "release vanished".to_string())
+                    }
+                    Err(e) => {
+                        self.set_download(id, DownloadState::Failed { reason: e.clone() });
+                        Err(e)
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            CoreMsg::DownloadDone { id, result } => match result {
+                Ok(()) => {
+                    info!(release = %id, "release downloaded and verified; seeding");
+                    Metrics::inc(&self.ctx.metrics.releases_completed);
+                    self.set_download(id, DownloadState::Complete { at: unix_now() });
+                    self.seed(id).await;
+                }
+                Err(reason) => {
+                    warn!(release = %id, "download failed: {reason}");
+                    self.set_download(id, DownloadState::Failed { reason });
+                }
+            },
+            CoreMsg::DhtRecords(records) => {
+                for r in records {
+                    if let Verdict::Reject(why) = self.consider(&r.value, Source::Dht) {
+                        debug!("ignoring DHT record: {why}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_download(&mut self, id: Hash32, state: DownloadState) {
+        if let Some(k) = self.releases.get_mut(&id) {
+            k.stored.download = state;
+            let stored = k.stored.clone();
+            self.persist(&id, &stored);
+        }
+    }
+
+    /// Gossips a release we hold, stores it as the channel's latest DHT record, provides it.
+    async fn announce(&self, id: Hash32) {
+        let Some(known) = self.releases.get(&id) else {
+            return;
+        };
+        let bytes = known.stored.envelope.clone();
+        let m = &known.verified.manifest;
+        let net = &self.ctx.config.network;
+        let client = self.ctx.client.clone();
+        let keys = [
+            latest_key(net, &m.channel, None),
+            latest_key(net, &m.channel, Some(&m.name)),
+        ];
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(Topic::Releases, bytes.clone()).await {
+                warn!("gossip publish: {e} (the DHT record still announces the release)");
+            }
+            for key in keys {
+                if let Err(e) = client.put_record(Record::new(key, bytes.clone())).await {
+                    warn!("DHT put: {e}");
+                }
+            }
+        });
+    }
+
+    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, String>>) {
+        let manifest_path = dir.join(crate::cli::release::MANIFEST_FILE);
+        let bytes =
+            match crate::files::read_limited(&manifest_path, Manifest::WHAT, Manifest::MAX_BYTES) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = reply.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+        if self.ctx.config.fault_injection.publish_unverified {
+            // A misbehaving node (tests only): gossip it without looking.
+            let client = self.ctx.client.clone();
+            tokio::spawn(async move {
+                let r = client.publish(Topic::Releases, bytes).await;
+                let _ = reply.send(Err(match r {
+                    Ok(_) => "gossiped without verification (fault injection)".to_string(),
+                    Err(e) => e.to_string(),
+                }));
+            });
+            return;
+        }
+        let id = match self.consider(&bytes, Source::Publish) {
+            Verdict::Accept(id) => id,
+            Verdict::Duplicate(id) => id,
+            Verdict::Reject(why) => {
+                let _ = reply.send(Err(format!("{}: refused: {why}", manifest_path.display())));
+                return;
+            }
+        };
+        let Some(known) = self.releases.get(&id) else {
+            return;
+        };
+        let manifest = known.verified.manifest.clone();
+        let ctx = self.ctx.clone();
+        let to_self = self.to_self.clone();
+        let wanted: Vec<String> = wanted_artifacts(&manifest, &ctx.config.platform)
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        tokio::spawn(async move {
+            let dest = release_dir(&ctx, &id);
+            let store = ctx.store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                import(&store, &dir, &manifest, &wanted, &dest)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            let _ = to_self.send(CoreMsg::Imported { id, result, reply }).await;
+        });
+    }
+
+    fn view(&self, id: &Hash32) -> Option<ReleaseView> {
+        let k = self.releases.get(id)?;
+        let m = &k.verified.manifest;
+        Some(ReleaseView {
+            id: id.to_hex(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            channel: m.channel.clone(),
+            update_type: m.update_type.to_string(),
+            source: k.stored.source,
+            first_seen: k.stored.first_seen,
+            download: k.stored.download.clone(),
+            progress: self.downloads.get(id).map(|(p, _)| p.view()),
+        })
+    }
+
+    async fn status(&self) -> StatusView {
+        let info = self.ctx.client.info().await.ok();
+        let mut releases: Vec<ReleaseView> = self
+            .releases
+            .keys()
+            .filter_map(|id| self.view(id))
+            .collect();
+        releases.sort_by(|a, b| {
+            (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
+        });
+        StatusView {
+            node_id: self.ctx.node_key.key_id().to_hex(),
+            peer_id: self.ctx.client.local_peer_id().to_base58(),
+            network: self.ctx.config.network.clone(),
+            listen: info
+                .as_ref()
+                .map(|i| i.listeners.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
+            peers: info
+                .map(|i| i.connected.iter().map(|p| p.to_base58()).collect())
+                .unwrap_or_default(),
+            root_version: self.chain.current().version(),
+            releases,
+            counters: self.ctx.metrics.snapshot(),
+        }
+    }
+}
+
+/// Copies a release directory's chunks into the node's store (verifying each), and
+/// assembles the artifacts this node uses.
+fn import(
+    store: &ChunkStore,
+    dir: &std::path::Path,
+    manifest: &Manifest,
+    wanted: &[String],
+    dest: &std::path::Path,
+) -> Result<(), String> {
+    let src_dir = dir.join(crate::cli::release::CHUNKS_DIR);
+    let src = ChunkStore::open(&src_dir).map_err(|e| e.to_string())?;
+    for a in &manifest.artifacts {
+        let index = load_index(&src, a).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+        let limit = upswarm_proto::ChunkIndex::max_encoded_len(a.size, a.chunk_size);
+        let index_bytes = src.get(&a.chunk_index, limit).map_err(|e| e.to_string())?;
+        store
+            .put_verified(&a.chunk_index, &index_bytes)
+            .map_err(|e| e.to_string())?;
+        for (i, h) in index.iter().enumerate() {
+            let chunk = src
+                .get(&h, u64::from(index.chunk_len(i)))
+                .map_err(|e| format!("{}: {e}", src_dir.display()))?;
+            store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
+        }
+        if wanted.contains(&a.name) {
+            assemble(store, a, &index, &dest.join(&a.name)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,606 @@
+//! Downloading a release: the chunk index first, then chunks from many peers at once.
+//!
+//! Per artifact: fetch the chunk index from any peer and verify it against the manifest;
+//! mark the chunks already on disk (a restart resumes there); then keep up to
+//! `max_in_flight` requests going, at most `max_in_flight_per_peer` to one peer, always
+//! asking for the rarest missing chunk among the peers' announced bitmaps. Every chunk is
+//! verified before it is stored. A bad chunk penalises its sender (banned after repeated
+//! faults) and is fetched elsewhere; a stalled request times out and the chunk is fetched
+//! elsewhere; near the end, the last chunks are asked of a second peer (end game). Finally
+//! the artifact is assembled atomically and its whole-file hash checked.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tracing::{debug, info, warn};
+use upswarm_content::{ContentError, assemble};
+use upswarm_net::{NetError, PeerId, RecordKey};
+use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, Want};
+use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
+
+use super::Ctx;
+use super::metrics::{DownloadProgress, Metrics};
+use super::state::FaultOutcome;
+
+/// Why a download stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DownloadError {
+    #[error("no artifact of this release is for platform {0}")]
+    NoArtifact(String),
+    #[error("not enough disk space in {dir}: {needed} bytes needed, {available} available")]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("{0}")]
+    Content(#[from] ContentError),
+    #[error("storage task failed: {0}")]
+    Join(String),
+}
+
+/// How often peers' bitmaps are refreshed while downloading.
+const HAVE_REFRESH: Duration = Duration::from_millis(800);
+/// How often the candidate peer set is refreshed from the DHT.
+const PROVIDER_REFRESH: Duration = Duration::from_secs(4);
+/// How long a peer that timed out is left alone.
+const STALL_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a busy peer is left alone.
+const BUSY_BACKOFF: Duration = Duration::from_millis(300);
+
+/// The DHT key under which holders of a release announce themselves.
+pub(crate) fn provider_key(network: &str, release: &Hash32) -> RecordKey {
+    RecordKey::new(&format!("/upswarm/{network}/release/{}", release.to_hex()))
+}
+
+/// The artifacts of `manifest` this node needs.
+pub(crate) fn wanted_artifacts<'a>(manifest: &'a Manifest, platform: &str) -> Vec<&'a Artifact> {
+    manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.platform == platform || a.platform == "any")
+        .collect()
+}
+
+/// Where the assembled artifacts of a release live.
+pub(crate) fn release_dir(ctx: &Ctx, release: &Hash32) -> PathBuf {
+    ctx.data_dir.join("releases").join(release.to_hex())
+}
+
+/// Downloads every artifact of `manifest` this node needs, then assembles them.
+pub(crate) async fn download(
+    ctx: Arc<Ctx>,
+    manifest: Manifest,
+    release: Hash32,
+    progress: Arc<DownloadProgress>,
+) -> Result<(), DownloadError> {
+    let artifacts: Vec<Artifact> = wanted_artifacts(&manifest, &ctx.config.platform)
+        .into_iter()
+        .cloned()
+        .collect();
+    if artifacts.is_empty() {
+        return Err(DownloadError::NoArtifact(ctx.config.platform.clone()));
+    }
+    check_space(&ctx, &artifacts)?;
+    let key = provider_key(&ctx.config.network, &release);
+    // Announce early: other downloaders find us and take the chunks we already have.
+    if let Err(e) = ctx.client.start_providing(key.clone()).await {
+        debug!("cannot announce as provider yet: {e}");
+    }
+    let mut swarm = Swarm::new(ctx.clone(), key);
+    for artifact in &artifacts {
+        let index = swarm.fetch_index(artifact).await?;
+        swarm.fetch_chunks(artifact, &index, &progress).await?;
+        let store = ctx.store.clone();
+        let dest = release_dir(&ctx, &release).join(&artifact.name);
+        let (a, i) = (artifact.clone(), index.clone());
+        tokio::task::spawn_blocking(move || assemble(&store, &a, &i, &dest))
+            .await
+            .map_err(|e| DownloadError::Join(e.to_string()))??;
+        info!(release = %release, artifact = %artifact.name, "artifact assembled and verified");
+    }
+    Ok(())
+}
+
+fn check_space(ctx: &Ctx, artifacts: &[Artifact]) -> Result<(), DownloadError> {
+    // Chunks plus the assembled file: twice the declared size.
+    let needed: u64 = artifacts.iter().map(|a| a.size.saturating_mul(2)).sum();
+    let dir = ctx.data_dir.clone();
+    if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
+        let available = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+        if available < needed {
+            return Err(DownloadError::NoSpace {
+                dir,
+                needed,
+                available,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    bitmap: Option<Bitmap>,
+    have_pending: bool,
+    last_have: Option<Instant>,
+    in_flight: usize,
+    backoff_until: Option<Instant>,
+}
+
+enum Outcome {
+    Stored,
+    AlreadyHad,
+    Bad(String),
+    DontHave,
+    Busy,
+    Failed(NetError),
+}
+
+enum Done {
+    Chunk {
+        peer: PeerId,
+        chunk: usize,
+        outcome: Outcome,
+    },
+    Have {
+        peer: PeerId,
+        answer: Result<Answer, NetError>,
+    },
+    Candidates(HashSet<PeerId>),
+}
+
+/// The peers a download works with.
+struct Swarm {
+    ctx: Arc<Ctx>,
+    key: RecordKey,
+    peers: HashMap<PeerId, PeerState>,
+    last_candidates: Option<Instant>,
+}
+
+impl Swarm {
+    fn new(ctx: Arc<Ctx>, key: RecordKey) -> Self {
+        Swarm {
+            ctx,
+            key,
+            peers: HashMap::new(),
+            last_candidates: None,
+        }
+    }
+
+    /// Providers from the DHT plus every connected peer, minus banned ones.
+    fn candidates_future(&mut self) -> Option<BoxFuture<'static, Done>> {
+        if self
+            .last_candidates
+            .is_some_and(|t| t.elapsed() < PROVIDER_REFRESH)
+        {
+            return None;
+        }
+        self.last_candidates = Some(Instant::now());
+        let client = self.ctx.client.clone();
+        let key = self.key.clone();
+        Some(Box::pin(async move {
+            let mut all = HashSet::new();
+            if let Ok(info) = client.info().await {
+                all.extend(info.connected);
+            }
+            if let Ok(Ok(p)) =
+                tokio::time::timeout(Duration::from_secs(10), client.get_providers(key)).await
+            {
+                all.extend(p);
+            }
+            all.remove(&client.local_peer_id());
+            Done::Candidates(all)
+        }))
+    }
+
+    fn merge_candidates(&mut self, found: HashSet<PeerId>) {
+        for p in found {
+            if !self.ctx.peers.is_banned(&p) {
+                self.peers.entry(p).or_default();
+            }
+        }
+    }
+
+    fn usable(&self, now: Instant) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(p, s)| {
+                s.backoff_until.is_none_or(|t| t <= now) && !self.ctx.peers.is_banned(p)
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Fetches and verifies the chunk index, or loads it from the store.
+    async fn fetch_index(&mut self, artifact: &Artifact) -> Result<ChunkIndex, DownloadError> {
+        let limit = ChunkIndex::max_encoded_len(artifact.size, artifact.chunk_size);
+        if let Ok(bytes) = self.ctx.store.get(&artifact.chunk_index, limit)
+            && let Ok(index) = ChunkIndex::decode_for(&bytes, artifact)
+        {
+            return Ok(index);
+        }
+        let max_len = u32::try_from(limit).unwrap_or(u32::MAX);
+        loop {
+            if let Some(f) = self.candidates_future()
+                && let Done::Candidates(c) = f.await
+            {
+                self.merge_candidates(c);
+            }
+            let mut asks: FuturesUnordered<_> = self
+                .usable(Instant::now())
+                .into_iter()
+                .take(8)
+                .map(|peer| {
+                    let client = self.ctx.client.clone();
+                    let req = FetchRequest::new(Want::Blob {
+                        hash: artifact.chunk_index,
+                        max_len,
+                    });
+                    async move { (peer, client.request(peer, req).await) }
+                })
+                .collect();
+            while let Some((peer, result)) = asks.next().await {
+                let Ok(resp) = result else { continue };
+                let Answer::Blob { bytes } = resp.answer else {
+                    continue;
+                };
+                if Hash32::of(&bytes) != artifact.chunk_index {
+                    warn!(%peer, "peer sent a chunk index that does not match the manifest");
+                    self.penalise(peer);
+                    continue;
+                }
+                match ChunkIndex::decode_for(&bytes, artifact) {
+                    Ok(index) => {
+                        self.ctx.store.put_verified(&artifact.chunk_index, &bytes)?;
+                        debug!(%peer, chunks = index.len(), "chunk index verified");
+                        return Ok(index);
+                    }
+                    Err(e) => {
+                        // Signed into the manifest, yet malformed: the signers' mistake, not
+                        // the peer's. Nothing to fetch.
+                        return Err(DownloadError::Content(ContentError::Index {
+                            name: artifact.name.clone(),
+                            source: e,
+                        }));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.last_candidates = None;
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId) {
+        if self.ctx.peers.fault(peer) == FaultOutcome::BanNow {
+            self.ban(peer);
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId) {
+        warn!(%peer, "banning peer after repeated faults");
+        Metrics::inc(&self.ctx.metrics.peers_banned);
+        self.peers.remove(&peer);
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            let _ = client.block(peer).await;
+        });
+    }
+
+    async fn fetch_chunks(
+        &mut self,
+        artifact: &Artifact,
+        index: &ChunkIndex,
+        progress: &DownloadProgress,
+    ) -> Result<(), DownloadError> {
+        let n = index.len();
+        let mut held = Bitmap::new(n);
+        for (i, h) in index.iter().enumerate() {
+            if self.ctx.store.contains(&h) {
+                held.set(i);
+            }
+        }
+        let reused = held.count() as u64;
+        progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
+        progress.chunks_held.fetch_add(reused, Ordering::Relaxed);
+        progress.chunks_reused.fetch_add(reused, Ordering::Relaxed);
+        Metrics::add(&self.ctx.metrics.chunks_reused, reused);
+        self.ctx.haves.register(artifact.chunk_index, held.clone());
+        if held.is_full() {
+            return Ok(());
+        }
+        info!(artifact = %artifact.name, chunks = n, already = reused, "fetching chunks");
+
+        let cfg = &self.ctx.config.transfer;
+        let (max_in_flight, per_peer) = (cfg.max_in_flight, cfg.max_in_flight_per_peer);
+        // How many requests are out for each chunk (1, or 2 in the end game).
+        let mut requested = vec![0u8; n];
+        let mut in_flight = 0usize;
+        let mut pending: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut candidates_pending = false;
+        while !held.is_full() {
+            let now = Instant::now();
+            if !candidates_pending && let Some(f) = self.candidates_future() {
+                pending.push(f);
+                candidates_pending = true;
+            }
+            self.refresh_haves(artifact, &mut pending, now);
+            in_flight += self.schedule(
+                index,
+                &held,
+                &mut requested,
+                max_in_flight - in_flight.min(max_in_flight),
+                per_peer,
+                &mut pending,
+                now,
+            );
+            tokio::select! {
+                Some(done) = pending.next() => match done {
+                    Done::Candidates(c) => {
+                        candidates_pending = false;
+                        self.merge_candidates(c);
+                    }
+                    Done::Have { peer, answer } => self.on_have(peer, answer, n),
+                    Done::Chunk { peer, chunk, outcome } => {
+                        in_flight -= 1;
+                        requested[chunk] = requested[chunk].saturating_sub(1);
+                        if let Some(s) = self.peers.get_mut(&peer) {
+                            s.in_flight = s.in_flight.saturating_sub(1);
+                        }
+                        let len = u64::from(index.chunk_len(chunk));
+                        self.on_chunk(artifact, peer, chunk, len, outcome, &mut held, progress);
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_haves(
+        &mut self,
+        artifact: &Artifact,
+        pending: &mut FuturesUnordered<BoxFuture<'static, Done>>,
+        now: Instant,
+    ) {
+        for (peer, s) in self.peers.iter_mut() {
+            let complete = s.bitmap.as_ref().is_some_and(Bitmap::is_full);
+            let fresh = s
+                .last_have
+                .is_some_and(|t| now.duration_since(t) < HAVE_REFRESH);
+            if s.have_pending || complete || fresh || s.backoff_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            s.have_pending = true;
+            s.last_have = Some(now);
+            let client = self.ctx.client.clone();
+            let peer = *peer;
+            let req = FetchRequest::new(Want::Have {
+                chunk_index: artifact.chunk_index,
+            });
+            pending.push(Box::pin(async move {
+                let answer = client.request(peer, req).await.map(|r| r.answer);
+                Done::Have { peer, answer }
+            }));
+        }
+    }
+
+    fn on_have(&mut self, peer: PeerId, answer: Result<Answer, NetError>, n: usize) {
+        let Some(s) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        s.have_pending = false;
+        match answer {
+            Ok(Answer::Have { bitmap }) => match Bitmap::from_bytes(bitmap, n) {
+                Some(b) => s.bitmap = Some(b),
+                None => {
+                    s.bitmap = None;
+                    self.penalise(peer);
+                }
+            },
+            Ok(Answer::DontHave) => s.bitmap = Some(Bitmap::new(n)),
+            Ok(Answer::Busy) => s.backoff_until = Some(Instant::now() + BUSY_BACKOFF),
+            Ok(Answer::Blob { .. }) => self.penalise(peer),
+            Err(_) => s.backoff_until = Some(Instant::now() + STALL_BACKOFF),
+        }
+    }
+
+    /// Starts up to `slots` chunk requests, rarest chunk first. Returns how many started.
+    #[allow(clippy::too_many_arguments)]
+    fn schedule(
+        &mut self,
+        index: &ChunkIndex,
+        held: &Bitmap,
+        requested: &mut [u8],
+        slots: usize,
+        per_peer: usize,
+        pending: &mut FuturesUnordered<BoxFuture<'static, Done>>,
+        now: Instant,
+    ) -> usize {
+        if slots == 0 {
+            return 0;
+        }
+        let usable: Vec<PeerId> = self
+            .usable(now)
+            .into_iter()
+            .filter(|p| {
+                self.peers
+                    .get(p)
+                    .is_some_and(|s| s.in_flight < per_peer && s.bitmap.is_some())
+            })
+            .collect();
+        if usable.is_empty() {
+            return 0;
+        }
+        let missing: Vec<usize> = (0..index.len()).filter(|&i| !held.get(i)).collect();
+        let fresh_left = missing.iter().any(|&i| requested[i] == 0);
+        // End game: every missing chunk is already requested; ask a second peer.
+        let limit = if fresh_left { 0 } else { 1 };
+        let mut wanted: Vec<(usize, u64, usize)> = missing
+            .into_iter()
+            .filter(|&i| requested[i] <= limit)
+            .filter_map(|i| {
+                let holders = usable.iter().filter(|p| self.has(p, i)).count();
+                (holders > 0).then(|| (holders, rand::random::<u64>(), i))
+            })
+            .collect();
+        wanted.sort_unstable();
+        let mut started = 0;
+        for (_, _, i) in wanted {
+            if started == slots {
+                break;
+            }
+            let best = usable
+                .iter()
+                .filter(|p| self.has(p, i))
+                .filter(|p| self.peers.get(p).is_some_and(|s| s.in_flight < per_peer))
+                .min_by_key(|p| {
+                    (
+                        self.peers.get(p).map_or(usize::MAX, |s| s.in_flight),
+                        rand::random::<u16>(),
+                    )
+                });
+            let Some(peer) = best.copied() else { continue };
+            if let Some(s) = self.peers.get_mut(&peer) {
+                s.in_flight += 1;
+            }
+            requested[i] += 1;
+            started += 1;
+            pending.push(self.request_chunk(peer, i, index.hash(i), index.chunk_len(i)));
+        }
+        started
+    }
+
+    fn has(&self, peer: &PeerId, i: usize) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|s| s.bitmap.as_ref())
+            .is_some_and(|b| b.get(i))
+    }
+
+    fn request_chunk(
+        &self,
+        peer: PeerId,
+        chunk: usize,
+        hash: Hash32,
+        len: u32,
+    ) -> BoxFuture<'static, Done> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            ctx.download_limit.acquire(len as usize).await;
+            let req = FetchRequest::new(Want::Blob { hash, max_len: len });
+            let outcome = match ctx.client.request(peer, req).await {
+                Err(e) => Outcome::Failed(e),
+                Ok(resp) => match resp.answer {
+                    Answer::DontHave => Outcome::DontHave,
+                    Answer::Busy => Outcome::Busy,
+                    Answer::Have { .. } => {
+                        Outcome::Bad("answered a chunk request with a bitmap".into())
+                    }
+                    Answer::Blob { bytes } => {
+                        if bytes.len() != len as usize {
+                            Outcome::Bad(format!("chunk of {} bytes, expected {len}", bytes.len()))
+                        } else {
+                            let store = ctx.store.clone();
+                            let already = store.contains(&hash);
+                            match tokio::task::spawn_blocking(move || {
+                                store.put_verified(&hash, &bytes)
+                            })
+                            .await
+                            {
+                                Ok(Ok(())) if already => Outcome::AlreadyHad,
+                                Ok(Ok(())) => Outcome::Stored,
+                                Ok(Err(ContentError::HashMismatch { .. })) => {
+                                    Outcome::Bad("chunk does not match its hash".into())
+                                }
+                                Ok(Err(e)) => Outcome::Failed(NetError::Request {
+                                    peer,
+                                    reason: format!("cannot store: {e}"),
+                                }),
+                                Err(e) => Outcome::Failed(NetError::Request {
+                                    peer,
+                                    reason: e.to_string(),
+                                }),
+                            }
+                        }
+                    }
+                },
+            };
+            Done::Chunk {
+                peer,
+                chunk,
+                outcome,
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_chunk(
+        &mut self,
+        artifact: &Artifact,
+        peer: PeerId,
+        chunk: usize,
+        len: u64,
+        outcome: Outcome,
+        held: &mut Bitmap,
+        progress: &DownloadProgress,
+    ) {
+        let m = &self.ctx.metrics;
+        match outcome {
+            Outcome::Stored => {
+                if !held.get(chunk) {
+                    held.set(chunk);
+                    self.ctx.haves.set(&artifact.chunk_index, chunk);
+                    progress.chunks_held.fetch_add(1, Ordering::Relaxed);
+                    progress.chunks_fetched.fetch_add(1, Ordering::Relaxed);
+                    progress.bytes_fetched.fetch_add(len, Ordering::Relaxed);
+                    progress.fetched_from(&peer.to_base58());
+                    Metrics::inc(&m.chunks_fetched);
+                    Metrics::add(&m.bytes_fetched, len);
+                }
+            }
+            Outcome::AlreadyHad => {}
+            Outcome::Bad(why) => {
+                warn!(%peer, chunk, "bad chunk: {why}");
+                Metrics::inc(&m.bad_chunks_received);
+                progress.bad_chunks.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = self.peers.get_mut(&peer)
+                    && let Some(b) = s.bitmap.as_mut()
+                {
+                    b.clear(chunk);
+                }
+                self.penalise(peer);
+            }
+            Outcome::DontHave => {
+                Metrics::inc(&m.requests_failed);
+                if let Some(s) = self.peers.get_mut(&peer)
+                    && let Some(b) = s.bitmap.as_mut()
+                {
+                    b.clear(chunk);
+                }
+            }
+            Outcome::Busy => {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.backoff_until = Some(Instant::now() + BUSY_BACKOFF);
+                }
+            }
+            Outcome::Failed(e) => {
+                debug!(%peer, chunk, "request failed: {e}");
+                Metrics::inc(&m.requests_failed);
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.backoff_until = Some(Instant::now() + STALL_BACKOFF);
+                }
+                if self.ctx.peers.stall(peer) == FaultOutcome::BanNow {
+                    self.ban(peer);
+                }
+            }
+        }
+    }
+}

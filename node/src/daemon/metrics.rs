@@ -1,0 +1,132 @@
+//! Counters the daemon keeps about itself, shown by `upswarm status` and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Monotonic counters since the daemon started.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A snapshot of [`Metrics`].
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Counters {
+            $(pub $name: u64,)*
+        }
+
+        impl Metrics {
+            pub fn snapshot(&self) -> Counters {
+                Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+
+            /// Prometheus text exposition of every counter.
+            pub fn render(&self) -> String {
+                let mut out = String::new();
+                $(
+                    let _ = writeln!(out, "# TYPE upswarm_{} counter", stringify!($name));
+                    let _ = writeln!(out, "upswarm_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                )*
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    /// Gossip messages validated and forwarded.
+    gossip_accepted,
+    /// Gossip messages rejected (bad signature, malformed, stale): the sender was penalised.
+    gossip_rejected,
+    /// Gossip messages dropped without penalty (duplicates, not for us).
+    gossip_ignored,
+    /// DHT records validated and stored.
+    dht_records_accepted,
+    /// DHT records refused.
+    dht_records_rejected,
+    /// Chunks (and chunk indexes) served to peers.
+    blobs_served,
+    /// Bytes served to peers.
+    bytes_served,
+    /// Fetch requests answered "don't have".
+    requests_dont_have,
+    /// Chunks fetched from peers and verified.
+    chunks_fetched,
+    /// Bytes fetched from peers and verified.
+    bytes_fetched,
+    /// Chunks already on disk when a download (re)started: not fetched again.
+    chunks_reused,
+    /// Chunks received that did not match their hash or size.
+    bad_chunks_received,
+    /// Requests that failed or timed out.
+    requests_failed,
+    /// Peers banned after repeated faults.
+    peers_banned,
+    /// Releases fully downloaded and verified.
+    releases_completed,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Progress of one download, shared between its fetcher and the status API.
+#[derive(Debug, Default)]
+pub struct DownloadProgress {
+    pub chunks_total: AtomicU64,
+    pub chunks_held: AtomicU64,
+    pub chunks_fetched: AtomicU64,
+    pub chunks_reused: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+    pub bad_chunks: AtomicU64,
+    /// Chunks fetched per peer id (base58).
+    pub from_peers: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A snapshot of [`DownloadProgress`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProgressView {
+    pub chunks_total: u64,
+    pub chunks_held: u64,
+    pub chunks_fetched: u64,
+    pub chunks_reused: u64,
+    pub bytes_fetched: u64,
+    pub bad_chunks: u64,
+    pub from_peers: BTreeMap<String, u64>,
+}
+
+impl DownloadProgress {
+    pub fn view(&self) -> ProgressView {
+        ProgressView {
+            chunks_total: self.chunks_total.load(Ordering::Relaxed),
+            chunks_held: self.chunks_held.load(Ordering::Relaxed),
+            chunks_fetched: self.chunks_fetched.load(Ordering::Relaxed),
+            chunks_reused: self.chunks_reused.load(Ordering::Relaxed),
+            bytes_fetched: self.bytes_fetched.load(Ordering::Relaxed),
+            bad_chunks: self.bad_chunks.load(Ordering::Relaxed),
+            from_peers: self
+                .from_peers
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn fetched_from(&self, peer: &str) {
+        if let Ok(mut m) = self.from_peers.lock() {
+            *m.entry(peer.to_string()).or_default() += 1;
+        }
+    }
+}

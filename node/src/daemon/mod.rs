@@ -1,0 +1,225 @@
+//! `upswarm daemon`: the long-running node.
+//!
+//! Tasks and channels (see `docs/architecture.md` for the picture):
+//! - the **network** task (`upswarm_net::EventLoop`) owns the libp2p swarm;
+//! - the **core** task owns the release state and decides on every manifest heard of;
+//! - the **seeder** serves inbound fetch requests from the chunk store;
+//! - one **download** task per release being fetched;
+//! - the **API** server answers the CLI.
+//!
+//! All channels between them are bounded.
+
+pub mod api;
+pub mod config;
+pub mod core;
+mod fetcher;
+pub mod metrics;
+mod seeder;
+pub mod state;
+
+use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use upswarm_content::ChunkStore;
+use upswarm_net::{Client, Multiaddr, NetConfig, PeerId, identity};
+use upswarm_proto::TrustRoot;
+use upswarm_store::Db;
+use upswarm_trust::{
+    RootChain, SecretKey, TimeCheck, read_secret_key, unix_now, verify_root_signatures,
+    write_keypair,
+};
+
+pub use config::Config;
+
+use self::metrics::Metrics;
+use self::state::{Haves, PeerBook, RateLimit, StateDb};
+
+/// What every task of the daemon shares. Each field has one owner of its mutable state
+/// (documented on the type); this struct only hands out references.
+#[derive(Debug)]
+pub struct Ctx {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub client: Client,
+    pub store: Arc<ChunkStore>,
+    pub state: StateDb,
+    pub metrics: Metrics,
+    pub peers: PeerBook,
+    pub haves: Haves,
+    pub download_limit: RateLimit,
+    pub upload_limit: RateLimit,
+    /// The node's identity key (also its libp2p identity).
+    pub node_key: SecretKey,
+}
+
+/// File names inside the data directory.
+pub mod paths {
+    pub const IDENTITY: &str = "identity";
+    pub const TOKEN: &str = "api.token";
+    pub const API_ADDR: &str = "api.addr";
+    pub const LISTEN_ADDRS: &str = "listen.addrs";
+    pub const DB: &str = "state.db";
+    pub const CHUNKS: &str = "chunks";
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("{}: cannot create data directory", data_dir.display()))?;
+    let _ = fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700));
+    for stale in [paths::API_ADDR, paths::LISTEN_ADDRS] {
+        let _ = fs::remove_file(data_dir.join(stale));
+    }
+
+    let node_key = load_identity(&data_dir)?;
+    let keypair =
+        identity::Keypair::ed25519_from_bytes(*node_key.seed()).context("node identity key")?;
+    let token = load_token(&data_dir)?;
+
+    let (root_env, _) = crate::files::read_signed::<TrustRoot>(&config.trust_root)?;
+    let (root, _) = verify_root_signatures(&root_env).with_context(|| {
+        format!(
+            "{}: the pinned trust root is not valid",
+            config.trust_root.display()
+        )
+    })?;
+    if let Err(e) = (TimeCheck {
+        now: unix_now(),
+        skew: config.clock_skew.as_secs(),
+    })
+    .check("trust root", root.root().expires_at)
+    {
+        warn!(
+            "{}: {e}; no release will be accepted until a newer root arrives",
+            config.trust_root.display()
+        );
+    }
+    let chain = RootChain::new(root);
+
+    let db = Db::open(&data_dir.join(paths::DB))?;
+    let state = StateDb::open(db)?;
+    let store = Arc::new(ChunkStore::open(data_dir.join(paths::CHUNKS))?);
+    let peers = PeerBook::load(state.peers.clone(), config.transfer.ban_after_faults);
+
+    let mut net = NetConfig::new(config.network.clone(), keypair);
+    net.listen = parse_addrs(&config.network_options.listen, "network_options.listen")?;
+    net.bootstrap = parse_addrs(
+        &config.network_options.bootstrap,
+        "network_options.bootstrap",
+    )?;
+    net.max_connections = config.network_options.max_connections;
+    net.request_timeout = config.transfer.request_timeout;
+    net.denied_peers = config
+        .network_options
+        .denied_peers
+        .iter()
+        .map(|p| {
+            p.parse::<PeerId>()
+                .with_context(|| format!("network_options.denied_peers: {p:?} is not a peer id"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    net.denied_peers.extend(peers.banned());
+    let (client, events, fetches, event_loop) = upswarm_net::new(net)?;
+    info!(peer_id = %client.local_peer_id(), node_id = %node_key.key_id(), network = %config.network, "starting");
+    tokio::spawn(event_loop.run());
+
+    let ctx = Arc::new(Ctx {
+        download_limit: RateLimit::new(config.transfer.max_download_rate),
+        upload_limit: RateLimit::new(config.transfer.max_upload_rate),
+        config,
+        data_dir: data_dir.clone(),
+        client,
+        store,
+        state,
+        metrics: Metrics::default(),
+        peers,
+        haves: Haves::default(),
+        node_key,
+    });
+
+    tokio::spawn(seeder::serve(ctx.clone(), fetches));
+
+    let (core_tx, core_rx) = mpsc::channel(256);
+    let mut node = core::Core::new(ctx.clone(), chain, core_rx, core_tx.clone(), events);
+    node.load().await;
+    tokio::spawn(node.run());
+
+    let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)
+        .await
+        .with_context(|| format!("api.listen: cannot bind {}", ctx.config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    crate::files::write_atomic(
+        &data_dir.join(paths::API_ADDR),
+        format!("{api_addr}\n").as_bytes(),
+    )?;
+    info!(%api_addr, "control API listening");
+    let app = api::router(ctx.clone(), core_tx, &token);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("control API")?;
+    info!("shutting down");
+    ctx.state.db.flush()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+fn parse_addrs(list: &[String], field: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .with_context(|| format!("{field}: {a:?} is not a multiaddr"))
+        })
+        .collect()
+}
+
+/// Loads `<data_dir>/identity.key`, creating it on first start.
+fn load_identity(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let prefix = data_dir.join(paths::IDENTITY);
+    let secret = prefix.with_extension("key");
+    if !secret.exists() {
+        let key = SecretKey::generate()?;
+        write_keypair(&prefix, &key)?;
+        info!(node_id = %key.key_id(), "generated a new node identity");
+    }
+    Ok(read_secret_key(&secret)?)
+}
+
+/// Loads `<data_dir>/api.token`, creating it (0600) on first start.
+fn load_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(paths::TOKEN);
+    if !path.exists() {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        use std::io::Write;
+        writeln!(f, "{}", hex::encode(raw))?;
+    }
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(text.trim().to_string())
+}

@@ -1,0 +1,82 @@
+//! Serving chunks, chunk indexes and availability bitmaps to peers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::debug;
+use upswarm_content::ContentError;
+use upswarm_net::{InboundFetch, ResponseChannel};
+use upswarm_proto::fetch::{Answer, FetchResponse, MAX_RESPONSE_BYTES, Want};
+
+use super::Ctx;
+use super::metrics::Metrics;
+
+/// Requests served at once; more wait in the (bounded) channel, and beyond that the network
+/// task answers `Busy`.
+const CONCURRENT: usize = 64;
+/// Requests a `never_answer` node holds before dropping the oldest.
+const HELD_MAX: usize = 4096;
+
+/// Serves inbound fetch requests until the channel closes.
+pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetch>) {
+    let permits = Arc::new(Semaphore::new(CONCURRENT));
+    let mut held: VecDeque<ResponseChannel<FetchResponse>> = VecDeque::new();
+    while let Some(fetch) = inbound.recv().await {
+        if ctx.config.fault_injection.never_answer {
+            if held.len() == HELD_MAX {
+                held.pop_front();
+            }
+            held.push_back(fetch.channel);
+            continue;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let answer = answer(&ctx, fetch.request.want).await;
+            let _ = ctx
+                .client
+                .respond(fetch.channel, FetchResponse::new(answer))
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(ctx: &Arc<Ctx>, want: Want) -> Answer {
+    match want {
+        Want::Have { chunk_index } => match ctx.haves.get(&chunk_index) {
+            Some(bitmap) => Answer::Have {
+                bitmap: bitmap.as_bytes().to_vec(),
+            },
+            None => Answer::DontHave,
+        },
+        Want::Blob { hash, max_len } => {
+            let limit = u64::from(max_len).min(MAX_RESPONSE_BYTES as u64);
+            let store = ctx.store.clone();
+            match tokio::task::spawn_blocking(move || store.get(&hash, limit)).await {
+                Ok(Ok(mut bytes)) => {
+                    ctx.upload_limit.acquire(bytes.len()).await;
+                    if ctx.config.fault_injection.corrupt_served_chunks && !bytes.is_empty() {
+                        bytes[0] ^= 0x5a;
+                    }
+                    Metrics::inc(&ctx.metrics.blobs_served);
+                    Metrics::add(&ctx.metrics.bytes_served, bytes.len() as u64);
+                    Answer::Blob { bytes }
+                }
+                Ok(Err(ContentError::Missing { .. })) => {
+                    Metrics::inc(&ctx.metrics.requests_dont_have);
+                    Answer::DontHave
+                }
+                Ok(Err(e)) => {
+                    debug!(%hash, "cannot serve: {e}");
+                    Metrics::inc(&ctx.metrics.requests_dont_have);
+                    Answer::DontHave
+                }
+                Err(_) => Answer::Busy,
+            }
+        }
+    }
+}
