@@ -13,6 +13,8 @@ use upswarm_proto::{
 };
 use upswarm_trust::SecretKey;
 
+pub mod daemon;
+
 /// The `upswarm` binary built for this test run.
 pub fn upswarm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_upswarm"))

@@ -256,31 +256,25 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 && self.connected.insert(peer_id) {
-                    debug!(peer = %peer_id, "connected");
-                    self.emit(Event::PeerConnected(peer_id));
-                }
+            } if num_established.get() == 1 && self.connected.insert(peer_id) => {
+                debug!(peer = %peer_id, "connected");
+                self.emit(Event::PeerConnected(peer_id));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established == 0 && self.connected.remove(&peer_id) {
-                    debug!(peer = %peer_id, "disconnected");
-                    self.emit(Event::PeerDisconnected(peer_id));
-                }
+            } if num_established == 0 && self.connected.remove(&peer_id) => {
+                debug!(peer = %peer_id, "disconnected");
+                self.emit(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            })) => {
-                if info.protocols.contains(&self.kad_protocol) {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            })) if info.protocols.contains(&self.kad_protocol) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {

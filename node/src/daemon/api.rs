@@ -37,8 +37,18 @@ pub struct ApiError {
     pub error: String,
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(ApiError { error: msg.into() })).into_response()
+/// A failed call: status and message, rendered as an [`ApiError`] body.
+#[derive(Debug)]
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Failure {
+    Failure(status, msg.into())
 }
 
 /// The router.
@@ -57,7 +67,7 @@ pub fn router(ctx: Arc<Ctx>, core: mpsc::Sender<CoreMsg>, token: &str) -> Router
 }
 
 impl Api {
-    fn authorised(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorised(&self, headers: &HeaderMap) -> Result<(), Failure> {
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -73,10 +83,7 @@ impl Api {
         }
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg,
-    ) -> Result<T, Response> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg) -> Result<T, Failure> {
         let (tx, rx) = oneshot::channel();
         self.core.send(make(tx)).await.map_err(|_| {
             error(
@@ -93,11 +100,11 @@ impl Api {
     }
 }
 
-async fn status(State(api): State<Api>) -> Result<Json<StatusView>, Response> {
+async fn status(State(api): State<Api>) -> Result<Json<StatusView>, Failure> {
     Ok(Json(api.ask(CoreMsg::Status).await?))
 }
 
-async fn releases(State(api): State<Api>) -> Result<Json<Vec<ReleaseView>>, Response> {
+async fn releases(State(api): State<Api>) -> Result<Json<Vec<ReleaseView>>, Failure> {
     Ok(Json(api.ask(CoreMsg::Status).await?.releases))
 }
 
@@ -105,7 +112,7 @@ async fn publish(
     State(api): State<Api>,
     headers: HeaderMap,
     body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<ReleaseView>, Response> {
+) -> Result<Json<ReleaseView>, Failure> {
     api.authorised(&headers)?;
     let Json(req) =
         body.map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;

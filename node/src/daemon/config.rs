@@ -106,7 +106,8 @@ pub struct FaultInjection {
     /// Serve chunks with a flipped byte.
     #[serde(default)]
     pub corrupt_served_chunks: bool,
-    /// Never answer fetch requests (hold them until the requester times out).
+    /// Announce chunks (answer availability requests) but never send one: hold every chunk
+    /// request until the requester times out.
     #[serde(default)]
     pub never_answer: bool,
     /// Gossip whatever `release publish` hands over, without checking its signatures.

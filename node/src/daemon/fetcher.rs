@@ -113,7 +113,7 @@ fn check_space(ctx: &Ctx, artifacts: &[Artifact]) -> Result<(), DownloadError> {
     let needed: u64 = artifacts.iter().map(|a| a.size.saturating_mul(2)).sum();
     let dir = ctx.data_dir.clone();
     if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
-        let available = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+        let available = st.blocks_available().saturating_mul(st.fragment_size());
         if available < needed {
             return Err(DownloadError::NoSpace {
                 dir,
@@ -316,6 +316,14 @@ impl Swarm {
             return Ok(());
         }
         info!(artifact = %artifact.name, chunks = n, already = reused, "fetching chunks");
+        // Positions with the same content are fetched once: `twins[i]` lists every position
+        // whose chunk has the hash of chunk `i`, for the first such `i`; empty otherwise.
+        let mut first_seen: HashMap<Hash32, usize> = HashMap::new();
+        let mut twins: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, h) in index.iter().enumerate() {
+            let rep = *first_seen.entry(h).or_insert(i);
+            twins[rep].push(i);
+        }
 
         let cfg = &self.ctx.config.transfer;
         let (max_in_flight, per_peer) = (cfg.max_in_flight, cfg.max_in_flight_per_peer);
@@ -334,6 +342,7 @@ impl Swarm {
             self.refresh_haves(artifact, &mut pending, now);
             in_flight += self.schedule(
                 index,
+                &twins,
                 &held,
                 &mut requested,
                 max_in_flight - in_flight.min(max_in_flight),
@@ -355,7 +364,7 @@ impl Swarm {
                             s.in_flight = s.in_flight.saturating_sub(1);
                         }
                         let len = u64::from(index.chunk_len(chunk));
-                        self.on_chunk(artifact, peer, chunk, len, outcome, &mut held, progress);
+                        self.on_chunk(artifact, peer, &twins[chunk], len, outcome, &mut held, progress);
                     }
                 },
                 _ = tick.tick() => {}
@@ -417,6 +426,7 @@ impl Swarm {
     fn schedule(
         &mut self,
         index: &ChunkIndex,
+        twins: &[Vec<usize>],
         held: &Bitmap,
         requested: &mut [u8],
         slots: usize,
@@ -439,7 +449,9 @@ impl Swarm {
         if usable.is_empty() {
             return 0;
         }
-        let missing: Vec<usize> = (0..index.len()).filter(|&i| !held.get(i)).collect();
+        let missing: Vec<usize> = (0..index.len())
+            .filter(|&i| !twins[i].is_empty() && !held.get(i))
+            .collect();
         let fresh_left = missing.iter().any(|&i| requested[i] == 0);
         // End game: every missing chunk is already requested; ask a second peer.
         let limit = if fresh_left { 0 } else { 1 };
@@ -541,32 +553,38 @@ impl Swarm {
         })
     }
 
+    /// `positions`: every position of the artifact holding this chunk's content (the
+    /// requested one first).
     #[allow(clippy::too_many_arguments)]
     fn on_chunk(
         &mut self,
         artifact: &Artifact,
         peer: PeerId,
-        chunk: usize,
+        positions: &[usize],
         len: u64,
         outcome: Outcome,
         held: &mut Bitmap,
         progress: &DownloadProgress,
     ) {
         let m = &self.ctx.metrics;
+        let chunk = positions.first().copied().unwrap_or_default();
         match outcome {
-            Outcome::Stored => {
-                if !held.get(chunk) {
-                    held.set(chunk);
-                    self.ctx.haves.set(&artifact.chunk_index, chunk);
-                    progress.chunks_held.fetch_add(1, Ordering::Relaxed);
-                    progress.chunks_fetched.fetch_add(1, Ordering::Relaxed);
-                    progress.bytes_fetched.fetch_add(len, Ordering::Relaxed);
-                    progress.fetched_from(&peer.to_base58());
+            Outcome::Stored | Outcome::AlreadyHad => {
+                if matches!(outcome, Outcome::Stored) {
                     Metrics::inc(&m.chunks_fetched);
                     Metrics::add(&m.bytes_fetched, len);
+                    progress.bytes_fetched.fetch_add(len, Ordering::Relaxed);
+                }
+                for &i in positions {
+                    if !held.get(i) {
+                        held.set(i);
+                        self.ctx.haves.set(&artifact.chunk_index, i);
+                        progress.chunks_held.fetch_add(1, Ordering::Relaxed);
+                        progress.chunks_fetched.fetch_add(1, Ordering::Relaxed);
+                        progress.fetched_from(&peer.to_base58());
+                    }
                 }
             }
-            Outcome::AlreadyHad => {}
             Outcome::Bad(why) => {
                 warn!(%peer, chunk, "bad chunk: {why}");
                 Metrics::inc(&m.bad_chunks_received);

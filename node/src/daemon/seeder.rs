@@ -23,7 +23,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetc
     let permits = Arc::new(Semaphore::new(CONCURRENT));
     let mut held: VecDeque<ResponseChannel<FetchResponse>> = VecDeque::new();
     while let Some(fetch) = inbound.recv().await {
-        if ctx.config.fault_injection.never_answer {
+        if ctx.config.fault_injection.never_answer
+            && matches!(fetch.request.want, Want::Blob { .. })
+        {
             if held.len() == HELD_MAX {
                 held.pop_front();
             }
@@ -35,7 +37,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetc
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            debug!(peer = %fetch.peer, want = ?fetch.request.want, "serving");
             let answer = answer(&ctx, fetch.request.want).await;
+            debug!(peer = %fetch.peer, ?answer, "answered");
             let _ = ctx
                 .client
                 .respond(fetch.channel, FetchResponse::new(answer))

@@ -1,0 +1,325 @@
+//! Real `upswarm daemon` processes on loopback, each with its own data directory, for the
+//! process-level tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{FAR, key, roles, signed_root, upswarm};
+
+/// A test network: a trust root, signing keys and daemons.
+pub struct Testnet {
+    pub dir: tempfile::TempDir,
+    pub daemons: Vec<Daemon>,
+}
+
+/// One daemon process.
+pub struct Daemon {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub api: String,
+    pub addr: String,
+    pub peer_id: String,
+}
+
+/// Polls `f` every 200 ms until it returns true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+impl Testnet {
+    /// A temp dir with `root.cbor` (the standard test root) and release keys s10, s11, s12
+    /// written as key files.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = signed_root(1, FAR, roles(), &[&key(1), &key(2)]);
+        fs::write(dir.path().join("root.cbor"), root.encode()).unwrap();
+        for n in [10u8, 11, 12] {
+            upswarm_trust::write_keypair(&dir.path().join(format!("s{n}")), &key(n)).unwrap();
+        }
+        Testnet {
+            dir,
+            daemons: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts a daemon bootstrapped to the daemons at `bootstrap` (indexes), with extra TOML
+    /// appended to its configuration. Returns its index.
+    pub fn spawn(&mut self, name: &str, bootstrap: &[usize], extra: &str) -> usize {
+        self.spawn_denying(name, bootstrap, extra, &[])
+    }
+
+    /// Like [`Testnet::spawn`], refusing connections with the given peer ids.
+    pub fn spawn_denying(
+        &mut self,
+        name: &str,
+        bootstrap: &[usize],
+        extra: &str,
+        denied: &[&str],
+    ) -> usize {
+        let dir = self.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let boot: Vec<String> = bootstrap
+            .iter()
+            .map(|&i| format!("\"{}\"", self.daemons[i].addr))
+            .collect();
+        let (top, sections) = split_extra(extra);
+        let config = format!(
+            "network = \"test\"\ndata_dir = \"data\"\ntrust_root = \"../root.cbor\"\n{top}\n\
+             [network_options]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{}]\ndht_refresh = \"2s\"\n\
+             denied_peers = [{}]\n[api]\nlisten = \"127.0.0.1:0\"\n{sections}\n",
+            boot.join(", "),
+            denied
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let config_path = dir.join("node.toml");
+        fs::write(&config_path, config).unwrap();
+        let mut d = Daemon {
+            name: name.into(),
+            dir,
+            config: config_path,
+            child: None,
+            api: String::new(),
+            addr: String::new(),
+            peer_id: String::new(),
+        };
+        d.start();
+        self.daemons.push(d);
+        self.daemons.len() - 1
+    }
+
+    /// Creates and signs (with s10 and s11) a release of a `size`-byte artifact.
+    pub fn release(&self, name: &str, version: &str, size: usize, extra_args: &[&str]) -> PathBuf {
+        // Pseudo-random bytes (xorshift), different per version.
+        let mut x: u64 =
+            0x9e37_79b9_7f4a_7c15 ^ u64::from(blake3::hash(version.as_bytes()).as_bytes()[0]);
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        self.release_with(name, version, &data, extra_args)
+    }
+
+    /// Creates and signs (with s10 and s11) a release whose artifact is `data`.
+    pub fn release_with(
+        &self,
+        name: &str,
+        version: &str,
+        data: &[u8],
+        extra_args: &[&str],
+    ) -> PathBuf {
+        let art = self.path().join(format!("{name}-{version}.bin"));
+        fs::write(&art, data).unwrap();
+        let out = self.path().join(format!("rel-{name}-{version}"));
+        let artifact = format!("node={}", art.display());
+        let mut args = vec![
+            "release",
+            "create",
+            "--name",
+            name,
+            "--version",
+            version,
+            "--type",
+            "patch",
+            "--channel",
+            "stable",
+            "--artifact",
+            &artifact,
+            "--chunk-size",
+            "256KiB",
+            "--platform",
+            "any",
+            "--out",
+        ];
+        let out_s = out.to_string_lossy().into_owned();
+        args.push(&out_s);
+        args.extend_from_slice(extra_args);
+        run_ok(&args);
+        let manifest = out.join("manifest.cbor");
+        for k in ["s10.key", "s11.key"] {
+            let key = self.path().join(k);
+            run_ok(&[
+                "release",
+                "sign",
+                "--key",
+                &key.to_string_lossy(),
+                &manifest.to_string_lossy(),
+            ]);
+        }
+        out
+    }
+
+    /// `upswarm release publish DIR` against daemon `i`; returns (success, output).
+    pub fn publish(&self, i: usize, dir: &Path) -> (bool, String) {
+        let d = &self.daemons[i];
+        let out = upswarm()
+            .args([
+                "release",
+                "publish",
+                &dir.to_string_lossy(),
+                "--api",
+                &d.api,
+                "--token-file",
+            ])
+            .arg(d.dir.join("data/api.token"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// The release `version` as daemon `i` sees it, if known.
+    pub fn release_view(&self, i: usize, version: &str) -> Option<Value> {
+        let s = self.daemons[i].status()?;
+        s["releases"]
+            .as_array()?
+            .iter()
+            .find(|r| r["version"] == version)
+            .cloned()
+    }
+
+    /// Whether daemon `i` has `version` complete.
+    pub fn complete(&self, i: usize, version: &str) -> bool {
+        self.release_view(i, version)
+            .is_some_and(|r| r["download"]["state"] == "complete")
+    }
+}
+
+impl Daemon {
+    /// Starts (or restarts) the process and waits for its API and listen address.
+    pub fn start(&mut self) {
+        let data = self.dir.join("data");
+        let _ = fs::remove_file(data.join("api.addr"));
+        let _ = fs::remove_file(data.join("listen.addrs"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_upswarm"))
+            .args(["daemon", "--config"])
+            .arg(&self.config)
+            .env("UPSWARM_LOG", "info,upswarm=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let ok = wait_for(Duration::from_secs(20), || {
+            data.join("api.addr").exists() && data.join("listen.addrs").exists()
+        });
+        assert!(
+            ok,
+            "daemon {} did not start; log:\n{}",
+            self.name,
+            self.log()
+        );
+        self.api = fs::read_to_string(data.join("api.addr"))
+            .unwrap()
+            .trim()
+            .to_string();
+        self.addr = fs::read_to_string(data.join("listen.addrs"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        self.peer_id = self.addr.rsplit('/').next().unwrap().to_string();
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// `upswarm status --json`.
+    pub fn status(&self) -> Option<Value> {
+        let out = upswarm()
+            .args(["status", "--json", "--api", &self.api])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.status()
+            .and_then(|s| s["counters"][name].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        self.daemons.clear();
+        if std::env::var_os("UPSWARM_KEEP_TEST_DIRS").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("keeping test directory {}", dir.keep().display());
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn split_extra(extra: &str) -> (String, String) {
+    // Lines before the first [section] belong at the top of the file.
+    match extra
+        .find("\n[")
+        .or_else(|| extra.starts_with('[').then_some(0))
+    {
+        Some(i) => (extra[..i].to_string(), extra[i..].to_string()),
+        None => (extra.to_string(), String::new()),
+    }
+}
+
+fn run_ok(args: &[&str]) {
+    let out = upswarm().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "upswarm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,317 @@
+//! Process-level tests of the network: real daemons on loopback TCP, real libp2p, real
+//! sled files, real signatures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::daemon::{Testnet, wait_for};
+
+/// These tests start many processes; run them one at a time so that each gets the machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Assembled artifact of `version` on daemon `i`, compared with the source bytes.
+fn artifact_matches(net: &Testnet, i: usize, rel_dir: &std::path::Path, version: &str) -> bool {
+    let view = net.release_view(i, version).unwrap();
+    let id = view["id"].as_str().unwrap();
+    let got = std::fs::read(
+        net.daemons[i]
+            .dir
+            .join("data/releases")
+            .join(id)
+            .join("node"),
+    )
+    .unwrap_or_default();
+    let name = rel_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace("rel-", "");
+    let want = std::fs::read(net.path().join(format!("{name}.bin"))).unwrap();
+    got == want
+}
+
+#[test]
+fn ten_nodes_fetch_a_32_mib_release_from_many_peers() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    // The publisher's upload is capped, so the others must also fetch from each other.
+    net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"6MiB\"");
+    for i in 1..10 {
+        net.spawn(&format!("n{i}"), &[0], "");
+    }
+    let rel = net.release("app", "1.0.0", 32 * MIB, &[]);
+    let (ok, out) = net.publish(0, &rel);
+    assert!(ok, "publish failed: {out}");
+    let all = wait_for(Duration::from_secs(240), || {
+        (1..10).all(|i| net.complete(i, "1.0.0"))
+    });
+    for (i, d) in net.daemons.iter().enumerate() {
+        assert!(
+            all,
+            "node {i} did not complete:\n{:?}\n{}",
+            net.release_view(i, "1.0.0"),
+            d.log()
+        );
+    }
+    let mut served_by_others = 0;
+    for i in 1..10 {
+        assert!(
+            artifact_matches(&net, i, &rel, "1.0.0"),
+            "node {i} has wrong bytes"
+        );
+        let view = net.release_view(i, "1.0.0").unwrap();
+        let p = &view["progress"];
+        let from = p["from_peers"].as_object().unwrap();
+        assert_eq!(p["chunks_held"], p["chunks_total"]);
+        assert_eq!(p["chunks_total"], 128);
+        assert!(from.len() >= 2, "node {i} fetched from only {from:?}");
+        let sum: u64 = from.values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(sum, p["chunks_fetched"].as_u64().unwrap());
+        served_by_others += net.daemons[i].counter("blobs_served");
+    }
+    assert!(served_by_others > 0, "downloaders never served each other");
+}
+
+#[test]
+fn a_corrupting_peer_is_banned_and_honest_nodes_complete() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
+    let corrupt = net.spawn(
+        "evil",
+        &[0],
+        "[fault_injection]\ncorrupt_served_chunks = true",
+    );
+    let rel = net.release("app", "1.0.0", 8 * MIB, &[]);
+    assert!(net.publish(0, &rel).0);
+    // The corrupting node downloads honestly first (it verifies what it receives) ...
+    assert!(wait_for(Duration::from_secs(120), || net.complete(corrupt, "1.0.0")));
+    // ... then serves corrupted bytes to the honest latecomers.
+    let h1 = net.spawn("h1", &[corrupt], "[transfer]\nmax_in_flight_per_peer = 2");
+    let h2 = net.spawn("h2", &[corrupt], "[transfer]\nmax_in_flight_per_peer = 2");
+    let done = wait_for(Duration::from_secs(180), || {
+        net.complete(h1, "1.0.0") && net.complete(h2, "1.0.0")
+    });
+    assert!(
+        done,
+        "honest nodes did not complete:\n{}\n{}",
+        net.daemons[h1].log(),
+        net.daemons[h2].log()
+    );
+    let bad: u64 = [h1, h2]
+        .iter()
+        .map(|&i| net.daemons[i].counter("bad_chunks_received"))
+        .sum();
+    let banned: u64 = [h1, h2]
+        .iter()
+        .map(|&i| net.daemons[i].counter("peers_banned"))
+        .sum();
+    assert!(bad > 0, "the corrupt peer was never detected");
+    assert!(
+        banned >= 1,
+        "the corrupt peer was never banned (bad chunks seen: {bad})"
+    );
+    for i in [h1, h2] {
+        assert!(artifact_matches(&net, i, &rel, "1.0.0"));
+    }
+    assert!(net.daemons[corrupt].counter("blobs_served") > 0);
+}
+
+#[test]
+fn an_undersigned_manifest_is_neither_stored_nor_forwarded() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let a = net.spawn("a", &[], "");
+    let evil = net.spawn("evil", &[a], "[fault_injection]\npublish_unverified = true");
+    let evil_id = net.daemons[evil].peer_id.clone();
+    // B refuses the evil node, so anything it gets must have come through A.
+    let b = net.spawn_denying("b", &[a], "", &[&evil_id]);
+    std::thread::sleep(Duration::from_secs(3)); // subscriptions propagate
+    // Signed by one key; the patch threshold of the test root is 2.
+    let rel = net.release("app", "9.9.9", 64 * 1024, &[]);
+    let under = net.path().join("under");
+    copy_dir(&rel, &under);
+    let m = under.join("manifest.cbor");
+    let env = upswarm_proto::SignedEnvelope::decode::<upswarm_proto::Manifest>(
+        &std::fs::read(&m).unwrap(),
+    )
+    .unwrap();
+    let mut one = env.clone();
+    one.sigs.truncate(1);
+    std::fs::write(&m, one.encode()).unwrap();
+    let (ok, out) = net.publish(evil, &under);
+    assert!(!ok && out.contains("fault injection"), "{out}");
+    assert!(
+        wait_for(Duration::from_secs(20), || net.daemons[a]
+            .counter("gossip_rejected")
+            >= 1),
+        "A never rejected it"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        net.release_view(a, "9.9.9").is_none(),
+        "A stored an undersigned release"
+    );
+    assert!(
+        net.release_view(b, "9.9.9").is_none(),
+        "B got an undersigned release"
+    );
+    let s = net.daemons[b].status().unwrap();
+    assert_eq!(
+        s["counters"]["gossip_rejected"], 0,
+        "B received it: A must have forwarded it"
+    );
+    assert_eq!(s["counters"]["gossip_accepted"], 0);
+    // An honest daemon refuses the same publish through its API.
+    let (ok, out) = net.publish(a, &under);
+    assert!(!ok && out.contains("needs 2 valid signature(s)"), "{out}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_replayed_older_manifest_is_ignored() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let a = net.spawn("a", &[p], "");
+    let old = net.release("app", "1.0.0", 256 * 1024, &[]);
+    let new = net.release("app", "1.1.0", 256 * 1024, &[]);
+    assert!(net.publish(p, &old).0);
+    assert!(wait_for(Duration::from_secs(60), || net.complete(a, "1.0.0")));
+    assert!(net.publish(p, &new).0);
+    assert!(wait_for(Duration::from_secs(60), || net.complete(a, "1.1.0")));
+    // A node that only ever saw 1.1.0, and a replayer.
+    let late = net.spawn("late", &[a], "");
+    assert!(
+        wait_for(Duration::from_secs(60), || net.complete(late, "1.1.0")),
+        "late node never found 1.1.0"
+    );
+    let replayer = net.spawn(
+        "replayer",
+        &[late],
+        "[fault_injection]\npublish_unverified = true",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let before = net.daemons[late].counter("gossip_rejected");
+    let (_, out) = net.publish(replayer, &old);
+    assert!(out.contains("fault injection"), "{out}");
+    assert!(
+        wait_for(Duration::from_secs(20), || net.daemons[late]
+            .counter("gossip_rejected")
+            > before),
+        "the late node did not reject the replayed manifest"
+    );
+    assert!(
+        net.release_view(late, "1.0.0").is_none(),
+        "the replayed older release was stored"
+    );
+    // The honest API refuses to publish a release older than the latest.
+    let (ok, out) = net.publish(late, &old);
+    assert!(!ok && out.contains("stale"), "{out}");
+}
+
+#[test]
+fn a_peer_that_never_answers_does_not_stall_the_download() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    // The publisher is slow enough that requests to the mute peer time out mid-download.
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"1MiB\"");
+    let mute = net.spawn("mute", &[p], "[fault_injection]\nnever_answer = true");
+    let rel = net.release("app", "1.0.0", 4 * MIB, &[]);
+    assert!(net.publish(p, &rel).0);
+    assert!(wait_for(Duration::from_secs(60), || net.complete(mute, "1.0.0")));
+    let h = net.spawn("h", &[mute], "[transfer]\nrequest_timeout = \"2s\"");
+    let done = wait_for(Duration::from_secs(120), || net.complete(h, "1.0.0"));
+    assert!(done, "download stalled:\n{}", net.daemons[h].log());
+    assert!(artifact_matches(&net, h, &rel, "1.0.0"));
+    assert!(
+        net.daemons[h].counter("requests_failed") >= 1,
+        "the mute peer was never asked"
+    );
+}
+
+#[test]
+fn a_node_started_after_publication_finds_the_release_in_the_dht() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let a = net.spawn("a", &[p], "");
+    // Four identical 256 KiB chunks: the same content is fetched once and fills every place.
+    let rel = net.release_with("app", "2.0.0", &vec![7u8; MIB], &[]);
+    assert!(net.publish(p, &rel).0);
+    assert!(wait_for(Duration::from_secs(60), || net.complete(a, "2.0.0")));
+    std::thread::sleep(Duration::from_secs(2));
+    let late = net.spawn("late", &[a], "");
+    assert!(
+        wait_for(Duration::from_secs(30), || net.complete(late, "2.0.0")),
+        "{}",
+        net.daemons[late].log()
+    );
+    assert_eq!(net.release_view(late, "2.0.0").unwrap()["source"], "dht");
+    assert!(artifact_matches(&net, late, &rel, "2.0.0"));
+}
+
+#[test]
+fn a_node_killed_mid_download_resumes_with_only_the_missing_chunks() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
+    let d = net.spawn("d", &[p], "");
+    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
+    assert!(net.publish(p, &rel).0);
+    let held = |net: &Testnet| {
+        net.release_view(d, "1.0.0")
+            .and_then(|r| r["progress"]["chunks_held"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || held(&net) >= 30),
+        "download did not get going"
+    );
+    let before = held(&net);
+    net.daemons[d].kill();
+    net.daemons[d].start();
+    assert!(
+        wait_for(Duration::from_secs(120), || net.complete(d, "1.0.0")),
+        "{}",
+        net.daemons[d].log()
+    );
+    let view = net.release_view(d, "1.0.0").unwrap();
+    let p = &view["progress"];
+    let (total, reused, fetched) = (
+        p["chunks_total"].as_u64().unwrap(),
+        p["chunks_reused"].as_u64().unwrap(),
+        p["chunks_fetched"].as_u64().unwrap(),
+    );
+    assert_eq!(total, 96);
+    assert!(
+        reused >= before,
+        "only {reused} chunks reused after restart, {before} were held before"
+    );
+    assert_eq!(
+        reused + fetched,
+        total,
+        "chunks fetched twice: reused {reused} + fetched {fetched} != {total}"
+    );
+    assert!(artifact_matches(&net, d, &rel, "1.0.0"));
+}
