@@ -323,3 +323,149 @@ fn run_ok(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The demo managed program, built next to the `upswarm` binary.
+pub fn demo_app_binary() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_upswarm")).parent().unwrap();
+    let bin = dir.join("upswarm-demo-app");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p upswarm-demo-app` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on loopback; returns (status code, body), or None if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+impl Testnet {
+    /// A release of the demo program: artifacts `app` (the binary) and `demo.toml`.
+    pub fn demo_release(
+        &self,
+        version: &str,
+        mode: &str,
+        ty: &str,
+        extra_args: &[&str],
+    ) -> PathBuf {
+        let src = self.path().join(format!("demo-src-{version}"));
+        fs::create_dir_all(&src).unwrap();
+        fs::copy(demo_app_binary(), src.join("app")).unwrap();
+        fs::write(
+            src.join("demo.toml"),
+            format!("version = \"{version}\"\nmode = \"{mode}\"\nstart_delay = \"2s\"\n"),
+        )
+        .unwrap();
+        let out = self.path().join(format!("rel-demo-{version}"));
+        let app = format!("app={}", src.join("app").display());
+        let toml = format!("demo.toml={}", src.join("demo.toml").display());
+        let out_s = out.to_string_lossy().into_owned();
+        let mut args = vec![
+            "release",
+            "create",
+            "--name",
+            "demo",
+            "--version",
+            version,
+            "--type",
+            ty,
+            "--channel",
+            "stable",
+            "--artifact",
+            &app,
+            "--artifact",
+            &toml,
+            "--platform",
+            "any",
+            "--chunk-size",
+            "256KiB",
+            "--out",
+            &out_s,
+        ];
+        args.extend_from_slice(extra_args);
+        run_ok(&args);
+        let manifest = out.join("manifest.cbor");
+        for k in ["s10.key", "s11.key", "s12.key"] {
+            let key = self.path().join(k);
+            run_ok(&[
+                "release",
+                "sign",
+                "--key",
+                &key.to_string_lossy(),
+                &manifest.to_string_lossy(),
+            ]);
+        }
+        out
+    }
+}
+
+/// Configuration lines for a node supervising the demo program on `port`.
+pub fn managed_config(port: u16, extra_managed: &str) -> String {
+    format!(
+        "products = [\"demo\"]\n\
+         [managed]\ncommand = \"app\"\nargs = [\"--listen\", \"127.0.0.1:{port}\", \"--data\", \"{{data_dir}}\"]\n\
+         data_dir = \"appdata\"\nshutdown_grace = \"5s\"\nrestart_backoff = \"300ms\"\n{extra_managed}\n\
+         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"8s\"\n"
+    )
+}
+
+impl Daemon {
+    /// Runs a CLI command against this daemon's API (with its token); returns (ok, output).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = upswarm()
+            .args(args)
+            .args(["--api", &self.api, "--token-file"])
+            .arg(self.dir.join("data/api.token"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// `upswarm history --json`.
+    pub fn history(&self) -> Vec<Value> {
+        let (ok, out) = self.cli(&["history", "--json"]);
+        if !ok {
+            return Vec::new();
+        }
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The managed program's current version per the daemon.
+    pub fn managed_version(&self) -> Option<String> {
+        self.status()?["managed"]["current"]
+            .as_str()
+            .map(str::to_string)
+    }
+}

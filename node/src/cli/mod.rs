@@ -9,7 +9,7 @@ pub mod key;
 mod node;
 pub mod release;
 pub mod root;
-mod show;
+pub(crate) mod show;
 
 /// upswarm: a peer-to-peer update daemon for fleets of nodes.
 #[derive(Debug, Parser)]
@@ -48,6 +48,63 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Is an update available, and what (policy, version) holds it back?
+    Check {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a downloaded release now (bypasses the automatic policy, not the checks).
+    Apply {
+        /// Version to apply; default the newest downloaded.
+        #[arg(value_name = "VERSION")]
+        version: Option<semver::Version>,
+        /// Allow going back in version, or retrying a release that failed here.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Go back to an earlier version kept on this node (restoring its data backup if any).
+    Rollback {
+        /// Version to go back to; default the previous one.
+        #[arg(value_name = "VERSION")]
+        version: Option<semver::Version>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// What was applied, rolled back or refused, and why.
+    History {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep this node on VERSION: nothing else is applied automatically.
+    Pin {
+        #[arg(value_name = "VERSION")]
+        version: semver::Version,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Undo `pin`.
+    Unpin {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Postpone the pending update by the policy's defer period (a bounded number of times).
+    Defer {
+        #[arg(value_name = "VERSION")]
+        version: Option<semver::Version>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Show download progress bars until every download is complete.
+    Progress {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// The releases the daemon knows.
     Releases {
         #[command(flatten)]
@@ -76,6 +133,20 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Daemon { config } => node::daemon(&config),
         Command::Status { api, json } => node::status(&api, json),
         Command::Releases { api, json } => node::releases(&api, json),
+        Command::Check { api, json } => node::check(&api, json),
+        Command::Apply {
+            version,
+            force,
+            api,
+        } => node::transition(&api, "/v1/apply", version, force),
+        Command::Rollback { version, api } => {
+            node::transition(&api, "/v1/rollback", version, false)
+        }
+        Command::History { api, json } => node::history(&api, json),
+        Command::Pin { version, api } => node::pin(&api, Some(version)),
+        Command::Unpin { api } => node::pin(&api, None),
+        Command::Defer { version, api } => node::defer(&api, version),
+        Command::Progress { api } => node::progress(&api),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,13 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use super::client::{ApiArgs, ApiClient, block_on};
-use crate::daemon::core::{ReleaseView, StatusView};
+use super::show;
+use crate::daemon::api::{TransitionResult, VersionRequest};
+use crate::daemon::apply::updater::{HistoryEntry, Outcome};
+use crate::daemon::core::{CheckItem, ReleaseView, StatusView};
 use crate::daemon::state::DownloadState;
 use crate::daemon::{self, Config};
 
@@ -25,6 +30,31 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             s.network, s.root_version
         );
         println!("peers     {}", s.peers.len());
+        if let Some(m) = &s.managed {
+            let p = &m.program;
+            println!(
+                "managed   version {} — {}{}",
+                m.current.as_deref().unwrap_or("none"),
+                if p.running {
+                    format!(
+                        "running (pid {})",
+                        p.pid.map(|p| p.to_string()).unwrap_or_default()
+                    )
+                } else {
+                    "NOT RUNNING".into()
+                },
+                p.last_exit
+                    .as_ref()
+                    .map(|e| format!(", last exit: {e}"))
+                    .unwrap_or_default()
+            );
+            if let Some((step, v)) = &m.applying {
+                println!("          applying {v}: {step}");
+            }
+            if let Some(pin) = &m.pinned {
+                println!("          pinned to {pin}");
+            }
+        }
         println!("releases  {}", s.releases.len());
         for r in &s.releases {
             print_release(r);
@@ -82,4 +112,176 @@ fn print_release(r: &ReleaseView) {
         &r.id[..16],
         state
     );
+}
+
+pub(super) fn check(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    block_on(async {
+        let items: Vec<CheckItem> = ApiClient::new(api)?.get("/v1/check").await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&items)?);
+        } else if items.is_empty() {
+            println!("no downloaded release of the managed program");
+        } else {
+            for i in &items {
+                println!(
+                    "{} {} ({}{}): {}",
+                    i.name,
+                    i.version,
+                    i.update_type,
+                    if i.security_critical {
+                        ", security"
+                    } else {
+                        ""
+                    },
+                    i.why
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn transition(
+    api: &ApiArgs,
+    path: &str,
+    version: Option<semver::Version>,
+    force: bool,
+) -> anyhow::Result<()> {
+    block_on(async {
+        let r: TransitionResult = ApiClient::new(api)?
+            .post(path, &VersionRequest { version, force })
+            .await?;
+        match r.outcome {
+            Outcome::Applied => println!("{} is now running and healthy", r.version),
+            Outcome::RolledBack => {
+                println!(
+                    "{} failed and was rolled back; see `upswarm history`",
+                    r.version
+                );
+                anyhow::bail!("{} was rolled back", r.version);
+            }
+            other => println!("{}: {other:?}", r.version),
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn history(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
+    block_on(async {
+        let h: Vec<HistoryEntry> = ApiClient::new(api)?.get("/v1/history").await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&h)?);
+        } else if h.is_empty() {
+            println!("nothing applied yet");
+        } else {
+            for e in &h {
+                println!(
+                    "{}  {:?} {} -> {}: {:?}{}{}",
+                    show::time(e.at),
+                    e.kind,
+                    e.from.as_deref().unwrap_or("(none)"),
+                    e.to,
+                    e.outcome,
+                    e.reason
+                        .as_ref()
+                        .map(|r| format!(" — {r}"))
+                        .unwrap_or_default(),
+                    e.backup_ms
+                        .map(|b| format!(" (backup {b} ms)"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn pin(api: &ApiArgs, version: Option<semver::Version>) -> anyhow::Result<()> {
+    block_on(async {
+        let c = ApiClient::new(api)?;
+        let v: serde_json::Value = match version {
+            Some(v) => {
+                c.post(
+                    "/v1/pin",
+                    &VersionRequest {
+                        version: Some(v),
+                        force: false,
+                    },
+                )
+                .await?
+            }
+            None => c.post("/v1/unpin", &serde_json::json!({})).await?,
+        };
+        println!("pinned: {}", v["pinned"]);
+        Ok(())
+    })
+}
+
+pub(super) fn defer(api: &ApiArgs, version: Option<semver::Version>) -> anyhow::Result<()> {
+    block_on(async {
+        let v: serde_json::Value = ApiClient::new(api)?
+            .post(
+                "/v1/defer",
+                &VersionRequest {
+                    version,
+                    force: false,
+                },
+            )
+            .await?;
+        println!(
+            "{} deferred until {} ({} of {} deferrals)",
+            v["version"].as_str().unwrap_or("?"),
+            v["deferred_until"]
+                .as_u64()
+                .map(show::time)
+                .unwrap_or_default(),
+            v["count"],
+            v["max"]
+        );
+        Ok(())
+    })
+}
+
+pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    block_on(async {
+        let c = ApiClient::new(api)?;
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:24} [{bar:40}] {pos}/{len} chunks {msg}")
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .progress_chars("=> ");
+        let mut bars: std::collections::HashMap<String, ProgressBar> =
+            std::collections::HashMap::new();
+        loop {
+            let list: Vec<ReleaseView> = c.get("/v1/releases").await?;
+            let mut active = 0;
+            for r in &list {
+                let Some(p) = &r.progress else { continue };
+                let bar = bars.entry(r.id.clone()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(p.chunks_total));
+                    b.set_style(style.clone());
+                    b.set_prefix(format!("{} {}", r.name, r.version));
+                    b
+                });
+                bar.set_length(p.chunks_total.max(1));
+                bar.set_position(p.chunks_held);
+                bar.set_message(format!("from {} peer(s)", p.from_peers.len()));
+                match &r.download {
+                    DownloadState::Downloading => active += 1,
+                    DownloadState::Complete { .. } => bar.finish_with_message("complete"),
+                    DownloadState::Failed { reason } => {
+                        bar.abandon_with_message(format!("FAILED: {reason}"))
+                    }
+                    DownloadState::NotFollowed => {}
+                }
+            }
+            if active == 0 {
+                if bars.is_empty() {
+                    println!("no downloads");
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
 }

@@ -15,13 +15,31 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
-use super::core::{CoreMsg, ReleaseView, StatusView};
+use super::apply::updater::{HistoryEntry, Kind, Outcome, Updater};
+use super::core::{CheckItem, CoreMsg, ReleaseView, StatusView};
 
 #[derive(Clone)]
 struct Api {
     ctx: Arc<Ctx>,
     core: mpsc::Sender<CoreMsg>,
+    updater: Option<Updater>,
     token_hash: blake3::Hash,
+}
+
+/// Body of `POST /v1/apply`, `/v1/rollback`, `/v1/pin`, `/v1/defer`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct VersionRequest {
+    #[serde(default)]
+    pub version: Option<semver::Version>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Answer of `POST /v1/apply` and `/v1/rollback`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransitionResult {
+    pub version: String,
+    pub outcome: Outcome,
 }
 
 /// Body of `POST /v1/publish`.
@@ -52,16 +70,29 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Failure {
 }
 
 /// The router.
-pub fn router(ctx: Arc<Ctx>, core: mpsc::Sender<CoreMsg>, token: &str) -> Router {
+pub fn router(
+    ctx: Arc<Ctx>,
+    core: mpsc::Sender<CoreMsg>,
+    updater: Option<Updater>,
+    token: &str,
+) -> Router {
     let api = Api {
         ctx,
         core,
+        updater,
         token_hash: blake3::hash(token.as_bytes()),
     };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/releases", get(releases))
         .route("/v1/publish", post(publish))
+        .route("/v1/check", get(check))
+        .route("/v1/history", get(history))
+        .route("/v1/apply", post(apply))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/pin", post(pin))
+        .route("/v1/unpin", post(unpin))
+        .route("/v1/defer", post(defer))
         .route("/metrics", get(metrics))
         .with_state(api)
 }
@@ -145,4 +176,154 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
         )],
         api.ctx.metrics.render(),
     )
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> Result<T, Failure> {
+    b.map(|Json(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+}
+
+impl Api {
+    fn updater(&self) -> Result<&Updater, Failure> {
+        self.updater.as_ref().ok_or_else(|| {
+            error(
+                StatusCode::CONFLICT,
+                "this daemon manages no program (no [managed] section in its configuration)",
+            )
+        })
+    }
+}
+
+async fn check(State(api): State<Api>) -> Result<Json<Vec<CheckItem>>, Failure> {
+    api.updater()?;
+    Ok(Json(api.ask(CoreMsg::Check).await?))
+}
+
+async fn history(State(api): State<Api>) -> Result<Json<Vec<HistoryEntry>>, Failure> {
+    Ok(Json(api.updater()?.history()))
+}
+
+async fn transition(
+    api: &Api,
+    req: VersionRequest,
+    rollback: bool,
+) -> Result<Json<TransitionResult>, Failure> {
+    let u = api.updater()?.clone();
+    let guard = u.try_begin().map_err(|e| error(StatusCode::CONFLICT, e))?;
+    let target = api
+        .ask(|reply| CoreMsg::Resolve {
+            version: req.version,
+            force: req.force,
+            rollback,
+            reply,
+        })
+        .await?
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let version = target.to.version.to_string();
+    let kind = if rollback {
+        Kind::Rollback
+    } else {
+        Kind::Apply
+    };
+    let outcome = u
+        .transition(&guard, kind, target)
+        .await
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Json(TransitionResult { version, outcome }))
+}
+
+async fn apply(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<VersionRequest>,
+) -> Result<Json<TransitionResult>, Failure> {
+    api.authorised(&headers)?;
+    transition(&api, body(b)?, false).await
+}
+
+async fn rollback(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<VersionRequest>,
+) -> Result<Json<TransitionResult>, Failure> {
+    api.authorised(&headers)?;
+    transition(&api, body(b)?, true).await
+}
+
+async fn pin(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<VersionRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let v = body(b)?
+        .version
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "pin needs a version"))?;
+    let shown = v.to_string();
+    api.updater()?
+        .edit(|i| {
+            i.pinned = Some(v);
+            Ok(())
+        })
+        .await
+        .map_err(|e| error(StatusCode::CONFLICT, e))?;
+    Ok(Json(serde_json::json!({ "pinned": shown })))
+}
+
+async fn unpin(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    api.updater()?
+        .edit(|i| {
+            i.pinned = None;
+            Ok(())
+        })
+        .await
+        .map_err(|e| error(StatusCode::CONFLICT, e))?;
+    Ok(Json(serde_json::json!({ "pinned": null })))
+}
+
+async fn defer(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<VersionRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let req = body(b)?;
+    let target = api
+        .ask(|reply| CoreMsg::Resolve {
+            version: req.version,
+            force: true,
+            rollback: false,
+            reply,
+        })
+        .await?
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let policy = &api.ctx.config.policy;
+    let (max, period) = (policy.max_defers, policy.defer_period.as_secs());
+    let id = target.to.release;
+    let i = api
+        .updater()?
+        .edit(|i| {
+            let d = i.deferrals.entry(id).or_default();
+            if d.count >= max {
+                return Err(format!(
+                    "{} was deferred {} times already; the limit is {max}",
+                    target.to.version, d.count
+                ));
+            }
+            d.count += 1;
+            d.until = upswarm_trust::unix_now() + period;
+            Ok(())
+        })
+        .await
+        .map_err(|e| error(StatusCode::CONFLICT, e))?;
+    let d = i.deferrals.get(&id).copied().unwrap_or_default();
+    Ok(Json(
+        serde_json::json!({ "version": target.to.version.to_string(), "deferred_until": d.until, "count": d.count, "max": max }),
+    ))
 }

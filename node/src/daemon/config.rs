@@ -40,6 +40,11 @@ pub struct Config {
     pub transfer: Transfer,
     #[serde(default)]
     pub api: Api,
+    /// The program this daemon keeps up to date. Absent: the daemon only distributes.
+    #[serde(default)]
+    pub managed: Option<Managed>,
+    #[serde(default)]
+    pub policy: super::apply::policy::Policy,
     /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
     #[serde(default)]
     pub fault_injection: FaultInjection,
@@ -113,6 +118,143 @@ pub struct FaultInjection {
     /// Gossip whatever `release publish` hands over, without checking its signatures.
     #[serde(default)]
     pub publish_unverified: bool,
+    /// `STEP` or `STEP@VERSION`: sleep 60 s right after journaling this apply step
+    /// (`prechecks`, `backup`, `pre_hook`, `stop`, `switch`, `start`, `health_check`,
+    /// `commit`, `rb_stop`, …), once per data directory, so a test can kill the daemon there.
+    #[serde(default)]
+    pub apply_pause_at: Option<String>,
+}
+
+/// How the managed program is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedMode {
+    /// The daemon starts the program as its child and restarts it when it exits.
+    Supervise,
+    /// The operator's service manager runs it; the daemon calls `hooks.start` / `hooks.stop`
+    /// (e.g. `systemctl start mynode`).
+    External,
+}
+
+/// The `[managed]` section: the operator's node program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Managed {
+    /// Default `supervise`.
+    #[serde(default = "default_mode")]
+    pub mode: ManagedMode,
+    /// The program: an artifact name of the release (run from the version directory), or
+    /// an absolute path.
+    pub command: String,
+    /// Arguments. `{data_dir}`, `{version}` and `{version_dir}` are replaced.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Working directory; default the managed data directory, else the version directory.
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// The program's own data directory: backed up before each update, restored on rollback.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Signal that asks the program to stop. Default `SIGTERM`.
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+    /// How long to wait for it to exit before SIGKILL. Default `10s`.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// First restart delay after a crash; doubles up to 1 minute. Default `1s`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub restart_backoff: Duration,
+    /// Versions kept side by side under `<data_dir>/versions`. Default 3.
+    #[serde(default = "default_keep")]
+    pub keep_versions: usize,
+    #[serde(default)]
+    pub health: HealthCheck,
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// How the daemon decides the program is healthy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// URL that answers 2xx when healthy.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Or a command that exits 0 when healthy.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Timeout of one probe. Default `2s`.
+    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time between probes. Default `500ms`.
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Consecutive successes required. Default 3.
+    #[serde(default = "default_successes")]
+    pub successes: u32,
+    /// The program must be healthy within this long after start. Default `60s`.
+    #[serde(default = "default_health_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+/// Operator commands run around an update. Exit codes of `pre_upgrade`: 0 proceed;
+/// 2 not now (retried later, the release is not marked failed); anything else refuses the
+/// release (marked failed, nothing changed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub pre_upgrade: Vec<String>,
+    /// External mode: start the program (e.g. `["systemctl", "start", "mynode"]`).
+    #[serde(default)]
+    pub start: Vec<String>,
+    /// External mode: stop the program and return once it has exited.
+    #[serde(default)]
+    pub stop: Vec<String>,
+}
+
+fn default_mode() -> ManagedMode {
+    ManagedMode::Supervise
+}
+fn default_stop_signal() -> String {
+    "SIGTERM".into()
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_keep() -> usize {
+    3
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_successes() -> u32 {
+    3
+}
+fn default_health_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            http: None,
+            command: Vec::new(),
+            timeout: default_probe_timeout(),
+            interval: default_probe_interval(),
+            successes: default_successes(),
+            deadline: default_health_deadline(),
+        }
+    }
 }
 
 fn default_network() -> String {
@@ -210,6 +352,10 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         config.trust_root = base.join(&config.trust_root);
+        if let Some(m) = &mut config.managed {
+            m.data_dir = m.data_dir.as_ref().map(|d| base.join(d));
+            m.working_dir = m.working_dir.as_ref().map(|d| base.join(d));
+        }
         config
             .check()
             .with_context(|| format!("{}: invalid configuration", path.display()))?;

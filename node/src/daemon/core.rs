@@ -19,6 +19,9 @@ use upswarm_trust::{
 };
 
 use super::Ctx;
+use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
+use super::apply::supervisor::ProgramStatus;
+use super::apply::updater::{Kind, Outcome, Target, Updater, VersionRef};
 use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
 use super::state::{DownloadState, Source, StoredRelease};
@@ -27,6 +30,20 @@ use super::state::{DownloadState, Source, StoredRelease};
 #[derive(Debug)]
 pub enum CoreMsg {
     Status(oneshot::Sender<StatusView>),
+    /// Candidates for installation and what holds each back.
+    Check(oneshot::Sender<Vec<CheckItem>>),
+    /// Resolves `upswarm apply VERSION` (or, with `rollback`, `upswarm rollback [VERSION]`)
+    /// into a target, after the compatibility checks.
+    Resolve {
+        version: Option<semver::Version>,
+        force: bool,
+        rollback: bool,
+        reply: oneshot::Sender<Result<Target, String>>,
+    },
+    /// A transition finished (for logs and, later, health reports).
+    Applied {
+        outcome: Result<Outcome, String>,
+    },
     Publish {
         dir: PathBuf,
         reply: oneshot::Sender<Result<ReleaseView, String>>,
@@ -53,6 +70,7 @@ pub struct StatusView {
     pub peers: Vec<String>,
     pub root_version: u64,
     pub releases: Vec<ReleaseView>,
+    pub managed: Option<ManagedView>,
     pub counters: Counters,
 }
 
@@ -68,6 +86,32 @@ pub struct ReleaseView {
     pub first_seen: u64,
     pub download: DownloadState,
     pub progress: Option<ProgressView>,
+}
+
+/// One candidate of `upswarm check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckItem {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub update_type: String,
+    pub security_critical: bool,
+    /// `None`: it would be applied now.
+    pub hold: Option<Hold>,
+    /// Human-readable reason.
+    pub why: String,
+}
+
+/// What the status shows about the managed program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagedView {
+    pub current: Option<String>,
+    pub previous: Vec<String>,
+    pub pinned: Option<String>,
+    pub failed: Vec<String>,
+    pub program: ProgramStatus,
+    /// Apply step in progress and the version being applied.
+    pub applying: Option<(String, String)>,
 }
 
 /// The verdict on a manifest heard of.
@@ -94,6 +138,7 @@ pub struct Core {
     inbox: mpsc::Receiver<CoreMsg>,
     to_self: mpsc::Sender<CoreMsg>,
     events: mpsc::Receiver<Event>,
+    updater: Option<Updater>,
 }
 
 impl std::fmt::Debug for Core {
@@ -119,8 +164,10 @@ impl Core {
         inbox: mpsc::Receiver<CoreMsg>,
         to_self: mpsc::Sender<CoreMsg>,
         events: mpsc::Receiver<Event>,
+        updater: Option<Updater>,
     ) -> Self {
         Core {
+            updater,
             ctx,
             chain,
             releases: HashMap::new(),
@@ -187,6 +234,19 @@ impl Core {
 
     /// Runs until the inbox closes.
     pub async fn run(mut self) {
+        if let Some(u) = self.updater.clone() {
+            // Finish or undo an apply a killed daemon left behind, or start the program.
+            let to_self = self.to_self.clone();
+            tokio::spawn(async move {
+                u.recover().await;
+                let _ = to_self
+                    .send(CoreMsg::Applied {
+                        outcome: Ok(Outcome::Postponed),
+                    })
+                    .await;
+            });
+        }
+        let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
         let mut dht = tokio::time::interval(self.ctx.config.network_options.dht_refresh);
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
@@ -198,6 +258,7 @@ impl Core {
                 },
                 Some(ev) = self.events.recv() => self.on_event(ev).await,
                 _ = dht.tick() => self.query_dht(),
+                _ = apply_tick.tick() => self.maybe_apply(),
             }
         }
         for (_, (_, task)) in self.downloads.drain() {
@@ -464,12 +525,33 @@ impl Core {
                     Metrics::inc(&self.ctx.metrics.releases_completed);
                     self.set_download(id, DownloadState::Complete { at: unix_now() });
                     self.seed(id).await;
+                    self.maybe_apply();
                 }
                 Err(reason) => {
                     warn!(release = %id, "download failed: {reason}");
                     self.set_download(id, DownloadState::Failed { reason });
                 }
             },
+            CoreMsg::Check(reply) => {
+                let _ = reply.send(self.check());
+            }
+            CoreMsg::Resolve {
+                version,
+                force,
+                rollback,
+                reply,
+            } => {
+                let _ = reply.send(if rollback {
+                    self.resolve_rollback(version)
+                } else {
+                    self.resolve_apply(version, force)
+                });
+            }
+            CoreMsg::Applied { outcome } => {
+                if let Err(e) = outcome {
+                    info!("apply ended without a change: {e}");
+                }
+            }
             CoreMsg::DhtRecords(records) => {
                 for r in records {
                     if let Verdict::Reject(why) = self.consider(&r.value, Source::Dht) {
@@ -605,8 +687,201 @@ impl Core {
                 .unwrap_or_default(),
             root_version: self.chain.current().version(),
             releases,
+            managed: self.updater.as_ref().map(|u| {
+                let i = u.installed();
+                ManagedView {
+                    current: i.current.as_ref().map(|v| v.version.to_string()),
+                    previous: i.previous.iter().map(|v| v.version.to_string()).collect(),
+                    pinned: i.pinned.as_ref().map(ToString::to_string),
+                    failed: i.failed.iter().map(Hash32::to_hex).collect(),
+                    program: u.program(),
+                    applying: u.in_progress().map(|(s, v)| (s.name().to_string(), v)),
+                }
+            }),
             counters: self.ctx.metrics.snapshot(),
         }
+    }
+}
+
+impl Core {
+    /// Complete releases of the managed product, newest first.
+    fn installable(&self) -> Vec<(&Hash32, &Known)> {
+        let mut v: Vec<(&Hash32, &Known)> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| matches!(k.stored.download, DownloadState::Complete { .. }))
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .collect();
+        v.sort_by(|a, b| {
+            b.1.verified
+                .manifest
+                .version
+                .cmp(&a.1.verified.manifest.version)
+        });
+        v
+    }
+
+    fn candidate(
+        &self,
+        id: &Hash32,
+        k: &Known,
+        installed: &super::apply::updater::Installed,
+    ) -> Candidate {
+        let m = &k.verified.manifest;
+        Candidate {
+            version: m.version.clone(),
+            update_type: m.update_type,
+            security_critical: m.security_critical,
+            rollback: m.rollback,
+            min_version: m.min_version.clone(),
+            first_seen: k.stored.first_seen,
+            already_failed: installed.failed.contains(id),
+            deferred_until: installed.deferrals.get(id).map(|d| d.until),
+        }
+    }
+
+    fn policy_installed(installed: &super::apply::updater::Installed) -> PolicyInstalled {
+        PolicyInstalled {
+            current: installed.current.as_ref().map(|v| v.version.clone()),
+            pinned: installed.pinned.clone(),
+        }
+    }
+
+    fn check(&self) -> Vec<CheckItem> {
+        let Some(u) = &self.updater else {
+            return Vec::new();
+        };
+        let installed = u.installed();
+        let pi = Self::policy_installed(&installed);
+        let now = chrono::Utc::now();
+        self.installable()
+            .into_iter()
+            .map(|(id, k)| {
+                let c = self.candidate(id, k, &installed);
+                let hold = policy::may_auto_apply(&self.ctx.config.policy, &c, &pi, now).err();
+                let m = &k.verified.manifest;
+                CheckItem {
+                    id: id.to_hex(),
+                    name: m.name.clone(),
+                    version: m.version.to_string(),
+                    update_type: m.update_type.to_string(),
+                    security_critical: m.security_critical,
+                    why: hold
+                        .as_ref()
+                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                    hold,
+                }
+            })
+            .collect()
+    }
+
+    /// Starts the newest release the policy lets this node apply now, if any.
+    fn maybe_apply(&mut self) {
+        let Some(u) = self.updater.clone() else {
+            return;
+        };
+        if u.in_progress().is_some() {
+            return;
+        }
+        let installed = u.installed();
+        let pi = Self::policy_installed(&installed);
+        let now = chrono::Utc::now();
+        let pick = self.installable().into_iter().find_map(|(id, k)| {
+            let c = self.candidate(id, k, &installed);
+            policy::may_auto_apply(&self.ctx.config.policy, &c, &pi, now)
+                .ok()
+                .map(|()| (*id, k.verified.manifest.version.clone()))
+        });
+        let Some((id, version)) = pick else { return };
+        let Ok(guard) = u.try_begin() else { return };
+        let target = Target {
+            to: VersionRef {
+                version,
+                release: id,
+            },
+            source: release_dir(&self.ctx, &id),
+        };
+        let to_self = self.to_self.clone();
+        tokio::spawn(async move {
+            let outcome = u.transition(&guard, Kind::Apply, target).await;
+            drop(guard);
+            let _ = to_self.send(CoreMsg::Applied { outcome }).await;
+        });
+    }
+
+    fn resolve_apply(
+        &self,
+        version: Option<semver::Version>,
+        force: bool,
+    ) -> Result<Target, String> {
+        let u = self
+            .updater
+            .as_ref()
+            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let installed = u.installed();
+        let list = self.installable();
+        let (id, k) = match &version {
+            Some(v) => list
+                .into_iter()
+                .find(|(_, k)| &k.verified.manifest.version == v)
+                .ok_or_else(|| {
+                    format!(
+                        "no downloaded release {v} of the managed product; see `upswarm releases`"
+                    )
+                })?,
+            None => list
+                .into_iter()
+                .next()
+                .ok_or("no downloaded release to apply")?,
+        };
+        let c = self.candidate(id, k, &installed);
+        policy::compatible(&c, &Self::policy_installed(&installed), force)
+            .map_err(|h| format!("{h}; use --force to override"))?;
+        if c.already_failed && !force {
+            return Err(format!(
+                "{} failed on this node before; use --force to try again",
+                c.version
+            ));
+        }
+        Ok(Target {
+            to: VersionRef {
+                version: c.version,
+                release: *id,
+            },
+            source: release_dir(&self.ctx, id),
+        })
+    }
+
+    fn resolve_rollback(&self, version: Option<semver::Version>) -> Result<Target, String> {
+        let u = self
+            .updater
+            .as_ref()
+            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let installed = u.installed();
+        let to = match version {
+            None => installed
+                .previous
+                .first()
+                .cloned()
+                .ok_or("no earlier version to roll back to")?,
+            Some(v) => installed
+                .previous
+                .iter()
+                .find(|p| p.version == v)
+                .cloned()
+                .ok_or_else(|| {
+                    format!("{v} is not one of the earlier versions kept on this node")
+                })?,
+        };
+        let dir = super::apply::versions::dir(&u.layout().versions, &to.version);
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}: version {} is no longer kept on this node",
+                dir.display(),
+                to.version
+            ));
+        }
+        Ok(Target { to, source: dir })
     }
 }
 

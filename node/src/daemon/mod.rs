@@ -10,6 +10,7 @@
 //! All channels between them are bounded.
 
 pub mod api;
+pub mod apply;
 pub mod config;
 pub mod core;
 mod fetcher;
@@ -145,8 +146,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(seeder::serve(ctx.clone(), fetches));
 
+    let updater = match ctx.config.managed.clone() {
+        Some(m) => Some(apply::updater::Updater::new(ctx.clone(), m)?),
+        None => None,
+    };
     let (core_tx, core_rx) = mpsc::channel(256);
-    let mut node = core::Core::new(ctx.clone(), chain, core_rx, core_tx.clone(), events);
+    let mut node = core::Core::new(
+        ctx.clone(),
+        chain,
+        core_rx,
+        core_tx.clone(),
+        events,
+        updater.clone(),
+    );
     node.load().await;
     tokio::spawn(node.run());
 
@@ -159,7 +171,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         format!("{api_addr}\n").as_bytes(),
     )?;
     info!(%api_addr, "control API listening");
-    let app = api::router(ctx.clone(), core_tx, &token);
+    let app = api::router(ctx.clone(), core_tx, updater, &token);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

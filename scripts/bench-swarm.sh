@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Swarm download benchmark in network namespaces with equal egress caps.
+#
+#   sudo scripts/bench-swarm.sh            # N=16 SIZE_MIB=256 RATE=100mbit
+#   N=8 SIZE_MIB=64 RATE=200mbit scripts/bench-swarm.sh
+#
+# One "seed" namespace and N client namespaces hang off one bridge; every namespace's
+# uplink (egress) is capped with tc tbf at RATE. Two runs on the same file:
+#   origin: nginx in the seed namespace; the N clients download the file with curl at once;
+#   swarm:  an upswarm daemon in the seed namespace publishes the release; N daemons fetch it.
+# Prints both times, their ratio, and the swarm time against the lower bound SIZE / RATE
+# (no client can receive faster than the seed's uplink can send one copy... and no faster
+# than it can download, which here is uncapped; the bound is the seed's one copy).
+# Needs root (ip netns, tc). Installs nginx-light if missing.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+N=${N:-16}
+SIZE_MIB=${SIZE_MIB:-256}
+RATE=${RATE:-100mbit}
+CHUNK=${CHUNK:-1MiB}
+PREFIX=usw
+HUB=${PREFIX}hub
+[ "$(id -u)" = 0 ] || { echo "bench-swarm.sh needs root (network namespaces, tc)" >&2; exit 1; }
+command -v nginx >/dev/null || { echo "installing nginx-light ..." >&2; apt-get install -y -q nginx-light >/dev/null; }
+
+upswarm=$(build_release)
+work=$(mktemp -d "${TMPDIR:-/tmp}/upswarm-bench-swarm.XXXXXX")
+pids=()
+
+cleanup() {
+  for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  sleep 0.5
+  for k in $(seq 0 "$N"); do ip netns del "$PREFIX$k" 2>/dev/null || true; done
+  ip netns del "$HUB" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip_of() { echo "10.77.0.$(( $1 + 1 ))"; }
+in_ns() { local k=$1; shift; ip netns exec "$PREFIX$k" "$@"; }
+
+echo "== setting up $((N + 1)) namespaces, uplinks capped at $RATE"
+# The bridge lives in its own namespace, away from the host's firewall rules.
+ip netns add "$HUB"
+ip -n "$HUB" link add br0 type bridge
+ip -n "$HUB" link set br0 up
+for k in $(seq 0 "$N"); do
+  ns=$PREFIX$k
+  ip netns add "$ns"
+  ip -n "$HUB" link add "h$k" type veth peer name eth0 netns "$ns"
+  ip -n "$HUB" link set "h$k" master br0 up
+  in_ns "$k" ip addr add "$(ip_of "$k")/24" dev eth0
+  in_ns "$k" ip link set eth0 up
+  in_ns "$k" ip link set lo up
+  in_ns "$k" tc qdisc add dev eth0 root tbf rate "$RATE" burst 256kb latency 400ms
+done
+
+echo "== making a $SIZE_MIB MiB release"
+cd "$work"
+head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > artifact.bin
+for k in r1 s1; do "$upswarm" key gen --out "$k" >/dev/null 2>&1; done
+"$upswarm" root init --out root.cbor --root-key r1.pub --root-threshold 1 \
+  --release-key s1.pub --release-threshold 1 >/dev/null 2>&1
+"$upswarm" root sign --key r1.key root.cbor >/dev/null
+"$upswarm" release create --name bench --version 1.0.0 --type hotfix --channel stable \
+  --artifact bench=artifact.bin --chunk-size "$CHUNK" --platform any --out rel >/dev/null 2>&1
+"$upswarm" release sign --key s1.key rel/manifest.cbor >/dev/null
+
+# ---- origin run -------------------------------------------------------------------------
+echo "== origin: nginx in the seed namespace, $N curl clients"
+mkdir -p www && ln artifact.bin www/artifact.bin
+cat > nginx.conf <<NGINX
+user root;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  server { listen $(ip_of 0):8080; root $work/www; }
+}
+NGINX
+in_ns 0 nginx -c "$work/nginx.conf" -p "$work" </dev/null >/dev/null 2>&1
+sleep 0.5
+t0=$(now)
+cpids=()
+for k in $(seq 1 "$N"); do
+  ip netns exec "$PREFIX$k" curl -fsS -o /dev/null "http://$(ip_of 0):8080/artifact.bin" & cpids+=($!)
+done
+for p in "${cpids[@]}"; do wait "$p" || { echo "a curl client failed" >&2; exit 1; }; done
+t_origin=$(echo "$(now) - $t0" | bc -l)
+kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+printf 'origin: %.1f s\n' "$t_origin"
+
+# ---- swarm run --------------------------------------------------------------------------
+echo "== swarm: upswarm daemons"
+start_daemon() {
+  local k=$1 boot=$2
+  mkdir -p "n$k"
+  cat > "n$k/node.toml" <<TOML
+network = "bench"
+data_dir = "data"
+trust_root = "../root.cbor"
+[network_options]
+listen = ["/ip4/$(ip_of "$k")/tcp/4001"]
+bootstrap = [$boot]
+dht_refresh = "2s"
+[api]
+listen = "127.0.0.1:7780"
+TOML
+  ip netns exec "$PREFIX$k" env UPSWARM_LOG=warn "$upswarm" daemon --config "n$k/node.toml" > "n$k/log" 2>&1 &
+  pids+=($!)
+}
+start_daemon 0 ""
+for _ in $(seq 1 100); do [ -s n0/data/listen.addrs ] && break; sleep 0.1; done
+seed_addr=$(head -1 n0/data/listen.addrs)
+for k in $(seq 1 "$N"); do start_daemon "$k" "\"$seed_addr\""; done
+for k in $(seq 1 "$N"); do
+  for _ in $(seq 1 100); do [ -s "n$k/data/api.addr" ] && break; sleep 0.1; done
+done
+sleep 3   # let the mesh form
+in_ns 0 "$upswarm" release publish rel --api 127.0.0.1:7780 --token-file n0/data/api.token >/dev/null
+t0=$(now)
+while :; do
+  done_count=0
+  for k in $(seq 1 "$N"); do
+    if in_ns "$k" "$upswarm" releases --api 127.0.0.1:7780 2>/dev/null | grep -q "complete"; then
+      done_count=$((done_count + 1))
+    fi
+  done
+  [ "$done_count" = "$N" ] && break
+  elapsed=$(echo "$(now) - $t0" | bc -l)
+  if (( $(echo "$elapsed > $t_origin * 3 + 120" | bc -l) )); then
+    echo "swarm run did not finish ($done_count/$N complete)"; exit 1
+  fi
+  sleep 0.5
+done
+t_swarm=$(echo "$(now) - $t0" | bc -l)
+printf 'swarm:  %.1f s\n' "$t_swarm"
+
+rate_bytes=$(python3 -c "
+import re,sys
+m=re.fullmatch(r'(\d+(?:\.\d+)?)([kmg]?)bit','$RATE'.lower())
+v=float(m.group(1))*{'':1,'k':1e3,'m':1e6,'g':1e9}[m.group(2)]/8
+print(v)")
+lower=$(echo "$SIZE_MIB * 1048576 / $rate_bytes" | bc -l)
+echo
+printf 'N=%s, %s MiB, uplink cap %s per node, chunks of %s\n' "$N" "$SIZE_MIB" "$RATE" "$CHUNK"
+printf 'origin (nginx) %.1f s | swarm (upswarm) %.1f s | lower bound %.1f s\n' "$t_origin" "$t_swarm" "$lower"
+printf 'speed-up vs origin: %.2fx (target >= 8)\n' "$(echo "$t_origin / $t_swarm" | bc -l)"
+printf 'swarm / lower bound: %.2fx (target <= 1.5)\n' "$(echo "$t_swarm / $lower" | bc -l)"
