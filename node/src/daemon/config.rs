@@ -349,7 +349,11 @@ impl Config {
             .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("{}: invalid configuration", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Paths in the file are relative to the file; make them absolute once, here (a
+        // relative `current` symlink target would otherwise point nowhere).
+        let base = std::path::absolute(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            .with_context(|| format!("{}: cannot resolve its directory", path.display()))?;
+        let base = base.as_path();
         config.data_dir = base.join(&config.data_dir);
         config.trust_root = base.join(&config.trust_root);
         if let Some(m) = &mut config.managed {
