@@ -262,7 +262,9 @@ impl RolloutPlan {
             until_bp: until_pct * 100,
             min_soak_secs: soak_min * MIN,
             max_failure_bp: 1_000,
-            min_reports: 1,
+            // Judge a failure rate on at least twenty reports (fewer only when the fleet is
+            // smaller): a 10 % threshold on one report would halt at the first flake.
+            min_reports: 20,
         };
         let phases = if security_critical {
             vec![phase(100, 0)]

@@ -10,6 +10,7 @@ mod node;
 pub mod release;
 pub mod root;
 pub(crate) mod show;
+mod sim;
 
 /// upswarm: a peer-to-peer update daemon for fleets of nodes.
 #[derive(Debug, Parser)]
@@ -100,6 +101,8 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Simulate a phased rollout over many nodes with the real gate logic.
+    Sim(sim::SimArgs),
     /// Show download progress bars until every download is complete.
     Progress {
         #[command(flatten)]
@@ -147,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Unpin { api } => node::pin(&api, None),
         Command::Defer { version, api } => node::defer(&api, version),
         Command::Progress { api } => node::progress(&api),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

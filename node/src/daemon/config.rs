@@ -351,8 +351,12 @@ impl Config {
             .with_context(|| format!("{}: invalid configuration", path.display()))?;
         // Paths in the file are relative to the file; make them absolute once, here (a
         // relative `current` symlink target would otherwise point nowhere).
-        let base = std::path::absolute(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-            .with_context(|| format!("{}: cannot resolve its directory", path.display()))?;
+        let base = std::path::absolute(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .with_context(|| format!("{}: cannot resolve its directory", path.display()))?;
         let base = base.as_path();
         config.data_dir = base.join(&config.data_dir);
         config.trust_root = base.join(&config.trust_root);
