@@ -38,7 +38,24 @@ pub enum Want {
     Blob { hash: Hash32, max_len: u32 },
     /// Which chunks of the artifact with this chunk index the peer holds.
     Have { chunk_index: Hash32 },
+    /// The signed messages of one kind the peer holds about a release or proposal (health
+    /// reports, control messages, votes), for nodes that were offline when they were
+    /// gossiped.
+    Signed { kind: SignedKind, about: Hash32 },
 }
+
+/// Kinds of signed messages that can be re-synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignedKind {
+    Health,
+    Control,
+    Vote,
+    Proposal,
+}
+
+/// Most envelopes in one `Signed` answer.
+pub const MAX_SIGNED_PER_ANSWER: usize = 8192;
 
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +79,10 @@ pub enum Answer {
         #[serde(with = "serde_bytes")]
         bitmap: Vec<u8>,
     },
+    /// Signed envelopes (each as encoded), answering `Want::Signed`.
+    Signed {
+        envelopes: Vec<serde_bytes::ByteBuf>,
+    },
     /// The peer does not hold it (or does not know the chunk index).
     DontHave,
     /// The peer is over its upload capacity; try again later or elsewhere.
@@ -73,6 +94,7 @@ impl std::fmt::Debug for Answer {
         match self {
             Answer::Blob { bytes } => write!(f, "Blob({} bytes)", bytes.len()),
             Answer::Have { bitmap } => write!(f, "Have({} bytes of bitmap)", bitmap.len()),
+            Answer::Signed { envelopes } => write!(f, "Signed({} envelopes)", envelopes.len()),
             Answer::DontHave => f.write_str("DontHave"),
             Answer::Busy => f.write_str("Busy"),
         }

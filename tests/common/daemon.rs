@@ -49,6 +49,9 @@ impl Testnet {
         for n in [10u8, 11, 12] {
             upswarm_trust::write_keypair(&dir.path().join(format!("s{n}")), &key(n)).unwrap();
         }
+        for n in [20u8, 21] {
+            upswarm_trust::write_keypair(&dir.path().join(format!("c{n}")), &key(n)).unwrap();
+        }
         Testnet {
             dir,
             daemons: Vec::new(),

@@ -31,7 +31,7 @@ pub const FAR: u64 = 4_000_000_000;
 pub const NOW: u64 = 1_800_000_000;
 
 /// Keys of the standard test root: root keys 1, 2 (2-of-2); release keys 10, 11, 12 (2-of-3,
-/// hotfix 1, major 3); control key 20 (1-of-1); voters 30 (weight 3) and 31 (weight 1).
+/// hotfix 1, major 3); control keys 20, 21 (2-of-2); voters 30 (weight 3) and 31 (weight 1).
 pub fn roles() -> Roles {
     let pk = |n| key(n).public();
     Roles {
@@ -48,8 +48,8 @@ pub fn roles() -> Roles {
                 .collect(),
         },
         control: Some(Role {
-            keys: vec![pk(20)],
-            threshold: 1,
+            keys: vec![pk(20), pk(21)],
+            threshold: 2,
         }),
         electorate: Electorate {
             voters: vec![

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod client;
+pub mod control;
 pub mod key;
 mod node;
 pub mod release;
@@ -101,6 +102,18 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Signed rollout control messages: pause, resume, abort, advance, yank.
+    #[command(subcommand)]
+    Control(control::ControlCommand),
+    /// Why this node has or has not installed a release: rank, phase, gates, policy.
+    Explain {
+        #[arg(value_name = "VERSION")]
+        version: Option<semver::Version>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a phased rollout over many nodes with the real gate logic.
     Sim(sim::SimArgs),
     /// Show download progress bars until every download is complete.
@@ -151,6 +164,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Defer { version, api } => node::defer(&api, version),
         Command::Progress { api } => node::progress(&api),
         Command::Sim(args) => sim::run(&args),
+        Command::Control(c) => control::run(c),
+        Command::Explain { version, api, json } => node::explain(&api, version, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

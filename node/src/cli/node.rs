@@ -8,7 +8,7 @@ use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
 use crate::daemon::api::{TransitionResult, VersionRequest};
 use crate::daemon::apply::updater::{HistoryEntry, Outcome};
-use crate::daemon::core::{CheckItem, ReleaseView, StatusView};
+use crate::daemon::core::{CheckItem, ExplainView, ReleaseView, StatusView};
 use crate::daemon::state::DownloadState;
 use crate::daemon::{self, Config};
 
@@ -283,5 +283,74 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    })
+}
+
+pub(super) fn explain(
+    api: &ApiArgs,
+    version: Option<semver::Version>,
+    json: bool,
+) -> anyhow::Result<()> {
+    block_on(async {
+        let path = match &version {
+            Some(v) => format!("/v1/explain?version={v}"),
+            None => "/v1/explain".to_string(),
+        };
+        let e: ExplainView = ApiClient::new(api)?.get(&path).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&e)?);
+            return Ok(());
+        }
+        let r = &e.rollout;
+        println!("release   {} {} ({})", e.name, e.version, &e.release[..16]);
+        println!(
+            "node      {} — rank {:.4}, phase {} (up to {:.2} % of nodes), install delay {} s",
+            &e.node_id[..16],
+            r.rank,
+            r.phase,
+            r.phase_until_percent,
+            r.install_delay_secs
+        );
+        let ev = &r.evaluation;
+        println!(
+            "phases    open: {} — opened at {}",
+            ev["open"], ev["opened_at"]
+        );
+        if !ev["halted"].is_null() {
+            println!("halted    {}", ev["halted"]);
+        }
+        if !ev["waiting"].is_null() {
+            let w = &ev["waiting"];
+            println!(
+                "gate      phase {} waits: soak until {}, reports {}/{}",
+                w["phase"],
+                w["soak_until"].as_u64().map(show::time).unwrap_or_default(),
+                w["reports"],
+                w["reports_needed"]
+            );
+        }
+        if let Some(stats) = ev["stats"].as_array() {
+            for (i, s) in stats.iter().enumerate() {
+                println!(
+                    "  phase {i}: {} known node(s), {} healthy, {} failed, {} installing",
+                    s["known_nodes"], s["healthy"], s["failed"], s["installed"]
+                );
+            }
+        }
+        if ev["out_of_cohort"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            println!(
+                "out of cohort (reported before their phase opened): {}",
+                ev["out_of_cohort"]
+            );
+        }
+        println!("rollout   {}", r.decision);
+        println!(
+            "policy    {}",
+            e.policy.as_deref().unwrap_or("allows it now")
+        );
+        Ok(())
     })
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
 use super::apply::updater::{HistoryEntry, Kind, Outcome, Updater};
-use super::core::{CheckItem, CoreMsg, ReleaseView, StatusView};
+use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, StatusView};
 
 #[derive(Clone)]
 struct Api {
@@ -93,6 +93,8 @@ pub fn router(
         .route("/v1/pin", post(pin))
         .route("/v1/unpin", post(unpin))
         .route("/v1/defer", post(defer))
+        .route("/v1/explain", get(explain))
+        .route("/v1/control", post(control))
         .route("/metrics", get(metrics))
         .with_state(api)
 }
@@ -326,4 +328,49 @@ async fn defer(
     Ok(Json(
         serde_json::json!({ "version": target.to.version.to_string(), "deferred_until": d.until, "count": d.count, "max": max }),
     ))
+}
+
+/// Query of `GET /v1/explain`.
+#[derive(Debug, Deserialize)]
+pub struct ExplainQuery {
+    pub version: Option<semver::Version>,
+}
+
+async fn explain(
+    State(api): State<Api>,
+    q: Result<axum::extract::Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExplainView>, Failure> {
+    let axum::extract::Query(q) = q.map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    api.ask(|reply| CoreMsg::Explain {
+        version: q.version,
+        reply,
+    })
+    .await?
+    .map(Json)
+    .map_err(|e| error(StatusCode::NOT_FOUND, e))
+}
+
+/// Body of `POST /v1/control`: a signed control message, hex-encoded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ControlRequest {
+    pub envelope_hex: String,
+}
+
+async fn control(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<ControlRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let bytes = hex::decode(body(b)?.envelope_hex.trim())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    api.ask(|reply| CoreMsg::Control { bytes, reply })
+        .await?
+        .map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("control message refused: {e}"),
+            )
+        })?;
+    Ok(Json(serde_json::json!({ "published": true })))
 }

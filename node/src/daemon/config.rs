@@ -45,6 +45,8 @@ pub struct Config {
     pub managed: Option<Managed>,
     #[serde(default)]
     pub policy: super::apply::policy::Policy,
+    #[serde(default)]
+    pub rollout: RolloutOptions,
     /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
     #[serde(default)]
     pub fault_injection: FaultInjection,
@@ -123,6 +125,36 @@ pub struct FaultInjection {
     /// `commit`, `rb_stop`, …), once per data directory, so a test can kill the daemon there.
     #[serde(default)]
     pub apply_pause_at: Option<String>,
+}
+
+/// Phased rollout behaviour of this node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutOptions {
+    /// Installs inside an open phase are spread over this long (each node's delay is
+    /// derived from its id, so it is stable and verifiable). Default `60s`.
+    #[serde(default = "default_spread", with = "humantime_serde")]
+    pub spread: Duration,
+    /// How often to pull health reports, control messages and votes from a few peers
+    /// (anti-entropy, for what gossip did not deliver). Default `15s`.
+    #[serde(default = "default_resync", with = "humantime_serde")]
+    pub resync_interval: Duration,
+}
+
+fn default_spread() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_resync() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl Default for RolloutOptions {
+    fn default() -> Self {
+        RolloutOptions {
+            spread: default_spread(),
+            resync_interval: default_resync(),
+        }
+    }
 }
 
 /// How the managed program is run.

@@ -24,7 +24,11 @@ use super::apply::supervisor::ProgramStatus;
 use super::apply::updater::{Kind, Outcome, Target, Updater, VersionRef};
 use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
+use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
 use super::state::{DownloadState, Source, StoredRelease};
+use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
+use upswarm_proto::{HealthReport, HealthStatus};
+use upswarm_rollout::Decision;
 
 /// Messages to the core, from the API and from tasks the core started.
 #[derive(Debug)]
@@ -40,9 +44,29 @@ pub enum CoreMsg {
         rollback: bool,
         reply: oneshot::Sender<Result<Target, String>>,
     },
-    /// A transition finished (for logs and, later, health reports).
+    /// A transition finished: report it.
     Applied {
+        target: Option<VersionRef>,
         outcome: Result<Outcome, String>,
+    },
+    /// A transition started (manual ones come through the API): report it.
+    Installing {
+        target: VersionRef,
+    },
+    /// Signed messages pulled from a peer.
+    Resynced {
+        kind: SignedKind,
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// `upswarm explain`.
+    Explain {
+        version: Option<semver::Version>,
+        reply: oneshot::Sender<Result<ExplainView, String>>,
+    },
+    /// `upswarm control …` through this node: validate, store, gossip.
+    Control {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
     Publish {
         dir: PathBuf,
@@ -139,6 +163,9 @@ pub struct Core {
     to_self: mpsc::Sender<CoreMsg>,
     events: mpsc::Receiver<Event>,
     updater: Option<Updater>,
+    book: RolloutBook,
+    /// Why the last signed message was rejected (for API callers).
+    last_rejection: Option<String>,
 }
 
 impl std::fmt::Debug for Core {
@@ -168,6 +195,8 @@ impl Core {
     ) -> Self {
         Core {
             updater,
+            book: RolloutBook::default(),
+            last_rejection: None,
             ctx,
             chain,
             releases: HashMap::new(),
@@ -241,12 +270,15 @@ impl Core {
                 u.recover().await;
                 let _ = to_self
                     .send(CoreMsg::Applied {
+                        target: None,
                         outcome: Ok(Outcome::Postponed),
                     })
                     .await;
             });
         }
+        self.load_signed();
         let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
+        let mut resync_tick = tokio::time::interval(self.ctx.config.rollout.resync_interval);
         let mut dht = tokio::time::interval(self.ctx.config.network_options.dht_refresh);
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
@@ -258,7 +290,11 @@ impl Core {
                 },
                 Some(ev) = self.events.recv() => self.on_event(ev).await,
                 _ = dht.tick() => self.query_dht(),
-                _ = apply_tick.tick() => self.maybe_apply(),
+                _ = apply_tick.tick() => {
+                    self.obey_yank();
+                    self.maybe_apply();
+                }
+                _ = resync_tick.tick() => self.resync(),
             }
         }
         for (_, (_, task)) in self.downloads.drain() {
@@ -283,9 +319,14 @@ impl Core {
                             MessageAcceptance::Reject
                         }
                     },
+                    Topic::Health => self.on_signed(SignedKind::Health, &data),
+                    Topic::Control => self.on_signed(SignedKind::Control, &data),
                     // Not yet understood by this version: do not forward what we cannot check.
                     _ => MessageAcceptance::Ignore,
                 };
+                if acceptance == MessageAcceptance::Reject {
+                    info!(peer = %source, ?topic, "rejected a gossiped message");
+                }
                 let m = &self.ctx.metrics;
                 Metrics::inc(match acceptance {
                     MessageAcceptance::Accept => &m.gossip_accepted,
@@ -547,10 +588,44 @@ impl Core {
                     self.resolve_apply(version, force)
                 });
             }
-            CoreMsg::Applied { outcome } => {
-                if let Err(e) = outcome {
-                    info!("apply ended without a change: {e}");
+            CoreMsg::Applied { target, outcome } => self.on_applied(target, outcome),
+            CoreMsg::Installing { target } => {
+                self.send_report(
+                    target.release,
+                    HealthStatus::Installed,
+                    &target.version,
+                    "installing",
+                );
+            }
+            CoreMsg::Resynced { kind, envelopes } => {
+                for e in envelopes {
+                    let _ = self.on_signed(kind, &e);
                 }
+            }
+            CoreMsg::Explain { version, reply } => {
+                let _ = reply.send(self.explain(version));
+            }
+            CoreMsg::Control { bytes, reply } => {
+                let r = if self.ctx.config.fault_injection.publish_unverified {
+                    Ok(()) // a misbehaving node (tests only): gossip it without looking
+                } else {
+                    match self.on_signed(SignedKind::Control, &bytes) {
+                        MessageAcceptance::Reject => Err(self
+                            .last_rejection
+                            .take()
+                            .unwrap_or_else(|| "invalid".into())),
+                        _ => Ok(()),
+                    }
+                };
+                if r.is_ok() {
+                    let client = self.ctx.client.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = client.publish(Topic::Control, bytes).await {
+                            warn!("gossip publish of the control message: {e}");
+                        }
+                    });
+                }
+                let _ = reply.send(r);
             }
             CoreMsg::DhtRecords(records) => {
                 for r in records {
@@ -757,8 +832,7 @@ impl Core {
         self.installable()
             .into_iter()
             .map(|(id, k)| {
-                let c = self.candidate(id, k, &installed);
-                let hold = policy::may_auto_apply(&self.ctx.config.policy, &c, &pi, now).err();
+                let hold = self.hold(id, k, &installed, &pi, now);
                 let m = &k.verified.manifest;
                 CheckItem {
                     id: id.to_hex(),
@@ -787,10 +861,9 @@ impl Core {
         let pi = Self::policy_installed(&installed);
         let now = chrono::Utc::now();
         let pick = self.installable().into_iter().find_map(|(id, k)| {
-            let c = self.candidate(id, k, &installed);
-            policy::may_auto_apply(&self.ctx.config.policy, &c, &pi, now)
-                .ok()
-                .map(|()| (*id, k.verified.manifest.version.clone()))
+            self.hold(id, k, &installed, &pi, now)
+                .is_none()
+                .then(|| (*id, k.verified.manifest.version.clone()))
         });
         let Some((id, version)) = pick else { return };
         let Ok(guard) = u.try_begin() else { return };
@@ -802,10 +875,22 @@ impl Core {
             source: release_dir(&self.ctx, &id),
         };
         let to_self = self.to_self.clone();
+        self.send_report(
+            target.to.release,
+            HealthStatus::Installed,
+            &target.to.version,
+            "installing",
+        );
         tokio::spawn(async move {
+            let to = target.to.clone();
             let outcome = u.transition(&guard, Kind::Apply, target).await;
             drop(guard);
-            let _ = to_self.send(CoreMsg::Applied { outcome }).await;
+            let _ = to_self
+                .send(CoreMsg::Applied {
+                    target: Some(to),
+                    outcome,
+                })
+                .await;
         });
     }
 
@@ -882,6 +967,292 @@ impl Core {
             ));
         }
         Ok(Target { to, source: dir })
+    }
+}
+
+/// What `upswarm explain` returns for one release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub release: String,
+    pub name: String,
+    pub version: String,
+    pub node_id: String,
+    pub rollout: RolloutView,
+    /// The local policy's verdict (`None`: it allows the install now).
+    pub policy: Option<String>,
+    pub download: DownloadState,
+    pub known_nodes: usize,
+}
+
+impl Core {
+    /// The first thing that keeps release `id` from being applied now: the local policy,
+    /// else the phased rollout.
+    fn hold(
+        &self,
+        id: &Hash32,
+        k: &Known,
+        installed: &super::apply::updater::Installed,
+        pi: &PolicyInstalled,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Hold> {
+        let c = self.candidate(id, k, installed);
+        if let Err(h) = policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now) {
+            return Some(h);
+        }
+        let (_, d) = self.book.decide(
+            id,
+            &k.verified.manifest,
+            &self.ctx.node_key.key_id(),
+            self.ctx.config.rollout.spread,
+            unix_now(),
+            self.ctx.config.clock_skew.as_secs(),
+        );
+        (d != Decision::Install).then(|| Hold::Rollout {
+            decision: d.to_string(),
+        })
+    }
+
+    /// Validates a signed health report or control message (from gossip, a peer's resync
+    /// answer or the API), stores it and adds it to the rollout book.
+    fn on_signed(&mut self, kind: SignedKind, bytes: &[u8]) -> MessageAcceptance {
+        let skew = self.ctx.config.clock_skew.as_secs();
+        let verdict = match kind {
+            SignedKind::Health => match verify_health(bytes, unix_now(), skew) {
+                Err(e) => Err(e),
+                Ok((_, r)) if !self.releases.contains_key(&r.release) => {
+                    // About a release we do not know (yet): cannot judge it, do not spread it.
+                    let _ = r;
+                    Ok(None)
+                }
+                Ok((_, r)) => {
+                    self.book.add_health(&r);
+                    Ok(Some(r.release))
+                }
+            },
+            SignedKind::Control => match verify_control(self.chain.current().root(), bytes) {
+                Err(e) => Err(e),
+                Ok((_, m)) => {
+                    info!(release = %m.release, action = m.action.name(), "control message accepted");
+                    self.book.add_control(&m);
+                    Ok(Some(m.release))
+                }
+            },
+            _ => Ok(None),
+        };
+        match verdict {
+            Ok(Some(about)) => {
+                if self.ctx.signed.insert(kind, about, bytes) {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Ignore
+                }
+            }
+            Ok(None) => MessageAcceptance::Ignore,
+            Err(e) => {
+                debug!(?kind, "rejected a signed message: {e}");
+                self.last_rejection = Some(e);
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// Signs, stores and gossips this node's health report about `release`.
+    fn send_report(
+        &mut self,
+        release: Hash32,
+        status: HealthStatus,
+        running: &semver::Version,
+        detail: &str,
+    ) {
+        let report = HealthReport {
+            v: upswarm_proto::health::HEALTH_VERSION,
+            node: self.ctx.node_key.public(),
+            release,
+            status,
+            running: running.clone(),
+            at: unix_now(),
+            detail: detail.chars().take(200).collect(),
+        };
+        let mut env = SignedEnvelope::wrap(&report);
+        self.ctx
+            .node_key
+            .sign_envelope(upswarm_proto::Context::Health, &mut env);
+        let bytes = env.encode();
+        self.book.add_health(&report);
+        self.ctx.signed.insert(SignedKind::Health, release, &bytes);
+        info!(release = %release, status = status.as_str(), "health report");
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(Topic::Health, bytes).await {
+                debug!("gossip publish of a health report: {e} (peers will pull it)");
+            }
+        });
+    }
+
+    fn on_applied(&mut self, target: Option<VersionRef>, outcome: Result<Outcome, String>) {
+        let Some(t) = target else { return };
+        match outcome {
+            Ok(Outcome::Applied) => {
+                self.send_report(t.release, HealthStatus::Healthy, &t.version, "healthy")
+            }
+            Ok(Outcome::RolledBack) => {
+                let running = self
+                    .updater
+                    .as_ref()
+                    .and_then(|u| u.installed().current.map(|c| c.version))
+                    .unwrap_or_else(|| t.version.clone());
+                self.send_report(
+                    t.release,
+                    HealthStatus::RolledBack,
+                    &running,
+                    "failed and rolled back",
+                );
+            }
+            Ok(other) => debug!(version = %t.version, ?other, "apply ended without a change"),
+            Err(e) => info!(version = %t.version, "apply ended without a change: {e}"),
+        }
+    }
+
+    /// Pulls health reports and control messages of recent releases from a few peers.
+    fn resync(&self) {
+        let mut recent: Vec<(&Hash32, &Known)> = self.releases.iter().collect();
+        recent.sort_by_key(|(_, k)| std::cmp::Reverse(k.stored.first_seen));
+        let subjects: Vec<Hash32> = recent.into_iter().take(8).map(|(id, _)| *id).collect();
+        if subjects.is_empty() {
+            return;
+        }
+        let client = self.ctx.client.clone();
+        let to_self = self.to_self.clone();
+        tokio::spawn(async move {
+            let Ok(info) = client.info().await else {
+                return;
+            };
+            let mut peers = info.connected;
+            peers.sort_by_key(|_| rand::random::<u32>());
+            for peer in peers.into_iter().take(3) {
+                for about in &subjects {
+                    for kind in [SignedKind::Health, SignedKind::Control] {
+                        let req = FetchRequest::new(Want::Signed {
+                            kind,
+                            about: *about,
+                        });
+                        if let Ok(resp) = client.request(peer, req).await
+                            && let Answer::Signed { envelopes } = resp.answer
+                        {
+                            let envelopes = envelopes
+                                .into_iter()
+                                .map(serde_bytes::ByteBuf::into_vec)
+                                .collect();
+                            let _ = to_self.send(CoreMsg::Resynced { kind, envelopes }).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Rebuilds the rollout book from stored signed messages (after a restart).
+    fn load_signed(&mut self) {
+        for (kind, _, bytes) in self.ctx.signed.all() {
+            let _ = self.on_signed(kind, &bytes);
+        }
+        self.book.know(self.ctx.node_key.key_id());
+    }
+
+    /// A yanked release that this node runs is rolled back to the previous version.
+    fn obey_yank(&mut self) {
+        let Some(u) = self.updater.clone() else {
+            return;
+        };
+        let installed = u.installed();
+        let Some(current) = installed.current.clone() else {
+            return;
+        };
+        if !self.book.yanked(&current.release) || u.in_progress().is_some() {
+            return;
+        }
+        let Ok(target) = self.resolve_rollback(None) else {
+            warn!(version = %current.version, "this version was yanked, but there is no earlier version to roll back to");
+            return;
+        };
+        let Ok(guard) = u.try_begin() else { return };
+        warn!(version = %current.version, to = %target.to.version, "release yanked by the control role; rolling back");
+        let to_self = self.to_self.clone();
+        let yanked = current.clone();
+        tokio::spawn(async move {
+            let _ = u
+                .edit_locked(&guard, |i| {
+                    i.failed.insert(yanked.release);
+                })
+                .await;
+            let outcome = u.transition(&guard, Kind::Rollback, target).await;
+            drop(guard);
+            let outcome = outcome.map(|o| {
+                if o == Outcome::Applied {
+                    Outcome::RolledBack
+                } else {
+                    o
+                }
+            });
+            let _ = to_self
+                .send(CoreMsg::Applied {
+                    target: Some(yanked),
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    fn explain(&self, version: Option<semver::Version>) -> Result<ExplainView, String> {
+        let mut list: Vec<(&Hash32, &Known)> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .collect();
+        list.sort_by(|a, b| {
+            b.1.verified
+                .manifest
+                .version
+                .cmp(&a.1.verified.manifest.version)
+        });
+        let (id, k) = match &version {
+            Some(v) => list
+                .into_iter()
+                .find(|(_, k)| &k.verified.manifest.version == v)
+                .ok_or_else(|| format!("no known release {v} followed by this node"))?,
+            None => list.into_iter().next().ok_or("no release known yet")?,
+        };
+        let m = &k.verified.manifest;
+        let me = self.ctx.node_key.key_id();
+        let policy = self.updater.as_ref().and_then(|u| {
+            let installed = u.installed();
+            let c = self.candidate(id, k, &installed);
+            policy::may_auto_apply(
+                &self.ctx.config.policy,
+                &c,
+                &Self::policy_installed(&installed),
+                chrono::Utc::now(),
+            )
+            .err()
+            .map(|h| h.to_string())
+        });
+        Ok(ExplainView {
+            release: id.to_hex(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            node_id: me.to_hex(),
+            rollout: self.book.view(
+                id,
+                m,
+                &me,
+                self.ctx.config.rollout.spread,
+                unix_now(),
+                self.ctx.config.clock_skew.as_secs(),
+            ),
+            policy,
+            download: k.stored.download.clone(),
+            known_nodes: self.book.known_nodes(),
+        })
     }
 }
 

@@ -416,7 +416,7 @@ impl Swarm {
             },
             Ok(Answer::DontHave) => s.bitmap = Some(Bitmap::new(n)),
             Ok(Answer::Busy) => s.backoff_until = Some(Instant::now() + BUSY_BACKOFF),
-            Ok(Answer::Blob { .. }) => self.penalise(peer),
+            Ok(Answer::Blob { .. } | Answer::Signed { .. }) => self.penalise(peer),
             Err(_) => s.backoff_until = Some(Instant::now() + STALL_BACKOFF),
         }
     }
@@ -513,8 +513,8 @@ impl Swarm {
                 Ok(resp) => match resp.answer {
                     Answer::DontHave => Outcome::DontHave,
                     Answer::Busy => Outcome::Busy,
-                    Answer::Have { .. } => {
-                        Outcome::Bad("answered a chunk request with a bitmap".into())
+                    Answer::Have { .. } | Answer::Signed { .. } => {
+                        Outcome::Bad("answered a chunk request with something else".into())
                     }
                     Answer::Blob { bytes } => {
                         if bytes.len() != len as usize {

@@ -15,7 +15,9 @@ pub mod config;
 pub mod core;
 mod fetcher;
 pub mod metrics;
+pub mod rollout;
 mod seeder;
+pub mod signed;
 pub mod state;
 
 use std::fs;
@@ -52,6 +54,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub peers: PeerBook,
     pub haves: Haves,
+    /// Accepted health reports, control messages, votes and proposals.
+    pub signed: signed::SignedStore,
     pub download_limit: RateLimit,
     pub upload_limit: RateLimit,
     /// The node's identity key (also its libp2p identity).
@@ -107,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = StateDb::open(db)?;
     let store = Arc::new(ChunkStore::open(data_dir.join(paths::CHUNKS))?);
     let peers = PeerBook::load(state.peers.clone(), config.transfer.ban_after_faults);
+    let signed_store = signed::SignedStore::load(state.db.tree("signed")?);
 
     let mut net = NetConfig::new(config.network.clone(), keypair);
     net.listen = parse_addrs(&config.network_options.listen, "network_options.listen")?;
@@ -141,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         peers,
         haves: Haves::default(),
+        signed: signed_store,
         node_key,
     });
 

@@ -51,6 +51,19 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetc
 
 async fn answer(ctx: &Arc<Ctx>, want: Want) -> Answer {
     match want {
+        Want::Signed { kind, about } => {
+            let envelopes: Vec<serde_bytes::ByteBuf> = ctx
+                .signed
+                .list(kind, &about)
+                .into_iter()
+                .map(serde_bytes::ByteBuf::from)
+                .collect();
+            if envelopes.is_empty() {
+                Answer::DontHave
+            } else {
+                Answer::Signed { envelopes }
+            }
+        }
         Want::Have { chunk_index } => match ctx.haves.get(&chunk_index) {
             Some(bitmap) => Answer::Have {
                 bitmap: bitmap.as_bytes().to_vec(),

@@ -187,6 +187,8 @@ pub enum Hold {
     Delay { until: u64 },
     /// Deferred by the operator until this unix time.
     Deferred { until: u64 },
+    /// The phased rollout does not let this node install yet (or ever).
+    Rollout { decision: String },
 }
 
 impl fmt::Display for Hold {
@@ -213,6 +215,7 @@ impl fmt::Display for Hold {
             Hold::OutsideWindow => f.write_str("outside the maintenance windows"),
             Hold::Delay { until } => write!(f, "waiting until {until} (delay after release)"),
             Hold::Deferred { until } => write!(f, "deferred by the operator until {until}"),
+            Hold::Rollout { decision } => write!(f, "rollout: {decision}"),
         }
     }
 }

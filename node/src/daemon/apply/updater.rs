@@ -226,6 +226,17 @@ impl Updater {
         Ok(i)
     }
 
+    /// Changes the installed state while the caller already holds the update lock.
+    pub async fn edit_locked(
+        &self,
+        _guard: &OwnedMutexGuard<()>,
+        f: impl FnOnce(&mut Installed),
+    ) -> Result<(), String> {
+        let mut i = self.installed();
+        f(&mut i);
+        self.save_installed(&i)
+    }
+
     pub fn program(&self) -> ProgramStatus {
         self.inner.sup.status()
     }

@@ -1,0 +1,172 @@
+//! `upswarm control …`: signed rollout control messages (pause, resume, abort, advance,
+//! yank), co-signed like releases.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use upswarm_proto::control::CONTROL_VERSION;
+use upswarm_proto::{Context, ControlAction, ControlMessage, Hash32, SignedEnvelope};
+use upswarm_trust::{read_secret_key, unix_now};
+
+use super::client::{ApiArgs, ApiClient, block_on};
+use crate::daemon::api::ControlRequest;
+use crate::daemon::core::ReleaseView;
+use crate::files::{read_signed, write_atomic};
+
+#[derive(Debug, Subcommand)]
+pub enum ControlCommand {
+    /// No new installs of RELEASE until resumed.
+    Pause(Common),
+    /// Undo a pause.
+    Resume(Common),
+    /// Stop RELEASE's rollout for good.
+    Abort(Common),
+    /// Open the phases of RELEASE up to and including --to-phase, whatever the gates say.
+    Advance {
+        #[arg(long, value_name = "N")]
+        to_phase: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Abort, and nodes that installed RELEASE roll back to their last good version.
+    Yank(Common),
+    /// Add one signature to a control message file, in place.
+    Sign {
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Hand a signed control message file to a daemon, which checks and gossips it.
+    Publish {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The release: its id (64 hex digits) or its version (looked up through --api).
+    #[arg(value_name = "RELEASE")]
+    release: String,
+    /// Control keys to sign with (repeat for co-signers present here).
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<PathBuf>,
+    /// Why, for operators.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Write the (partly) signed message here instead of publishing it, for co-signing.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub(super) fn run(cmd: ControlCommand) -> anyhow::Result<()> {
+    let (action, common) = match cmd {
+        ControlCommand::Pause(c) => (ControlAction::Pause, c),
+        ControlCommand::Resume(c) => (ControlAction::Resume, c),
+        ControlCommand::Abort(c) => (ControlAction::Abort, c),
+        ControlCommand::Yank(c) => (ControlAction::Yank, c),
+        ControlCommand::Advance { to_phase, common } => {
+            (ControlAction::Advance { to_phase }, common)
+        }
+        ControlCommand::Sign { key, file } => return sign(&key, &file),
+        ControlCommand::Publish { file, api } => {
+            let (env, _) = read_signed::<ControlMessage>(&file)?;
+            return publish(&api, &env);
+        }
+    };
+    block_on(async move {
+        let release = resolve(&common.release, &common.api).await?;
+        let msg = ControlMessage {
+            v: CONTROL_VERSION,
+            release,
+            action,
+            issued_at: unix_now(),
+            reason: common.reason.clone(),
+        };
+        let mut env = SignedEnvelope::wrap(&msg);
+        for k in &common.keys {
+            read_secret_key(k)?.sign_envelope(Context::Control, &mut env);
+        }
+        match &common.out {
+            Some(out) => {
+                write_atomic(out, &env.encode())?;
+                println!(
+                    "wrote {} ({} signature(s)); co-signers run: upswarm control sign --key KEY {}",
+                    out.display(),
+                    env.sigs.len(),
+                    out.display()
+                );
+                Ok(())
+            }
+            None => publish_async(&common.api, &env).await,
+        }
+    })
+}
+
+async fn resolve(release: &str, api: &ApiArgs) -> anyhow::Result<Hash32> {
+    if release.len() == 64
+        && let Ok(h) = Hash32::from_hex(release)
+    {
+        return Ok(h);
+    }
+    let version: semver::Version = release.parse().map_err(|_| {
+        anyhow::anyhow!("{release:?} is neither a release id (64 hex digits) nor a version")
+    })?;
+    let list: Vec<ReleaseView> = ApiClient::new(api)?.get("/v1/releases").await?;
+    let matches: Vec<&ReleaseView> = list
+        .iter()
+        .filter(|r| r.version == version.to_string())
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(Hash32::from_hex(&one.id)?),
+        [] => bail!("the daemon knows no release {version}"),
+        _ => bail!("several releases are version {version}; give the release id"),
+    }
+}
+
+fn sign(key: &Path, file: &Path) -> anyhow::Result<()> {
+    let key = read_secret_key(key)?;
+    let (mut env, msg) = read_signed::<ControlMessage>(file)?;
+    if key.sign_envelope(Context::Control, &mut env) {
+        write_atomic(file, &env.encode())?;
+        println!(
+            "signed {} of release {} with key {} ({} signature(s) now)",
+            msg.action.name(),
+            msg.release,
+            key.key_id(),
+            env.sigs.len()
+        );
+    } else {
+        println!(
+            "{} is already signed by key {}; nothing added",
+            file.display(),
+            key.key_id()
+        );
+    }
+    Ok(())
+}
+
+fn publish(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
+    block_on(publish_async(api, env))
+}
+
+async fn publish_async(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
+    let body = ControlRequest {
+        envelope_hex: hex::encode(env.encode()),
+    };
+    let _: serde_json::Value = ApiClient::new(api)?
+        .post("/v1/control", &body)
+        .await
+        .context("publishing the control message")?;
+    println!(
+        "control message published ({} signature(s))",
+        env.sigs.len()
+    );
+    Ok(())
+}
