@@ -40,7 +40,7 @@ fn setup(extra: &str) -> (Testnet, usize, u16) {
     net.spawn("p", &[], "");
     let port = free_port();
     let node = net.spawn("node", &[0], &managed_config(port, extra));
-    let v1 = net.demo_release("1.0.0", "healthy", "patch", &[]);
+    let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v1).0);
     let ok = wait_for(Duration::from_secs(60), || {
         version_served(port).as_deref() == Some("1.0.0")
@@ -63,7 +63,7 @@ fn a_good_release_is_applied_and_a_failing_one_rolled_back_with_its_data() {
     let (net, node, port) = setup("");
     let data = net.daemons[node].dir.join("appdata/starts");
 
-    let v11 = net.demo_release("1.1.0", "healthy", "patch", &[]);
+    let v11 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v11).0);
     assert!(wait_for(Duration::from_secs(60), || version_served(port)
         .as_deref()
@@ -74,7 +74,7 @@ fn a_good_release_is_applied_and_a_failing_one_rolled_back_with_its_data() {
     let before_bad = std::fs::read_to_string(&data).unwrap();
 
     // 1.2.0 fails its health check: rolled back, binary and data back as they were.
-    let bad = net.demo_release("1.2.0", "unhealthy", "patch", &[]);
+    let bad = net.demo_release("1.2.0", "unhealthy", "hotfix", &[]);
     assert!(net.publish(0, &bad).0);
     let rolled = wait_for(Duration::from_secs(60), || {
         outcomes(&net, node, "1.2.0") == ["rolled_back"]
@@ -120,7 +120,7 @@ fn a_good_release_is_applied_and_a_failing_one_rolled_back_with_its_data() {
 fn a_release_that_crashes_at_start_is_rolled_back() {
     let _g = serial();
     let (net, node, port) = setup("");
-    let crash = net.demo_release("1.1.0", "crash", "patch", &[]);
+    let crash = net.demo_release("1.1.0", "crash", "hotfix", &[]);
     assert!(net.publish(0, &crash).0);
     let rolled = wait_for(Duration::from_secs(60), || {
         outcomes(&net, node, "1.1.0") == ["rolled_back"]
@@ -148,7 +148,7 @@ fn manual_policy_concurrent_apply_and_the_api_token() {
         &[0],
         &format!("{}\n[policy]\nauto = []\n", managed_config(port, "")),
     );
-    let v1 = net.demo_release("1.0.0", "slow", "patch", &[]);
+    let v1 = net.demo_release("1.0.0", "slow", "hotfix", &[]);
     assert!(net.publish(0, &v1).0);
     assert!(wait_for(Duration::from_secs(60), || net.complete(node, "1.0.0")));
     std::thread::sleep(Duration::from_secs(3));
@@ -193,7 +193,7 @@ fn manual_policy_concurrent_apply_and_the_api_token() {
     // Pin, then a newer release is held back; unpin releases it (still manual: check says so).
     let (ok, _) = d.cli(&["pin", "1.0.0"]);
     assert!(ok);
-    let v2 = net.demo_release("1.1.0", "healthy", "patch", &[]);
+    let v2 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v2).0);
     assert!(wait_for(Duration::from_secs(60), || net.complete(node, "1.1.0")));
     let (_, check) = d.cli(&["check"]);
@@ -238,7 +238,7 @@ fn maintenance_windows_hold_updates() {
         &[0],
         &format!("{}\n{window}", managed_config(port, "")),
     );
-    let v1 = net.demo_release("1.0.0", "healthy", "patch", &[]);
+    let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v1).0);
     assert!(wait_for(Duration::from_secs(60), || net.complete(node, "1.0.0")));
     std::thread::sleep(Duration::from_secs(3));
@@ -246,7 +246,7 @@ fn maintenance_windows_hold_updates() {
     let (_, check) = net.daemons[node].cli(&["check"]);
     assert!(check.contains("outside the maintenance windows"), "{check}");
     // A security-critical release overrides the window (the default policy allows it).
-    let sec = net.demo_release("1.0.1", "healthy", "patch", &["--security-critical"]);
+    let sec = net.demo_release("1.0.1", "healthy", "hotfix", &["--security-critical"]);
     assert!(net.publish(0, &sec).0);
     assert!(wait_for(Duration::from_secs(60), || version_served(port)
         .as_deref()
@@ -273,7 +273,7 @@ fn kill_during(step: &str, mode: &str, expect: &str) {
     assert!(wait_for(Duration::from_secs(20), || version_served(port)
         .as_deref()
         == Some("1.0.0")));
-    let v2 = net.demo_release("1.1.0", mode, "patch", &[]);
+    let v2 = net.demo_release("1.1.0", mode, "hotfix", &[]);
     assert!(net.publish(0, &v2).0);
     let at_step = wait_for(Duration::from_secs(60), || {
         net.daemons[node]

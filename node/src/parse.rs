@@ -103,7 +103,8 @@ pub fn phase(s: &str) -> Result<Phase, String> {
     })
 }
 
-fn percent_bp(s: &str) -> Result<u16, String> {
+/// A percentage such as `90%`, `0.5` or `100`, in basis points.
+pub fn percent_bp(s: &str) -> Result<u16, String> {
     let p: f64 = s
         .trim_end_matches('%')
         .parse()

@@ -43,8 +43,13 @@ impl Testnet {
     /// A temp dir with `root.cbor` (the standard test root) and release keys s10, s11, s12
     /// written as key files.
     pub fn new() -> Self {
+        Self::with_roles(roles())
+    }
+
+    /// Like [`Testnet::new`] with other roles (signed by root keys 1 and 2).
+    pub fn with_roles(roles: upswarm_proto::Roles) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = signed_root(1, FAR, roles(), &[&key(1), &key(2)]);
+        let root = signed_root(1, FAR, roles, &[&key(1), &key(2)]);
         fs::write(dir.path().join("root.cbor"), root.encode()).unwrap();
         for n in [10u8, 11, 12] {
             upswarm_trust::write_keypair(&dir.path().join(format!("s{n}")), &key(n)).unwrap();

@@ -12,6 +12,7 @@ pub mod release;
 pub mod root;
 pub(crate) mod show;
 mod sim;
+mod vote;
 
 /// upswarm: a peer-to-peer update daemon for fleets of nodes.
 #[derive(Debug, Parser)]
@@ -114,6 +115,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Protocol activation proposals: create, co-sign, publish.
+    #[command(subcommand)]
+    Proposal(vote::ProposalCommand),
+    /// Vote READY for a proposal now (when ready), or withhold / allow this node's vote.
+    Vote {
+        /// Proposal id.
+        #[arg(value_name = "PROPOSAL")]
+        proposal: String,
+        /// Never vote for it (until --allow).
+        #[arg(long, conflicts_with = "allow")]
+        withhold: bool,
+        /// Undo --withhold.
+        #[arg(long)]
+        allow: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Protocol activations as this node computes them.
+    Activations {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
     /// Simulate a phased rollout over many nodes with the real gate logic.
     Sim(sim::SimArgs),
     /// Show download progress bars until every download is complete.
@@ -128,6 +156,17 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Connect to a peer now (e.g. to heal a partition): `/ip4/…/tcp/…/p2p/…`.
+    Add {
+        #[arg(value_name = "MULTIADDR")]
+        addr: String,
+        #[command(flatten)]
+        api: client::ApiArgs,
     },
 }
 
@@ -165,6 +204,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Progress { api } => node::progress(&api),
         Command::Sim(args) => sim::run(&args),
         Command::Control(c) => control::run(c),
+        Command::Proposal(c) => vote::proposal(c),
+        Command::Vote { proposal, withhold, allow, api } => {
+            let w = if withhold { Some(true) } else if allow { Some(false) } else { None };
+            vote::vote(&api, &proposal, w)
+        }
+        Command::Activations { api, json } => vote::activations(&api, json),
+        Command::Peer(PeerCommand::Add { addr, api }) => vote::add_peer(&api, &addr),
         Command::Explain { version, api, json } => node::explain(&api, version, json),
     };
     match result {

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Ctx;
 use super::apply::updater::{HistoryEntry, Kind, Outcome, Updater};
 use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, StatusView};
+use super::voting::ActivationView;
 
 #[derive(Clone)]
 struct Api {
@@ -95,6 +96,10 @@ pub fn router(
         .route("/v1/defer", post(defer))
         .route("/v1/explain", get(explain))
         .route("/v1/control", post(control))
+        .route("/v1/activations", get(activations))
+        .route("/v1/vote", post(vote))
+        .route("/v1/proposal", post(proposal))
+        .route("/v1/peers", post(add_peer))
         .route("/metrics", get(metrics))
         .with_state(api)
 }
@@ -373,4 +378,54 @@ async fn control(
             )
         })?;
     Ok(Json(serde_json::json!({ "published": true })))
+}
+
+async fn activations(State(api): State<Api>) -> Result<Json<Vec<ActivationView>>, Failure> {
+    Ok(Json(api.ask(CoreMsg::Activations).await?))
+}
+
+/// Body of `POST /v1/vote`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// Proposal id (64 hex digits).
+    pub proposal: String,
+    /// `Some(true)`: withhold this node's vote; `Some(false)`: allow it again.
+    #[serde(default)]
+    pub withhold: Option<bool>,
+}
+
+async fn vote(State(api): State<Api>, headers: HeaderMap, b: Body<VoteRequest>) -> Result<Json<ActivationView>, Failure> {
+    api.authorised(&headers)?;
+    let req = body(b)?;
+    let proposal = upswarm_proto::Hash32::from_hex(&req.proposal)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{:?} is not a proposal id (64 hex digits)", req.proposal)))?;
+    api.ask(|reply| CoreMsg::Vote { proposal, withhold: req.withhold, reply })
+        .await?
+        .map(Json)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
+}
+
+async fn proposal(State(api): State<Api>, headers: HeaderMap, b: Body<ControlRequest>) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let bytes = hex::decode(body(b)?.envelope_hex.trim()).map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let id = api
+        .ask(|reply| CoreMsg::Proposal { bytes, reply })
+        .await?
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("proposal refused: {e}")))?;
+    Ok(Json(serde_json::json!({ "proposal": id })))
+}
+
+/// Body of `POST /v1/peers`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerRequest {
+    pub addr: String,
+}
+
+async fn add_peer(State(api): State<Api>, headers: HeaderMap, b: Body<PeerRequest>) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let req = body(b)?;
+    let addr: upswarm_net::Multiaddr =
+        req.addr.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{:?} is not a multiaddr", req.addr)))?;
+    api.ctx.client.dial(addr).await.map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    Ok(Json(serde_json::json!({ "dialing": req.addr })))
 }

@@ -47,6 +47,8 @@ pub struct Config {
     pub policy: super::apply::policy::Policy,
     #[serde(default)]
     pub rollout: RolloutOptions,
+    #[serde(default)]
+    pub voting: VotingOptions,
     /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
     #[serde(default)]
     pub fault_injection: FaultInjection,
@@ -155,6 +157,23 @@ impl Default for RolloutOptions {
             resync_interval: default_resync(),
         }
     }
+}
+
+/// Protocol activation voting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotingOptions {
+    /// This node's voter key (an electorate key of the trust root). Without it the node
+    /// computes activations but never votes.
+    #[serde(default)]
+    pub voter_key: Option<PathBuf>,
+    /// Protocols this node never votes for (the operator withholds its readiness).
+    #[serde(default)]
+    pub withhold: Vec<String>,
+    /// Command run once when a proposal becomes ACTIVE; gets `UPSWARM_PROTOCOL`,
+    /// `UPSWARM_PROPOSAL` and `UPSWARM_ACTIVATION_AT` in its environment.
+    #[serde(default)]
+    pub activation_hook: Vec<String>,
 }
 
 /// How the managed program is run.
@@ -392,6 +411,7 @@ impl Config {
         let base = base.as_path();
         config.data_dir = base.join(&config.data_dir);
         config.trust_root = base.join(&config.trust_root);
+        config.voting.voter_key = config.voting.voter_key.as_ref().map(|k| base.join(k));
         if let Some(m) = &mut config.managed {
             m.data_dir = m.data_dir.as_ref().map(|d| base.join(d));
             m.working_dir = m.working_dir.as_ref().map(|d| base.join(d));

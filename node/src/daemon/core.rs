@@ -25,6 +25,8 @@ use super::apply::updater::{Kind, Outcome, Target, Updater, VersionRef};
 use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
 use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
+use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
+use std::collections::BTreeSet;
 use super::state::{DownloadState, Source, StoredRelease};
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
@@ -63,6 +65,12 @@ pub enum CoreMsg {
         version: Option<semver::Version>,
         reply: oneshot::Sender<Result<ExplainView, String>>,
     },
+    /// `GET /v1/activations`.
+    Activations(oneshot::Sender<Vec<ActivationView>>),
+    /// `upswarm vote PROPOSAL [--withhold | --allow]`.
+    Vote { proposal: Hash32, withhold: Option<bool>, reply: oneshot::Sender<Result<ActivationView, String>> },
+    /// A signed protocol proposal handed over by a signer: validate, store, gossip.
+    Proposal { bytes: Vec<u8>, reply: oneshot::Sender<Result<String, String>> },
     /// `upswarm control …` through this node: validate, store, gossip.
     Control {
         bytes: Vec<u8>,
@@ -95,6 +103,8 @@ pub struct StatusView {
     pub root_version: u64,
     pub releases: Vec<ReleaseView>,
     pub managed: Option<ManagedView>,
+    /// Conditions an operator must act on, e.g. "upgrade required".
+    pub alarms: Vec<String>,
     pub counters: Counters,
 }
 
@@ -166,6 +176,11 @@ pub struct Core {
     book: RolloutBook,
     /// Why the last signed message was rejected (for API callers).
     last_rejection: Option<String>,
+    voting: VotingBook,
+    voter_key: Option<upswarm_trust::SecretKey>,
+    withheld: BTreeSet<Hash32>,
+    activations: Vec<ActivationView>,
+    alarms: Vec<String>,
 }
 
 impl std::fmt::Debug for Core {
@@ -197,6 +212,11 @@ impl Core {
             updater,
             book: RolloutBook::default(),
             last_rejection: None,
+            voting: VotingBook::default(),
+            voter_key: None,
+            withheld: BTreeSet::new(),
+            activations: Vec::new(),
+            alarms: Vec::new(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -293,6 +313,7 @@ impl Core {
                 _ = apply_tick.tick() => {
                     self.obey_yank();
                     self.maybe_apply();
+                    self.voting_tick();
                 }
                 _ = resync_tick.tick() => self.resync(),
             }
@@ -321,6 +342,8 @@ impl Core {
                     },
                     Topic::Health => self.on_signed(SignedKind::Health, &data),
                     Topic::Control => self.on_signed(SignedKind::Control, &data),
+                    Topic::Votes => self.on_signed(SignedKind::Vote, &data),
+                    Topic::Proposals => self.on_signed(SignedKind::Proposal, &data),
                     // Not yet understood by this version: do not forward what we cannot check.
                     _ => MessageAcceptance::Ignore,
                 };
@@ -605,6 +628,32 @@ impl Core {
             CoreMsg::Explain { version, reply } => {
                 let _ = reply.send(self.explain(version));
             }
+            CoreMsg::Activations(reply) => {
+                self.voting_tick();
+                let _ = reply.send(self.activations.clone());
+            }
+            CoreMsg::Vote { proposal, withhold, reply } => {
+                let _ = reply.send(self.set_vote(proposal, withhold));
+            }
+            CoreMsg::Proposal { bytes, reply } => {
+                let r = match self.on_signed(SignedKind::Proposal, &bytes) {
+                    MessageAcceptance::Reject => Err(self.last_rejection.take().unwrap_or_else(|| "invalid".into())),
+                    _ => Ok(Hash32::of(
+                        &SignedEnvelope::decode::<upswarm_proto::Proposal>(&bytes).map(|e| e.payload).unwrap_or_default(),
+                    )
+                    .to_hex()),
+                };
+                if r.is_ok() {
+                    let client = self.ctx.client.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = client.publish(Topic::Proposals, bytes).await {
+                            warn!("gossip publish of the proposal: {e} (peers will pull it)");
+                        }
+                    });
+                    self.voting_tick();
+                }
+                let _ = reply.send(r);
+            }
             CoreMsg::Control { bytes, reply } => {
                 let r = if self.ctx.config.fault_injection.publish_unverified {
                     Ok(()) // a misbehaving node (tests only): gossip it without looking
@@ -773,6 +822,7 @@ impl Core {
                     applying: u.in_progress().map(|(s, v)| (s.name().to_string(), v)),
                 }
             }),
+            alarms: self.alarms.clone(),
             counters: self.ctx.metrics.snapshot(),
         }
     }
@@ -1037,7 +1087,28 @@ impl Core {
                     Ok(Some(m.release))
                 }
             },
-            _ => Ok(None),
+            SignedKind::Proposal => {
+                let root = self.chain.current().root().clone();
+                match SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(env) => self.voting.add_proposal(&root, &env).map(|_| Some(ALL_PROPOSALS)),
+                }
+            }
+            SignedKind::Vote => {
+                let root = self.chain.current().root().clone();
+                match SignedEnvelope::decode::<upswarm_proto::Vote>(bytes) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(env) => match self.voting.add_vote(&root, &env) {
+                        Err(e) => Err(e),
+                        Ok((proposal, true)) => Ok(Some(proposal)),
+                        Ok((proposal, false)) => {
+                            // Keep it for when the proposal arrives, but do not spread it yet.
+                            self.ctx.signed.insert(SignedKind::Vote, proposal, bytes);
+                            Ok(None)
+                        }
+                    },
+                }
+            }
         };
         match verdict {
             Ok(Some(about)) => {
@@ -1117,9 +1188,14 @@ impl Core {
     fn resync(&self) {
         let mut recent: Vec<(&Hash32, &Known)> = self.releases.iter().collect();
         recent.sort_by_key(|(_, k)| std::cmp::Reverse(k.stored.first_seen));
-        let subjects: Vec<Hash32> = recent.into_iter().take(8).map(|(id, _)| *id).collect();
-        if subjects.is_empty() {
-            return;
+        let mut subjects: Vec<(SignedKind, Hash32)> = Vec::new();
+        for (id, _) in recent.into_iter().take(8) {
+            subjects.push((SignedKind::Health, *id));
+            subjects.push((SignedKind::Control, *id));
+        }
+        subjects.push((SignedKind::Proposal, ALL_PROPOSALS));
+        for p in self.voting.proposal_ids() {
+            subjects.push((SignedKind::Vote, p));
         }
         let client = self.ctx.client.clone();
         let to_self = self.to_self.clone();
@@ -1130,21 +1206,13 @@ impl Core {
             let mut peers = info.connected;
             peers.sort_by_key(|_| rand::random::<u32>());
             for peer in peers.into_iter().take(3) {
-                for about in &subjects {
-                    for kind in [SignedKind::Health, SignedKind::Control] {
-                        let req = FetchRequest::new(Want::Signed {
-                            kind,
-                            about: *about,
-                        });
-                        if let Ok(resp) = client.request(peer, req).await
-                            && let Answer::Signed { envelopes } = resp.answer
-                        {
-                            let envelopes = envelopes
-                                .into_iter()
-                                .map(serde_bytes::ByteBuf::into_vec)
-                                .collect();
-                            let _ = to_self.send(CoreMsg::Resynced { kind, envelopes }).await;
-                        }
+                for (kind, about) in &subjects {
+                    let req = FetchRequest::new(Want::Signed { kind: *kind, about: *about });
+                    if let Ok(resp) = client.request(peer, req).await
+                        && let Answer::Signed { envelopes } = resp.answer
+                    {
+                        let envelopes = envelopes.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
+                        let _ = to_self.send(CoreMsg::Resynced { kind: *kind, envelopes }).await;
                     }
                 }
             }
@@ -1253,6 +1321,131 @@ impl Core {
             download: k.stored.download.clone(),
             known_nodes: self.book.known_nodes(),
         })
+    }
+}
+
+impl Core {
+    /// Loads the voter key and the operator's withheld votes. Called once at start.
+    pub fn load_voting(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.ctx.config.voting.voter_key {
+            let key = upswarm_trust::read_secret_key(path)?;
+            let root = self.chain.current().root();
+            if root.roles.electorate.weight_of(&key.key_id()).is_none() {
+                warn!(voter = %key.key_id(), "the voter key is not in the trust root's electorate; its votes will not count");
+            }
+            self.voter_key = Some(key);
+        }
+        self.withheld = self.ctx.state.withheld.iter().filter_map(Result::ok).filter_map(|(k, v)| v.then(|| Hash32::from_slice(&k).ok()).flatten()).collect();
+        Ok(())
+    }
+
+    /// The protocols the software this node runs declares (its current release's manifest).
+    fn running_provides(&self) -> Vec<String> {
+        let Some(u) = &self.updater else { return Vec::new() };
+        let Some(current) = u.installed().current else { return Vec::new() };
+        self.releases.get(&current.release).map(|k| k.verified.manifest.protocols.provides.clone()).unwrap_or_default()
+    }
+
+    /// Whether this node may attest readiness for `protocol` now: it runs, healthy, software
+    /// that declares support for it, and no update is in progress.
+    fn ready_for(&self, protocol: &str) -> bool {
+        let Some(u) = &self.updater else { return false };
+        u.in_progress().is_none() && u.program().running && self.running_provides().iter().any(|p| p == protocol)
+    }
+
+    /// Re-evaluates every proposal: votes where ready, updates `activations.json`, runs the
+    /// activation hook, raises or clears the upgrade-required alarm.
+    fn voting_tick(&mut self) {
+        let now = unix_now();
+        let root = self.chain.current().root().clone();
+        // Vote where this node is ready.
+        if let Some(key) = self.voter_key.as_ref().map(|k| upswarm_trust::SecretKey::from_seed(&k.seed())) {
+            let me = key.key_id();
+            let mut to_sign = Vec::new();
+            for (id, s) in self.voting.statuses(&root, now) {
+                let Some(p) = self.voting.proposal(&id) else { continue };
+                let protocol = p.proposal.protocol.clone();
+                let open = matches!(s.state, upswarm_activation::ActivationState::Started)
+                    || (matches!(s.state, upswarm_activation::ActivationState::LockedIn) && now <= p.proposal.lock_in_deadline);
+                if open
+                    && !self.voting.has_voted(&id, &me)
+                    && !self.withheld.contains(&id)
+                    && !self.ctx.config.voting.withhold.contains(&protocol)
+                    && self.ready_for(&protocol)
+                {
+                    to_sign.push(id);
+                }
+            }
+            for id in to_sign {
+                let env = upswarm_activation::sign_vote(&key, id, now);
+                let bytes = env.encode();
+                if self.on_signed(SignedKind::Vote, &bytes) != MessageAcceptance::Reject {
+                    info!(proposal = %id, "voted READY");
+                    let client = self.ctx.client.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = client.publish(Topic::Votes, bytes).await {
+                            debug!("gossip publish of a vote: {e} (peers will pull it)");
+                        }
+                    });
+                }
+            }
+        }
+        let statuses = self.voting.statuses(&root, now);
+        let me = self.voter_key.as_ref().map(|k| k.key_id());
+        let views = super::voting::views(&self.voting, &statuses, &self.running_provides(), me.as_ref(), &self.withheld);
+        if views != self.activations {
+            let path = self.ctx.data_dir.join("activations.json");
+            match serde_json::to_vec_pretty(&views) {
+                Ok(json) => {
+                    if let Err(e) = crate::files::write_atomic(&path, &json) {
+                        warn!("cannot write {}: {e:#}", path.display());
+                    }
+                }
+                Err(e) => warn!("activations: {e}"),
+            }
+            self.activations = views.clone();
+        }
+        for id in self.voting.newly_active(&statuses) {
+            if let Some(v) = views.iter().find(|v| v.proposal == id.to_hex()) {
+                info!(protocol = %v.protocol, activation_at = ?v.activation_at, "protocol ACTIVE");
+                super::voting::run_hook(&self.ctx.config.voting.activation_hook, v);
+            }
+        }
+        let missing = super::voting::upgrade_required(&views);
+        let alarms: Vec<String> = missing
+            .iter()
+            .map(|p| format!("upgrade required: protocol {p} is ACTIVE and the software this node runs does not support it"))
+            .collect();
+        if alarms != self.alarms {
+            for a in &alarms {
+                warn!("{a}");
+            }
+            self.ctx.metrics.upgrade_required.store(u64::from(!alarms.is_empty()), std::sync::atomic::Ordering::Relaxed);
+            self.alarms = alarms;
+        }
+    }
+
+    fn set_vote(&mut self, proposal: Hash32, withhold: Option<bool>) -> Result<ActivationView, String> {
+        if self.voting.proposal(&proposal).is_none() {
+            return Err(format!("unknown proposal {proposal}; see `upswarm activations`"));
+        }
+        if let Some(w) = withhold {
+            if w {
+                self.withheld.insert(proposal);
+            } else {
+                self.withheld.remove(&proposal);
+            }
+            self.ctx.state.withheld.put(proposal.as_bytes(), &w).map_err(|e| e.to_string())?;
+        }
+        if self.voter_key.is_none() && withhold != Some(true) {
+            return Err("this node has no voter key (voting.voter_key)".into());
+        }
+        self.voting_tick();
+        self.activations
+            .iter()
+            .find(|v| v.proposal == proposal.to_hex())
+            .cloned()
+            .ok_or_else(|| "proposal vanished".to_string())
     }
 }
 

@@ -70,6 +70,8 @@ counters! {
     peers_banned,
     /// Releases fully downloaded and verified.
     releases_completed,
+    /// 1 while a protocol is ACTIVE that the running software does not support.
+    upgrade_required,
 }
 
 impl Metrics {

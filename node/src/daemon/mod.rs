@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod rollout;
 mod seeder;
 pub mod signed;
+pub mod voting;
 pub mod state;
 
 use std::fs;
@@ -166,6 +167,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         updater.clone(),
     );
     node.load().await;
+    node.load_voting()?;
     tokio::spawn(node.run());
 
     let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)

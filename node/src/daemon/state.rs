@@ -62,6 +62,8 @@ pub struct StateDb {
     pub db: Db,
     pub releases: Tree<StoredRelease>,
     pub peers: Tree<PeerRecord>,
+    /// Proposals whose vote the operator withholds (true) or allows again (false).
+    pub withheld: Tree<bool>,
 }
 
 impl StateDb {
@@ -69,6 +71,7 @@ impl StateDb {
         Ok(StateDb {
             releases: db.tree("releases")?,
             peers: db.tree("peers")?,
+            withheld: db.tree("withheld")?,
             db,
         })
     }
