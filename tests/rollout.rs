@@ -44,11 +44,7 @@ fn fleet(n: usize) -> Fleet {
         } else {
             vec![0, nodes[i - 1]]
         };
-        nodes.push(net.spawn(
-            &format!("n{i}"),
-            &boot,
-            &format!("{}{FAST}", managed_config(port, "")),
-        ));
+        nodes.push(net.spawn(&format!("n{i}"), &boot, &managed_config(port, "")));
         ports.push(port);
     }
     let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);

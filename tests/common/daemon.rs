@@ -435,7 +435,8 @@ pub fn managed_config(port: u16, extra_managed: &str) -> String {
         "products = [\"demo\"]\n\
          [managed]\ncommand = \"app\"\nargs = [\"--listen\", \"127.0.0.1:{port}\", \"--data\", \"{{data_dir}}\"]\n\
          data_dir = \"appdata\"\nshutdown_grace = \"5s\"\nrestart_backoff = \"300ms\"\n{extra_managed}\n\
-         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"8s\"\n"
+         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"8s\"\n\
+         [rollout]\nspread = \"1s\"\nresync_interval = \"2s\"\n"
     )
 }
 

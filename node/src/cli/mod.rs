@@ -205,8 +205,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Control(c) => control::run(c),
         Command::Proposal(c) => vote::proposal(c),
-        Command::Vote { proposal, withhold, allow, api } => {
-            let w = if withhold { Some(true) } else if allow { Some(false) } else { None };
+        Command::Vote {
+            proposal,
+            withhold,
+            allow,
+            api,
+        } => {
+            let w = if withhold {
+                Some(true)
+            } else if allow {
+                Some(false)
+            } else {
+                None
+            };
             vote::vote(&api, &proposal, w)
         }
         Command::Activations { api, json } => vote::activations(&api, json),

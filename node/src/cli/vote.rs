@@ -60,8 +60,18 @@ pub enum ProposalCommand {
 
 pub(super) fn proposal(cmd: ProposalCommand) -> anyhow::Result<()> {
     match cmd {
-        ProposalCommand::Create { protocol, description, threshold, start_in, deadline_in, activation_delay, lock_in_on_timeout, out } => {
-            let bp = parse::percent_bp(&threshold).map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
+        ProposalCommand::Create {
+            protocol,
+            description,
+            threshold,
+            start_in,
+            deadline_in,
+            activation_delay,
+            lock_in_on_timeout,
+            out,
+        } => {
+            let bp =
+                parse::percent_bp(&threshold).map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
             let now = unix_now();
             let p = Proposal {
                 v: ACTIVATION_VERSION,
@@ -73,19 +83,31 @@ pub(super) fn proposal(cmd: ProposalCommand) -> anyhow::Result<()> {
                 activation_delay_secs: activation_delay.as_secs(),
                 lock_in_on_timeout,
             };
-            upswarm_proto::Message::validate(&p).map_err(|e| anyhow::anyhow!("the proposal these flags describe is not valid: {e}"))?;
+            upswarm_proto::Message::validate(&p).map_err(|e| {
+                anyhow::anyhow!("the proposal these flags describe is not valid: {e}")
+            })?;
             anyhow::ensure!(!out.exists(), "{}: already exists", out.display());
             let env = SignedEnvelope::wrap(&p);
             write_atomic(&out, &env.encode())?;
-            println!("proposal {} for {}, id {}", out.display(), p.protocol, env.payload_hash().to_hex());
+            println!(
+                "proposal {} for {}, id {}",
+                out.display(),
+                p.protocol,
+                env.payload_hash().to_hex()
+            );
             Ok(())
         }
         ProposalCommand::Sign { key, file } => sign(&key, &file),
         ProposalCommand::Publish { file, api } => block_on(async move {
             let (env, _) = read_signed::<Proposal>(&file)?;
-            let body = ControlRequest { envelope_hex: hex::encode(env.encode()) };
+            let body = ControlRequest {
+                envelope_hex: hex::encode(env.encode()),
+            };
             let v: serde_json::Value = ApiClient::new(&api)?.post("/v1/proposal", &body).await?;
-            println!("proposal {} published", v["proposal"].as_str().unwrap_or("?"));
+            println!(
+                "proposal {} published",
+                v["proposal"].as_str().unwrap_or("?")
+            );
             Ok(())
         }),
     }
@@ -96,17 +118,33 @@ fn sign(key: &Path, file: &Path) -> anyhow::Result<()> {
     let (mut env, p) = read_signed::<Proposal>(file)?;
     if key.sign_envelope(Context::Proposal, &mut env) {
         write_atomic(file, &env.encode())?;
-        println!("signed the {} proposal with key {} ({} signature(s) now)", p.protocol, key.key_id(), env.sigs.len());
+        println!(
+            "signed the {} proposal with key {} ({} signature(s) now)",
+            p.protocol,
+            key.key_id(),
+            env.sigs.len()
+        );
     } else {
-        println!("{} is already signed by key {}; nothing added", file.display(), key.key_id());
+        println!(
+            "{} is already signed by key {}; nothing added",
+            file.display(),
+            key.key_id()
+        );
     }
     Ok(())
 }
 
 pub(super) fn vote(api: &ApiArgs, proposal: &str, withhold: Option<bool>) -> anyhow::Result<()> {
     block_on(async {
-        let v: ActivationView =
-            ApiClient::new(api)?.post("/v1/vote", &VoteRequest { proposal: proposal.to_string(), withhold }).await?;
+        let v: ActivationView = ApiClient::new(api)?
+            .post(
+                "/v1/vote",
+                &VoteRequest {
+                    proposal: proposal.to_string(),
+                    withhold,
+                },
+            )
+            .await?;
         print_view(&v);
         Ok(())
     })
@@ -131,7 +169,10 @@ pub(super) fn activations(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
 
 fn print_view(v: &ActivationView) {
     println!("{} ({}): {}", v.protocol, &v.proposal[..16], v.state);
-    println!("  weight {} of {} needed ({} total)", v.weight_counted, v.weight_needed, v.weight_total);
+    println!(
+        "  weight {} of {} needed ({} total)",
+        v.weight_counted, v.weight_needed, v.weight_total
+    );
     if let Some(t) = v.locked_in_at {
         println!("  locked in at {}", show::time(t));
     }
@@ -140,9 +181,21 @@ fn print_view(v: &ActivationView) {
     }
     println!(
         "  this node: software {}, {}{}",
-        if v.supported { "supports it" } else { "does NOT support it" },
-        if v.voted { "voted READY" } else { "has not voted" },
-        if v.withheld { ", vote withheld by the operator" } else { "" }
+        if v.supported {
+            "supports it"
+        } else {
+            "does NOT support it"
+        },
+        if v.voted {
+            "voted READY"
+        } else {
+            "has not voted"
+        },
+        if v.withheld {
+            ", vote withheld by the operator"
+        } else {
+            ""
+        }
     );
     if v.state == "ACTIVE" && !v.supported {
         println!("  ALARM: upgrade required");
@@ -151,7 +204,14 @@ fn print_view(v: &ActivationView) {
 
 pub(super) fn add_peer(api: &ApiArgs, addr: &str) -> anyhow::Result<()> {
     block_on(async {
-        let _: serde_json::Value = ApiClient::new(api)?.post("/v1/peers", &PeerRequest { addr: addr.to_string() }).await?;
+        let _: serde_json::Value = ApiClient::new(api)?
+            .post(
+                "/v1/peers",
+                &PeerRequest {
+                    addr: addr.to_string(),
+                },
+            )
+            .await?;
         println!("dialing {addr}");
         Ok(())
     })

@@ -394,24 +394,46 @@ pub struct VoteRequest {
     pub withhold: Option<bool>,
 }
 
-async fn vote(State(api): State<Api>, headers: HeaderMap, b: Body<VoteRequest>) -> Result<Json<ActivationView>, Failure> {
+async fn vote(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<VoteRequest>,
+) -> Result<Json<ActivationView>, Failure> {
     api.authorised(&headers)?;
     let req = body(b)?;
-    let proposal = upswarm_proto::Hash32::from_hex(&req.proposal)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{:?} is not a proposal id (64 hex digits)", req.proposal)))?;
-    api.ask(|reply| CoreMsg::Vote { proposal, withhold: req.withhold, reply })
-        .await?
-        .map(Json)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
+    let proposal = upswarm_proto::Hash32::from_hex(&req.proposal).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a proposal id (64 hex digits)", req.proposal),
+        )
+    })?;
+    api.ask(|reply| CoreMsg::Vote {
+        proposal,
+        withhold: req.withhold,
+        reply,
+    })
+    .await?
+    .map(Json)
+    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
-async fn proposal(State(api): State<Api>, headers: HeaderMap, b: Body<ControlRequest>) -> Result<Json<serde_json::Value>, Failure> {
+async fn proposal(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<ControlRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
-    let bytes = hex::decode(body(b)?.envelope_hex.trim()).map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let bytes = hex::decode(body(b)?.envelope_hex.trim())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
     let id = api
         .ask(|reply| CoreMsg::Proposal { bytes, reply })
         .await?
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, format!("proposal refused: {e}")))?;
+        .map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("proposal refused: {e}"),
+            )
+        })?;
     Ok(Json(serde_json::json!({ "proposal": id })))
 }
 
@@ -421,11 +443,23 @@ pub struct PeerRequest {
     pub addr: String,
 }
 
-async fn add_peer(State(api): State<Api>, headers: HeaderMap, b: Body<PeerRequest>) -> Result<Json<serde_json::Value>, Failure> {
+async fn add_peer(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<PeerRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
     let req = body(b)?;
-    let addr: upswarm_net::Multiaddr =
-        req.addr.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{:?} is not a multiaddr", req.addr)))?;
-    api.ctx.client.dial(addr).await.map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let addr: upswarm_net::Multiaddr = req.addr.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a multiaddr", req.addr),
+        )
+    })?;
+    api.ctx
+        .client
+        .dial(addr)
+        .await
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     Ok(Json(serde_json::json!({ "dialing": req.addr })))
 }

@@ -25,9 +25,9 @@ use super::apply::updater::{Kind, Outcome, Target, Updater, VersionRef};
 use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
 use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
+use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
 use std::collections::BTreeSet;
-use super::state::{DownloadState, Source, StoredRelease};
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
 use upswarm_rollout::Decision;
@@ -68,9 +68,16 @@ pub enum CoreMsg {
     /// `GET /v1/activations`.
     Activations(oneshot::Sender<Vec<ActivationView>>),
     /// `upswarm vote PROPOSAL [--withhold | --allow]`.
-    Vote { proposal: Hash32, withhold: Option<bool>, reply: oneshot::Sender<Result<ActivationView, String>> },
+    Vote {
+        proposal: Hash32,
+        withhold: Option<bool>,
+        reply: oneshot::Sender<Result<ActivationView, String>>,
+    },
     /// A signed protocol proposal handed over by a signer: validate, store, gossip.
-    Proposal { bytes: Vec<u8>, reply: oneshot::Sender<Result<String, String>> },
+    Proposal {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
     /// `upswarm control …` through this node: validate, store, gossip.
     Control {
         bytes: Vec<u8>,
@@ -632,14 +639,23 @@ impl Core {
                 self.voting_tick();
                 let _ = reply.send(self.activations.clone());
             }
-            CoreMsg::Vote { proposal, withhold, reply } => {
+            CoreMsg::Vote {
+                proposal,
+                withhold,
+                reply,
+            } => {
                 let _ = reply.send(self.set_vote(proposal, withhold));
             }
             CoreMsg::Proposal { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Proposal, &bytes) {
-                    MessageAcceptance::Reject => Err(self.last_rejection.take().unwrap_or_else(|| "invalid".into())),
+                    MessageAcceptance::Reject => Err(self
+                        .last_rejection
+                        .take()
+                        .unwrap_or_else(|| "invalid".into())),
                     _ => Ok(Hash32::of(
-                        &SignedEnvelope::decode::<upswarm_proto::Proposal>(&bytes).map(|e| e.payload).unwrap_or_default(),
+                        &SignedEnvelope::decode::<upswarm_proto::Proposal>(&bytes)
+                            .map(|e| e.payload)
+                            .unwrap_or_default(),
                     )
                     .to_hex()),
                 };
@@ -1091,7 +1107,10 @@ impl Core {
                 let root = self.chain.current().root().clone();
                 match SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes) {
                     Err(e) => Err(e.to_string()),
-                    Ok(env) => self.voting.add_proposal(&root, &env).map(|_| Some(ALL_PROPOSALS)),
+                    Ok(env) => self
+                        .voting
+                        .add_proposal(&root, &env)
+                        .map(|_| Some(ALL_PROPOSALS)),
                 }
             }
             SignedKind::Vote => {
@@ -1207,12 +1226,23 @@ impl Core {
             peers.sort_by_key(|_| rand::random::<u32>());
             for peer in peers.into_iter().take(3) {
                 for (kind, about) in &subjects {
-                    let req = FetchRequest::new(Want::Signed { kind: *kind, about: *about });
+                    let req = FetchRequest::new(Want::Signed {
+                        kind: *kind,
+                        about: *about,
+                    });
                     if let Ok(resp) = client.request(peer, req).await
                         && let Answer::Signed { envelopes } = resp.answer
                     {
-                        let envelopes = envelopes.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
-                        let _ = to_self.send(CoreMsg::Resynced { kind: *kind, envelopes }).await;
+                        let envelopes = envelopes
+                            .into_iter()
+                            .map(serde_bytes::ByteBuf::into_vec)
+                            .collect();
+                        let _ = to_self
+                            .send(CoreMsg::Resynced {
+                                kind: *kind,
+                                envelopes,
+                            })
+                            .await;
                     }
                 }
             }
@@ -1335,22 +1365,38 @@ impl Core {
             }
             self.voter_key = Some(key);
         }
-        self.withheld = self.ctx.state.withheld.iter().filter_map(Result::ok).filter_map(|(k, v)| v.then(|| Hash32::from_slice(&k).ok()).flatten()).collect();
+        self.withheld = self
+            .ctx
+            .state
+            .withheld
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| v.then(|| Hash32::from_slice(&k).ok()).flatten())
+            .collect();
         Ok(())
     }
 
     /// The protocols the software this node runs declares (its current release's manifest).
     fn running_provides(&self) -> Vec<String> {
-        let Some(u) = &self.updater else { return Vec::new() };
-        let Some(current) = u.installed().current else { return Vec::new() };
-        self.releases.get(&current.release).map(|k| k.verified.manifest.protocols.provides.clone()).unwrap_or_default()
+        let Some(u) = &self.updater else {
+            return Vec::new();
+        };
+        let Some(current) = u.installed().current else {
+            return Vec::new();
+        };
+        self.releases
+            .get(&current.release)
+            .map(|k| k.verified.manifest.protocols.provides.clone())
+            .unwrap_or_default()
     }
 
     /// Whether this node may attest readiness for `protocol` now: it runs, healthy, software
     /// that declares support for it, and no update is in progress.
     fn ready_for(&self, protocol: &str) -> bool {
         let Some(u) = &self.updater else { return false };
-        u.in_progress().is_none() && u.program().running && self.running_provides().iter().any(|p| p == protocol)
+        u.in_progress().is_none()
+            && u.program().running
+            && self.running_provides().iter().any(|p| p == protocol)
     }
 
     /// Re-evaluates every proposal: votes where ready, updates `activations.json`, runs the
@@ -1359,14 +1405,21 @@ impl Core {
         let now = unix_now();
         let root = self.chain.current().root().clone();
         // Vote where this node is ready.
-        if let Some(key) = self.voter_key.as_ref().map(|k| upswarm_trust::SecretKey::from_seed(&k.seed())) {
+        if let Some(key) = self
+            .voter_key
+            .as_ref()
+            .map(|k| upswarm_trust::SecretKey::from_seed(&k.seed()))
+        {
             let me = key.key_id();
             let mut to_sign = Vec::new();
             for (id, s) in self.voting.statuses(&root, now) {
-                let Some(p) = self.voting.proposal(&id) else { continue };
+                let Some(p) = self.voting.proposal(&id) else {
+                    continue;
+                };
                 let protocol = p.proposal.protocol.clone();
                 let open = matches!(s.state, upswarm_activation::ActivationState::Started)
-                    || (matches!(s.state, upswarm_activation::ActivationState::LockedIn) && now <= p.proposal.lock_in_deadline);
+                    || (matches!(s.state, upswarm_activation::ActivationState::LockedIn)
+                        && now <= p.proposal.lock_in_deadline);
                 if open
                     && !self.voting.has_voted(&id, &me)
                     && !self.withheld.contains(&id)
@@ -1392,7 +1445,13 @@ impl Core {
         }
         let statuses = self.voting.statuses(&root, now);
         let me = self.voter_key.as_ref().map(|k| k.key_id());
-        let views = super::voting::views(&self.voting, &statuses, &self.running_provides(), me.as_ref(), &self.withheld);
+        let views = super::voting::views(
+            &self.voting,
+            &statuses,
+            &self.running_provides(),
+            me.as_ref(),
+            &self.withheld,
+        );
         if views != self.activations {
             let path = self.ctx.data_dir.join("activations.json");
             match serde_json::to_vec_pretty(&views) {
@@ -1420,14 +1479,23 @@ impl Core {
             for a in &alarms {
                 warn!("{a}");
             }
-            self.ctx.metrics.upgrade_required.store(u64::from(!alarms.is_empty()), std::sync::atomic::Ordering::Relaxed);
+            self.ctx.metrics.upgrade_required.store(
+                u64::from(!alarms.is_empty()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             self.alarms = alarms;
         }
     }
 
-    fn set_vote(&mut self, proposal: Hash32, withhold: Option<bool>) -> Result<ActivationView, String> {
+    fn set_vote(
+        &mut self,
+        proposal: Hash32,
+        withhold: Option<bool>,
+    ) -> Result<ActivationView, String> {
         if self.voting.proposal(&proposal).is_none() {
-            return Err(format!("unknown proposal {proposal}; see `upswarm activations`"));
+            return Err(format!(
+                "unknown proposal {proposal}; see `upswarm activations`"
+            ));
         }
         if let Some(w) = withhold {
             if w {
@@ -1435,7 +1503,11 @@ impl Core {
             } else {
                 self.withheld.remove(&proposal);
             }
-            self.ctx.state.withheld.put(proposal.as_bytes(), &w).map_err(|e| e.to_string())?;
+            self.ctx
+                .state
+                .withheld
+                .put(proposal.as_bytes(), &w)
+                .map_err(|e| e.to_string())?;
         }
         if self.voter_key.is_none() && withhold != Some(true) {
             return Err("this node has no voter key (voting.voter_key)".into());

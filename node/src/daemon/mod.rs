@@ -18,8 +18,8 @@ pub mod metrics;
 pub mod rollout;
 mod seeder;
 pub mod signed;
-pub mod voting;
 pub mod state;
+pub mod voting;
 
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

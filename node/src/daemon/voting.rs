@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use upswarm_activation::{
-    ActivationState, ActivationStatus, VerifiedProposal, VerifiedVote, evaluate_verified, verify_proposal, verify_vote,
+    ActivationState, ActivationStatus, VerifiedProposal, VerifiedVote, evaluate_verified,
+    verify_proposal, verify_vote,
 };
 use upswarm_proto::{Hash32, KeyId, SignedEnvelope, TrustRoot};
 
@@ -47,7 +48,11 @@ pub struct VotingBook {
 
 impl VotingBook {
     /// Verifies and keeps a proposal; returns its id.
-    pub fn add_proposal(&mut self, root: &TrustRoot, env: &SignedEnvelope) -> Result<Hash32, String> {
+    pub fn add_proposal(
+        &mut self,
+        root: &TrustRoot,
+        env: &SignedEnvelope,
+    ) -> Result<Hash32, String> {
         let p = verify_proposal(root, env).map_err(|e| e.to_string())?;
         let id = p.id;
         if !self.proposals.contains_key(&id) {
@@ -59,7 +64,11 @@ impl VotingBook {
 
     /// Verifies and keeps a vote; returns the proposal it is for, or `None` when that
     /// proposal is unknown (kept anyway, not spread).
-    pub fn add_vote(&mut self, root: &TrustRoot, env: &SignedEnvelope) -> Result<(Hash32, bool), String> {
+    pub fn add_vote(
+        &mut self,
+        root: &TrustRoot,
+        env: &SignedEnvelope,
+    ) -> Result<(Hash32, bool), String> {
         let v = verify_vote(root, env).map_err(|e| e.to_string())?;
         self.votes.entry(v.proposal).or_default().insert(v);
         Ok((v.proposal, self.proposals.contains_key(&v.proposal)))
@@ -74,7 +83,9 @@ impl VotingBook {
     }
 
     pub fn has_voted(&self, id: &Hash32, voter: &KeyId) -> bool {
-        self.votes.get(id).is_some_and(|s| s.iter().any(|v| v.voter == *voter))
+        self.votes
+            .get(id)
+            .is_some_and(|s| s.iter().any(|v| v.voter == *voter))
     }
 
     /// The state of every proposal at `now`.
@@ -83,8 +94,17 @@ impl VotingBook {
         self.proposals
             .iter()
             .map(|(id, p)| {
-                let votes: Vec<VerifiedVote> = self.votes.get(id).unwrap_or(&empty).iter().copied().collect();
-                (*id, evaluate_verified(p, &root.roles.electorate, &votes, now))
+                let votes: Vec<VerifiedVote> = self
+                    .votes
+                    .get(id)
+                    .unwrap_or(&empty)
+                    .iter()
+                    .copied()
+                    .collect();
+                (
+                    *id,
+                    evaluate_verified(p, &root.roles.electorate, &votes, now),
+                )
             })
             .collect()
     }
@@ -135,17 +155,28 @@ pub fn views(
 
 /// Protocols that are ACTIVE but not supported by the running software.
 pub fn upgrade_required(views: &[ActivationView]) -> Vec<String> {
-    views.iter().filter(|v| v.state == "ACTIVE" && !v.supported).map(|v| v.protocol.clone()).collect()
+    views
+        .iter()
+        .filter(|v| v.state == "ACTIVE" && !v.supported)
+        .map(|v| v.protocol.clone())
+        .collect()
 }
 
 /// Runs the operator's activation hook for one proposal (best effort, logged).
 pub fn run_hook(hook: &[String], view: &ActivationView) {
-    let Some((prog, args)) = hook.split_first() else { return };
+    let Some((prog, args)) = hook.split_first() else {
+        return;
+    };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .env("UPSWARM_PROTOCOL", &view.protocol)
         .env("UPSWARM_PROPOSAL", &view.proposal)
-        .env("UPSWARM_ACTIVATION_AT", view.activation_at.map(|t| t.to_string()).unwrap_or_default());
+        .env(
+            "UPSWARM_ACTIVATION_AT",
+            view.activation_at
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        );
     let protocol = view.protocol.clone();
     tokio::spawn(async move {
         match cmd.status().await {
