@@ -12,6 +12,7 @@ pub mod release;
 pub mod root;
 pub(crate) mod show;
 mod sim;
+pub mod testnet;
 mod vote;
 
 /// upswarm: a peer-to-peer update daemon for fleets of nodes.
@@ -142,6 +143,8 @@ pub enum Command {
     /// Peers.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Bring up a local network on loopback and play a scenario (good, bad or vote).
+    Testnet(testnet::TestnetArgs),
     /// Simulate a phased rollout over many nodes with the real gate logic.
     Sim(sim::SimArgs),
     /// Show download progress bars until every download is complete.
@@ -203,6 +206,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Defer { version, api } => node::defer(&api, version),
         Command::Progress { api } => node::progress(&api),
         Command::Sim(args) => sim::run(&args),
+        Command::Testnet(args) => testnet::run_testnet(&args),
         Command::Control(c) => control::run(c),
         Command::Proposal(c) => vote::proposal(c),
         Command::Vote {
