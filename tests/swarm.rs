@@ -315,3 +315,40 @@ fn a_node_killed_mid_download_resumes_with_only_the_missing_chunks() {
     );
     assert!(artifact_matches(&net, d, &rel, "1.0.0"));
 }
+
+#[test]
+fn a_release_with_several_multi_chunk_artifacts_completes() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let a = net.spawn("a", &[p], "");
+    let extra = net.path().join("second.bin");
+    std::fs::write(
+        &extra,
+        (0..3 * MIB as u32)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let second = format!("second={}", extra.display());
+    let rel = net.release("app", "1.0.0", 2 * MIB, &["--artifact", &second]);
+    assert!(net.publish(p, &rel).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || net.complete(a, "1.0.0")),
+        "{}",
+        net.daemons[a].log()
+    );
+    let id = net.release_view(a, "1.0.0").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = std::fs::read(
+        net.daemons[a]
+            .dir
+            .join("data/releases")
+            .join(id)
+            .join("second"),
+    )
+    .unwrap();
+    assert_eq!(got, std::fs::read(&extra).unwrap());
+}

@@ -14,6 +14,11 @@ pub enum KeyCommand {
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
+    /// Print the libp2p peer id a node with this identity key (.key) has.
+    PeerId {
+        #[arg(value_name = "KEYFILE")]
+        file: PathBuf,
+    },
     /// Print the key id of a public (.pub) or secret (.key) key file.
     Id {
         #[arg(value_name = "KEYFILE")]
@@ -28,6 +33,12 @@ pub(super) fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             let (sk, pk) = write_keypair(&out, &key)?;
             eprintln!("wrote {} (secret, 0600) and {}", sk.display(), pk.display());
             println!("{}", key.key_id().to_hex());
+        }
+        KeyCommand::PeerId { file } => {
+            let key = read_secret_key(&file)?;
+            let kp = upswarm_net::identity::Keypair::ed25519_from_bytes(*key.seed())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!("{}", kp.public().to_peer_id());
         }
         KeyCommand::Id { file } => {
             let id = match read_public_key(&file) {

@@ -300,6 +300,13 @@ impl Swarm {
         progress: &DownloadProgress,
     ) -> Result<(), DownloadError> {
         let n = index.len();
+        // Availability is per artifact: forget what peers said about the previous one.
+        for s in self.peers.values_mut() {
+            *s = PeerState {
+                backoff_until: s.backoff_until,
+                ..PeerState::default()
+            };
+        }
         let mut held = Bitmap::new(n);
         for (i, h) in index.iter().enumerate() {
             if self.ctx.store.contains(&h) {
