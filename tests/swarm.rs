@@ -352,3 +352,54 @@ fn a_release_with_several_multi_chunk_artifacts_completes() {
     .unwrap();
     assert_eq!(got, std::fs::read(&extra).unwrap());
 }
+
+#[test]
+fn a_trust_root_rotation_spreads_survives_restarts_and_changes_who_may_sign() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let a = net.spawn("a", &[p], "");
+    // Version 2: signer 11 leaves the release role (now 10 and 12, 2 of 2).
+    let mut roles = common::roles();
+    roles.release.keys = vec![common::key(10).public(), common::key(12).public()];
+    roles.release.types.clear();
+    let v2 = common::signed_root(2, common::FAR, roles, &[&common::key(1), &common::key(2)]);
+    let file = net.path().join("root-v2.cbor");
+    std::fs::write(&file, v2.encode()).unwrap();
+    // An out-of-order or unsigned root is refused.
+    let bad = common::signed_root(
+        3,
+        common::FAR,
+        common::roles(),
+        &[&common::key(1), &common::key(2)],
+    );
+    let bad_file = net.path().join("root-v3.cbor");
+    std::fs::write(&bad_file, bad.encode()).unwrap();
+    let (ok, out) = net.daemons[p].cli(&["root", "publish", &bad_file.to_string_lossy()]);
+    assert!(!ok && out.contains("does not follow version 1"), "{out}");
+    let (ok, out) = net.daemons[p].cli(&["root", "publish", &file.to_string_lossy()]);
+    assert!(ok, "{out}");
+    let version = |net: &Testnet, i: usize| {
+        net.daemons[i]
+            .status()
+            .and_then(|s| s["root_version"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || version(&net, a) == 2),
+        "the rotation did not spread"
+    );
+    // A node that was not there pulls it; a restarted node keeps it.
+    let late = net.spawn("late", &[a], "");
+    assert!(
+        wait_for(Duration::from_secs(30), || version(&net, late) == 2),
+        "the late node never got the new root"
+    );
+    net.daemons[a].kill();
+    net.daemons[a].start();
+    assert_eq!(version(&net, a), 2);
+    // A release signed by 10 and 11: 11 no longer counts.
+    let rel = net.release("app", "1.0.0", 64 * 1024, &[]);
+    let (ok, out) = net.publish(p, &rel);
+    assert!(!ok && out.contains("needs 2 valid signature(s)"), "{out}");
+}

@@ -52,6 +52,8 @@ pub enum SignedKind {
     Control,
     Vote,
     Proposal,
+    /// Trust roots newer than the pinned one (subject: all zero).
+    Root,
 }
 
 /// Most envelopes in one `Signed` answer.

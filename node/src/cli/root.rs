@@ -62,6 +62,14 @@ pub enum RootCommand {
         #[arg(long)]
         no_control: bool,
     },
+    /// Hand a newer trust root (a rotation) to a running daemon, which verifies it against
+    /// its current root, keeps it, and gossips it to the network.
+    Publish {
+        #[arg(value_name = "ROOT")]
+        root: PathBuf,
+        #[command(flatten)]
+        api: super::client::ApiArgs,
+    },
     /// Print a trust root in human-readable form.
     Inspect {
         #[arg(value_name = "ROOT")]
@@ -324,6 +332,20 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        RootCommand::Publish { root: path, api } => super::client::block_on(async move {
+            let (env, root) = read_signed::<TrustRoot>(&path)?;
+            let body = crate::daemon::api::ControlRequest {
+                envelope_hex: hex::encode(env.encode()),
+            };
+            let v: serde_json::Value = super::client::ApiClient::new(&api)?
+                .post("/v1/root", &body)
+                .await?;
+            println!(
+                "trust root version {} accepted; the daemon now trusts version {}",
+                root.version, v["root_version"]
+            );
+            Ok(())
+        }),
         RootCommand::Inspect { root: path } => {
             let (env, root) = read_signed::<TrustRoot>(&path)?;
             print!("{}", describe(&root));

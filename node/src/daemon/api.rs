@@ -100,6 +100,7 @@ pub fn router(
         .route("/v1/vote", post(vote))
         .route("/v1/proposal", post(proposal))
         .route("/v1/peers", post(add_peer))
+        .route("/v1/root", post(root))
         .route("/metrics", get(metrics))
         .with_state(api)
 }
@@ -462,4 +463,24 @@ async fn add_peer(
         .await
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     Ok(Json(serde_json::json!({ "dialing": req.addr })))
+}
+
+async fn root(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<ControlRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    api.authorised(&headers)?;
+    let bytes = hex::decode(body(b)?.envelope_hex.trim())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let version = api
+        .ask(|reply| CoreMsg::Root { bytes, reply })
+        .await?
+        .map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("trust root refused: {e}"),
+            )
+        })?;
+    Ok(Json(serde_json::json!({ "root_version": version })))
 }

@@ -73,6 +73,11 @@ pub enum CoreMsg {
         withhold: Option<bool>,
         reply: oneshot::Sender<Result<ActivationView, String>>,
     },
+    /// A newer trust root handed over by an operator: verify as a rotation, store, gossip.
+    Root {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
     /// A signed protocol proposal handed over by a signer: validate, store, gossip.
     Proposal {
         bytes: Vec<u8>,
@@ -351,8 +356,7 @@ impl Core {
                     Topic::Control => self.on_signed(SignedKind::Control, &data),
                     Topic::Votes => self.on_signed(SignedKind::Vote, &data),
                     Topic::Proposals => self.on_signed(SignedKind::Proposal, &data),
-                    // Not yet understood by this version: do not forward what we cannot check.
-                    _ => MessageAcceptance::Ignore,
+                    Topic::Roots => self.on_signed(SignedKind::Root, &data),
                 };
                 if acceptance == MessageAcceptance::Reject {
                     info!(peer = %source, ?topic, "rejected a gossiped message");
@@ -634,6 +638,28 @@ impl Core {
             }
             CoreMsg::Explain { version, reply } => {
                 let _ = reply.send(self.explain(version));
+            }
+            CoreMsg::Root { bytes, reply } => {
+                let r = match self.on_signed(SignedKind::Root, &bytes) {
+                    MessageAcceptance::Reject => Err(self
+                        .last_rejection
+                        .take()
+                        .unwrap_or_else(|| "invalid".into())),
+                    MessageAcceptance::Ignore => Err(format!(
+                        "not newer than the current trust root (version {}); nothing to do",
+                        self.chain.current().version()
+                    )),
+                    MessageAcceptance::Accept => {
+                        let client = self.ctx.client.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = client.publish(Topic::Roots, bytes).await {
+                                warn!("gossip publish of the trust root: {e} (peers will pull it)");
+                            }
+                        });
+                        Ok(self.chain.current().version())
+                    }
+                };
+                let _ = reply.send(r);
             }
             CoreMsg::Activations(reply) => {
                 self.voting_tick();
@@ -1103,6 +1129,20 @@ impl Core {
                     Ok(Some(m.release))
                 }
             },
+            SignedKind::Root => match SignedEnvelope::decode::<upswarm_proto::TrustRoot>(bytes) {
+                Err(e) => Err(e.to_string()),
+                Ok(env) => match env.open::<upswarm_proto::TrustRoot>() {
+                    Err(e) => Err(e.to_string()),
+                    Ok(r) if r.version <= self.chain.current().version() => Ok(None),
+                    Ok(_) => match self.chain.advance(&env) {
+                        Ok(v) => {
+                            info!(version = v.version(), "trust root rotated");
+                            Ok(Some(ALL_PROPOSALS))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                },
+            },
             SignedKind::Proposal => {
                 let root = self.chain.current().root().clone();
                 match SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes) {
@@ -1213,6 +1253,7 @@ impl Core {
             subjects.push((SignedKind::Control, *id));
         }
         subjects.push((SignedKind::Proposal, ALL_PROPOSALS));
+        subjects.push((SignedKind::Root, ALL_PROPOSALS));
         for p in self.voting.proposal_ids() {
             subjects.push((SignedKind::Vote, p));
         }

@@ -106,13 +106,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.trust_root.display()
         );
     }
-    let chain = RootChain::new(root);
+    let mut chain = RootChain::new(root);
 
     let db = Db::open(&data_dir.join(paths::DB))?;
     let state = StateDb::open(db)?;
     let store = Arc::new(ChunkStore::open(data_dir.join(paths::CHUNKS))?);
     let peers = PeerBook::load(state.peers.clone(), config.transfer.ban_after_faults);
     let signed_store = signed::SignedStore::load(state.db.tree("signed")?);
+    // Newer roots accepted earlier (over the network or the API), replayed in order.
+    let mut newer: Vec<upswarm_proto::SignedEnvelope> = signed_store
+        .all()
+        .into_iter()
+        .filter(|(k, _, _)| *k == upswarm_proto::fetch::SignedKind::Root)
+        .filter_map(|(_, _, b)| upswarm_proto::SignedEnvelope::decode::<TrustRoot>(&b).ok())
+        .collect();
+    newer.sort_by_key(|e| e.open::<TrustRoot>().map(|r| r.version).unwrap_or(0));
+    for env in &newer {
+        if env
+            .open::<TrustRoot>()
+            .is_ok_and(|r| r.version > chain.current().version())
+            && let Err(e) = chain.advance(env)
+        {
+            warn!("a stored trust root rotation no longer verifies: {e}");
+        }
+    }
+    if chain.current().version() > 1 {
+        info!(
+            version = chain.current().version(),
+            "trust root chain restored"
+        );
+    }
 
     let mut net = NetConfig::new(config.network.clone(), keypair);
     net.listen = parse_addrs(&config.network_options.listen, "network_options.listen")?;

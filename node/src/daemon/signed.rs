@@ -28,6 +28,7 @@ fn kind_byte(k: SignedKind) -> u8 {
         SignedKind::Control => 2,
         SignedKind::Vote => 3,
         SignedKind::Proposal => 4,
+        SignedKind::Root => 5,
     }
 }
 
@@ -37,6 +38,7 @@ fn kind_of(b: u8) -> Option<SignedKind> {
         2 => SignedKind::Control,
         3 => SignedKind::Vote,
         4 => SignedKind::Proposal,
+        5 => SignedKind::Root,
         _ => return None,
     })
 }
