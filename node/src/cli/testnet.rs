@@ -361,7 +361,7 @@ async fn snapshot(net: &Net, version: &str) -> Snapshot {
     let mut times = Vec::new();
     for n in net.managed() {
         let v = match n.port {
-            Some(p) => served(p).await.unwrap_or_else(|| "down".into()),
+            Some(p) => served(p).await.unwrap_or_else(|| "none".into()),
             None => continue,
         };
         *versions.entry(v).or_default() += 1;
