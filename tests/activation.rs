@@ -12,6 +12,13 @@ use common::{key, roles};
 use serde_json::Value;
 use upswarm_proto::{Electorate, Voter};
 
+/// These tests start many processes; run them one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const FAST: &str = "[rollout]\nspread = \"1s\"\nresync_interval = \"2s\"\n";
 
 fn activations(net: &Testnet, i: usize) -> Vec<Value> {
@@ -36,6 +43,7 @@ fn proposal_state(net: &Testnet, i: usize) -> Option<(String, Option<u64>)> {
 
 #[test]
 fn votes_lock_in_a_proposal_with_one_activation_time_even_across_a_healed_partition() {
+    let _g = serial();
     // 20 voters; node i votes with key 100 + i, weight 1 + i % 3 (total 39).
     let n = 20usize;
     let mut r = roles();
@@ -193,6 +201,7 @@ fn votes_lock_in_a_proposal_with_one_activation_time_even_across_a_healed_partit
 
 #[test]
 fn an_active_protocol_the_software_lacks_raises_the_upgrade_alarm() {
+    let _g = serial();
     // One voter with all the weight, on a node that runs the new software; a second node
     // (not a voter) stays on 1.0.0 by pinning.
     let mut r = roles();

@@ -60,7 +60,11 @@ fn setup(extra: &str) -> (Testnet, usize, u16) {
 #[test]
 fn a_good_release_is_applied_and_a_failing_one_rolled_back_with_its_data() {
     let _g = serial();
-    let (net, node, port) = setup("");
+    let hooks = common::daemon::HookSink::start();
+    let (net, node, port) = setup(&format!(
+        "\n[webhooks]\nurls = [\"http://127.0.0.1:{}/hook\"]\n",
+        hooks.port
+    ));
     let data = net.daemons[node].dir.join("appdata/starts");
 
     let v11 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);

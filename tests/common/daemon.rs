@@ -435,7 +435,7 @@ pub fn managed_config(port: u16, extra_managed: &str) -> String {
         "products = [\"demo\"]\n\
          [managed]\ncommand = \"app\"\nargs = [\"--listen\", \"127.0.0.1:{port}\", \"--data\", \"{{data_dir}}\"]\n\
          data_dir = \"appdata\"\nshutdown_grace = \"5s\"\nrestart_backoff = \"300ms\"\n{extra_managed}\n\
-         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"8s\"\n\
+         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"20s\"\n\
          [rollout]\nspread = \"1s\"\nresync_interval = \"2s\"\n"
     )
 }
@@ -476,5 +476,57 @@ impl Daemon {
         self.status()?["managed"]["current"]
             .as_str()
             .map(str::to_string)
+    }
+}
+
+/// A tiny HTTP server on loopback that records the JSON bodies POSTed to it (webhooks).
+pub struct HookSink {
+    pub port: u16,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl HookSink {
+    pub fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(v) = serde_json::from_slice::<Value>(&body)
+                {
+                    b.lock().unwrap().push(v);
+                }
+                let mut s = stream;
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        HookSink { port, bodies }
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["event"].as_str().unwrap_or("").to_string())
+            .collect()
     }
 }

@@ -1,47 +1,115 @@
 //! Phase gates: when each phase opens, and whether the rollout halted.
 //!
-//! The rule, for a plan with phases `0..n` and a release whose rollout starts at `start`
-//! (the manifest's `created_at`):
+//! # The rule
 //!
-//! 1. Reports dated more than `skew` after `now` are ignored. Every other report belongs to
-//!    the phase of its node (by rank). A report is **in cohort** when its node's phase was
-//!    already open at the report's time; otherwise it is **out of cohort** (a node that
-//!    installed too early: flagged, never counted).
-//! 2. Phase 0 opens at `start`.
-//! 3. A *final* report is `healthy`, `failed` or `rolled_back`; a node's latest report
-//!    counts. Phase `k` has *failed* when, at any moment, its in-cohort nodes satisfy
-//!    `failures × 10000 > max_failure_bp × max(finals, needed_k)`; the rollout then halts at
-//!    that moment, for the whole network: no further phase opens and nobody else installs.
-//! 4. `needed_k = min(min_reports_k, known nodes in phases ≤ k)`, where known nodes are the
-//!    node ids the caller has seen (so an empty canary cohort in a small fleet does not
-//!    stall the rollout forever). Phase `k + 1` opens at
-//!    `max(open_k + min_soak_k, time of the needed_k-th final in-cohort report from phases
-//!    ≤ k)`, provided that is not after `now` and the rollout had not halted by then.
-//! 5. Control messages: abort and yank halt; `advance` opens phases up to its index at its
-//!    issue time (it does not undo a halt); pause is applied by [`crate::decide`].
+//! Inputs: a plan with phases `0..n` (phase `k` reaches `until_bp[k]` of the fleet and has
+//! `min_soak_secs[k]`, `max_failure_bp[k]`, `min_reports[k]`), the time the rollout starts
+//! (`start`: the manifest's `created_at`), the health reports seen for this release, the
+//! control messages for it ([`ControlState`]), the number of **known nodes** in each phase
+//! (nodes the caller knows to exist, ranked into phases; see "Small fleets" below), `now`
+//! and a clock-skew allowance `skew`. All times are unix seconds.
+//!
+//! 1. **Which reports.** Reports dated after `now + skew` are ignored (they do not exist
+//!    yet). Each remaining report belongs to the phase of its node's rank. Reports are
+//!    taken in order of their dates; all reports dated the same second form one batch, in
+//!    which a node's worst status counts (`rolled_back` > `failed` > `healthy` >
+//!    `installed`). A node's **latest** report is its status. Exact duplicates are one
+//!    report; the order in which reports arrived never matters.
+//! 2. **Phase 0** opens at `start` (at the end of a pause if `start` falls in one).
+//! 3. **Quorum.** `needed[k] = min(min_reports[k], ⌈¾ × known nodes in phase k⌉)`
+//!    ([`quorum`]). A report is
+//!    **in cohort** when its node's phase was open at the report's date (`opened_at ≤ at`).
+//!    Phase `k`'s quorum is reached at `quorum_at[k]`: the date of the report that makes
+//!    `needed[k]` distinct nodes of phase `k` have sent an in-cohort *final* report
+//!    (`healthy`, `failed` or `rolled_back`; `installed` is pending). With `needed[k] = 0`
+//!    the quorum is reached when the phase opens.
+//! 4. **Gate.** Phase `k + 1` opens at
+//!    `g = max(opened_at[k] + min_soak_secs[k], quorum_at[k])`, or at the issue time of an
+//!    `advance` covering it if that is earlier (but not before phase `k` opened); a `g`
+//!    that falls in a pause moves to the resume. It opens only if `g ≤ now` and the rollout
+//!    has not halted at or before `g`.
+//! 5. **Halt.** Whenever the status of some node changes (each batch) and whenever a phase
+//!    opens, every open phase `j` is checked with the latest status of each of its nodes:
+//!    `failed × 10000 > max_failure_bp[j] × max(healthy + failed, needed[j], 1)`. The first
+//!    time this holds the rollout **halts** for good, at that date: no phase opens at or
+//!    after it and nobody installs any more (including nodes of open phases still waiting
+//!    out their install delay). Up to `needed[j]` reports the denominator is `needed[j]`:
+//!    the phase halts as soon as the failures seen would exceed the limit even if every
+//!    missing report were healthy. The failure rate is exactly allowed at the limit.
+//! 6. **Control.** Abort and yank stop the rollout (halt) at their issue time; pause defers
+//!    openings; advance force-opens; see [`crate::control`].
+//!
+//! **Out of cohort.** A report dated before its node's phase opened (or while it is still
+//! closed) comes from a node that installed too early: its node id is listed in
+//! [`Evaluation::out_of_cohort`] and the report never counts toward a quorum, so nobody can
+//! rush a rollout by reporting early. Its status *does* count in its phase's failure rate
+//! once the phase is open: evidence that the release breaks nodes is kept whenever it was
+//! gathered. This choice is what makes the halt **monotone**: adding failure reports can
+//! only make phases open earlier (more in-cohort final reports) or halt earlier, and every
+//! open phase's failure rate at every moment only goes up — so more failures never reopen
+//! a halted rollout. (If early reports were dropped from the rate, a late failure report
+//! that makes a phase open earlier could turn someone's early *healthy* report into an
+//! in-cohort one and dilute a rate that had halted.)
+//!
+//! **Small fleets.** Quorums are capped at three quarters (rounded up) of the phase's known
+//! nodes. A phase with no known node (5 % of 8 nodes is usually nobody) needs no reports
+//! and opens the next phase on its soak alone; a phase with 3 known nodes needs 3 reports,
+//! with 10 needs 8, not 20. The cap below "all of them" keeps one node that is offline for
+//! good from stalling a cohort of a few dozen, while a release that silences most of a
+//! cohort (no report at all) still stalls it. A quorum that can never be met stalls the
+//! rollout until the control role advances it. For every node to agree, callers should
+//! pass the same known nodes: [`evaluate`] takes the nodes it is given plus every node that
+//! reported about this release. (Known nodes only ever grow; when a newly known node falls
+//! in a phase whose quorum was capped by the known count, that quorum grows and the
+//! phase's opening time can move later in every node's view.)
 //!
 //! Everything is integer arithmetic on values every node has, so nodes that have seen the
-//! same reports, control messages and known nodes compute the same [`Evaluation`].
+//! same reports, control messages and known nodes compute the same [`Evaluation`] (up to
+//! `now`). The same [`RolloutTimeline`] drives the simulator.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
 
 use serde::Serialize;
 use upswarm_proto::manifest::BP_ALL;
-use upswarm_proto::{Hash32, HealthStatus, KeyId, RolloutPlan};
+use upswarm_proto::{Hash32, HealthReport, HealthStatus, KeyId, Phase, RolloutPlan};
 
 use crate::cohort::{phase_of, rank};
 use crate::control::ControlState;
 
 /// A verified health report about this release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Report {
     pub node: KeyId,
     pub status: HealthStatus,
     pub at: u64,
 }
 
+impl Report {
+    /// The parts of a health report the gates use.
+    pub fn from_health(r: &HealthReport) -> Report {
+        Report {
+            node: r.node.key_id(),
+            status: r.status,
+            at: r.at,
+        }
+    }
+}
+
+/// The reports about `release` among `reports` (reports about other releases are ignored).
+pub fn reports_for<'a>(
+    release: &Hash32,
+    reports: impl IntoIterator<Item = &'a HealthReport>,
+) -> Vec<Report> {
+    reports
+        .into_iter()
+        .filter(|r| r.release == *release)
+        .map(Report::from_health)
+        .collect()
+}
+
 /// A report with its node's phase already computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RankedReport {
     pub at: u64,
     pub phase: usize,
@@ -53,59 +121,111 @@ pub struct RankedReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Halt {
-    /// Too many failures in a phase.
+    /// Phase `phase` went over its failure rate at `at`.
     Failures {
         phase: usize,
         at: u64,
         failures: u32,
+        /// Final reports (healthy + failed) of the phase at that moment.
         reports: u32,
         max_failure_bp: u16,
     },
-    /// Aborted by the control role.
-    Aborted,
-    /// Yanked by the control role: installed nodes roll back.
-    Yanked,
+    /// Aborted by the control role (issued at `at`).
+    Aborted { at: u64 },
+    /// Yanked by the control role (stopped at `at`): installed nodes roll back.
+    Yanked { at: u64 },
 }
 
-/// Counts for one phase (in-cohort nodes, latest report each).
+impl Halt {
+    /// When the rollout stopped.
+    pub fn at(&self) -> u64 {
+        match self {
+            Halt::Failures { at, .. } | Halt::Aborted { at } | Halt::Yanked { at } => *at,
+        }
+    }
+}
+
+/// One phase as seen from the reports: counts use each node's latest report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PhaseStats {
     /// Known nodes whose rank falls in this phase.
     pub known_nodes: usize,
+    /// Nodes whose latest status is `installed` (pending).
     pub installed: u32,
     pub healthy: u32,
+    /// `failed` or `rolled_back`.
     pub failed: u32,
+    /// `failed × 10000 / (healthy + failed)`, 0 without final reports (display only; the
+    /// halt rule is in the module docs).
+    pub failure_rate_bp: u16,
+    pub max_failure_bp: u16,
+    /// Distinct nodes with an in-cohort final report: the quorum count.
+    pub reports: u32,
+    /// Final reports needed before the next phase may open.
+    pub reports_needed: u32,
+    /// When the quorum was reached.
+    pub quorum_at: Option<u64>,
+    /// Nodes of this phase that reported before it opened.
+    pub out_of_cohort: u32,
+    pub opened_at: Option<u64>,
 }
 
-/// What the next phase waits for.
+/// The gate of the next phase that is not open yet: what it waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GateWait {
+pub struct PhaseGate {
     /// The phase that is not open yet.
     pub phase: usize,
-    /// The previous phase's soak ends then (unix seconds).
+    /// The previous phase's soak ends then (for phase 0: the rollout's start).
     pub soak_until: u64,
-    /// Final reports so far from the phases before it, and how many are needed.
+    /// Quorum of the previous phase: in-cohort final reports so far, and how many needed.
     pub reports: u32,
     pub reports_needed: u32,
+    /// Failures and failure rate of the previous phase, and its limit.
+    pub failures: u32,
+    pub failure_rate_bp: u16,
+    pub max_failure_bp: u16,
+    /// When the phase opens if nothing else happens (quorum met or forced by an advance;
+    /// the soak, a pause's end, or — when later than now — simply that moment). `None`:
+    /// it waits for reports, or for a resume.
+    pub opens_at: Option<u64>,
+    /// The rollout is paused now.
+    pub paused: bool,
 }
 
-/// The state of a rollout as seen from a set of reports.
+/// What the next phase waits for (the name the control API's JSON has always used).
+pub type GateWait = PhaseGate;
+
+/// The state of a rollout as seen from a set of reports and control messages at `now`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
+    /// The time this evaluation is for.
+    pub now: u64,
     /// Phases `0..open` are open.
     pub open: usize,
     /// When each phase opened.
     pub opened_at: Vec<Option<u64>>,
+    /// Why the rollout stopped: yank, else abort, else the first failure halt.
     pub halted: Option<Halt>,
     pub stats: Vec<PhaseStats>,
-    /// Nodes that reported before their phase opened.
+    /// Nodes that reported before their phase opened (misbehaviour), ascending.
     pub out_of_cohort: Vec<KeyId>,
-    /// Set when a further phase exists and is not open yet (and no halt).
-    pub waiting: Option<GateWait>,
+    /// The next phase's gate, when a further phase exists, is not open and nothing halted.
+    pub waiting: Option<PhaseGate>,
+    /// Paused now (at `now + skew`), since then.
+    pub paused_since: Option<u64>,
+    /// The control messages in force.
     pub control: ControlState,
 }
 
-/// Evaluates a rollout. See the module docs for the rule.
+impl Evaluation {
+    /// Whether every phase is open (and nothing halted): everyone may install.
+    pub fn complete(&self) -> bool {
+        self.halted.is_none() && self.open == self.opened_at.len() && self.open > 0
+    }
+}
+
+/// Evaluates a rollout from reports about this release (see the module docs for the rule).
+/// The known nodes per phase are `known_nodes` plus every node that sent a report.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     plan: &RolloutPlan,
@@ -117,28 +237,36 @@ pub fn evaluate(
     now: u64,
     skew: u64,
 ) -> Evaluation {
+    let mut ranks: HashMap<KeyId, usize> = HashMap::new();
+    let mut phase = |n: &KeyId| {
+        *ranks
+            .entry(*n)
+            .or_insert_with(|| phase_of(plan, rank(release, n)))
+    };
     let ranked: Vec<RankedReport> = reports
         .iter()
         .map(|r| RankedReport {
             at: r.at,
-            phase: phase_of(plan, rank(release, &r.node)),
+            phase: phase(&r.node),
             node: r.node,
             status: r.status,
         })
         .collect();
+    let all: BTreeSet<&KeyId> = known_nodes
+        .iter()
+        .chain(reports.iter().map(|r| &r.node))
+        .collect();
     let mut known = vec![0usize; plan.phases.len()];
-    for n in known_nodes {
-        known[phase_of(plan, rank(release, n))] += 1;
+    for n in all {
+        if let Some(k) = known.get_mut(phase(n)) {
+            *k += 1;
+        }
     }
     evaluate_ranked(plan, start, ranked, control, &known, now, skew)
 }
 
-fn is_final(s: HealthStatus) -> bool {
-    !matches!(s, HealthStatus::Installed)
-}
-
 /// [`evaluate`] with phases precomputed: `known_per_phase[k]` known nodes rank into phase
-/// `k`. (The simulator ranks its nodes once and calls this.)
+/// `k` (missing entries count as 0). Reports of a phase outside the plan are ignored.
 pub fn evaluate_ranked(
     plan: &RolloutPlan,
     start: u64,
@@ -150,473 +278,385 @@ pub fn evaluate_ranked(
 ) -> Evaluation {
     let n = plan.phases.len();
     let horizon = now.saturating_add(skew);
+    let control = control.in_force(horizon);
     reports.retain(|r| r.at <= horizon && r.phase < n);
     reports.sort_unstable();
     reports.dedup();
 
-    let mut opened_at: Vec<Option<u64>> = vec![None; n];
-    let control_halt = if control.yanked {
-        Some(Halt::Yanked)
-    } else if control.aborted {
-        Some(Halt::Aborted)
-    } else {
-        None
-    };
-    let mut halted = control_halt.clone();
-    let mut waiting = None;
-    let forced = control.advanced_to.filter(|(_, at)| *at <= now);
-
-    if n > 0 && start <= now {
-        opened_at[0] = Some(start);
+    let mut timeline = RolloutTimeline::new(plan, start, control, known_per_phase);
+    timeline.set_open_limit(now);
+    let mut batch = Vec::new();
+    for same in reports.chunk_by(|a, b| a.at == b.at) {
+        batch.clear();
+        batch.extend(same.iter().map(|r| (r.node, r.phase, r.status)));
+        timeline.ingest(same[0].at, &batch);
     }
-    let mut k = 0;
-    while k < n {
-        let Some(open_k) = opened_at[k] else { break };
-        // Earliest failure of any open phase so far (phases ≤ k), at or after it opened.
-        if control_halt.is_none() {
-            halted = first_failure(plan, &reports, &opened_at, k, known_per_phase);
+    timeline.settle(now);
+    timeline.evaluation(now, horizon)
+}
+
+/// Counts of one phase.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    installed: u32,
+    healthy: u32,
+    failed: u32,
+    reporters: u32,
+    quorum_at: Option<u64>,
+    out_of_cohort: u32,
+}
+
+impl Counts {
+    fn slot(&mut self, s: HealthStatus) -> &mut u32 {
+        match s {
+            HealthStatus::Installed => &mut self.installed,
+            HealthStatus::Healthy => &mut self.healthy,
+            HealthStatus::Failed | HealthStatus::RolledBack => &mut self.failed,
         }
-        if k + 1 == n {
-            break;
+    }
+
+    fn finals(&self) -> u32 {
+        self.healthy.saturating_add(self.failed)
+    }
+
+    fn rate_bp(&self) -> u16 {
+        let finals = u64::from(self.finals());
+        if finals == 0 {
+            return 0;
         }
-        let p = &plan.phases[k];
-        let known_upto: usize = known_per_phase.iter().take(k + 1).sum();
-        let needed = (p.min_reports as usize).min(known_upto);
-        let finals = finals_upto(&reports, &opened_at, k);
-        let soak_until = open_k.saturating_add(p.min_soak_secs);
-        let reports_at = if needed == 0 {
-            Some(open_k)
+        u16::try_from(u64::from(self.failed) * u64::from(BP_ALL) / finals).unwrap_or(BP_ALL)
+    }
+}
+
+/// The phase gates as an incremental state machine: feed it report batches in date order
+/// ([`ingest`](Self::ingest)), let time pass ([`settle`](Self::settle)), read the phase
+/// timeline. [`evaluate_ranked`] sorts the reports and feeds them all; the simulator feeds
+/// its report stream as it generates it. `N` identifies a node (a [`KeyId`], or an index).
+#[derive(Debug, Clone)]
+pub struct RolloutTimeline<N> {
+    phases: Vec<Phase>,
+    start: u64,
+    control: ControlState,
+    known: Vec<usize>,
+    needed: Vec<u32>,
+    open_limit: u64,
+    opened_at: Vec<Option<u64>>,
+    open: usize,
+    clock: Option<u64>,
+    failure_halt: Option<Halt>,
+    latest: HashMap<N, (usize, HealthStatus)>,
+    counted: HashSet<N>,
+    counts: Vec<Counts>,
+    out_of_cohort: BTreeSet<N>,
+}
+
+/// Share of a phase's known nodes that a quorum is capped at: three quarters.
+pub const QUORUM_OF_KNOWN: (u64, u64) = (3, 4);
+
+/// Reports needed from a phase with `known` known nodes:
+/// `min(min_reports, ceil(known × 3 / 4))`.
+pub fn quorum(min_reports: u32, known: usize) -> u32 {
+    let (num, den) = QUORUM_OF_KNOWN;
+    let known = u64::try_from(known).unwrap_or(u64::MAX);
+    let cap = known.saturating_mul(num).div_ceil(den);
+    min_reports.min(u32::try_from(cap).unwrap_or(u32::MAX))
+}
+
+fn is_final(s: HealthStatus) -> bool {
+    !matches!(s, HealthStatus::Installed)
+}
+
+impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
+    /// A rollout of `plan` starting at `start`, before any report. `control` should already
+    /// be [`ControlState::in_force`] for the time of evaluation.
+    pub fn new(
+        plan: &RolloutPlan,
+        start: u64,
+        control: ControlState,
+        known_per_phase: &[usize],
+    ) -> Self {
+        let n = plan.phases.len();
+        let known: Vec<usize> = (0..n)
+            .map(|k| known_per_phase.get(k).copied().unwrap_or(0))
+            .collect();
+        let needed = plan
+            .phases
+            .iter()
+            .zip(&known)
+            .map(|(p, k)| quorum(p.min_reports, *k))
+            .collect();
+        RolloutTimeline {
+            phases: plan.phases.clone(),
+            start,
+            control,
+            known,
+            needed,
+            open_limit: u64::MAX,
+            opened_at: vec![None; n],
+            open: 0,
+            clock: None,
+            failure_halt: None,
+            latest: HashMap::new(),
+            counted: HashSet::new(),
+            counts: vec![Counts::default(); n],
+            out_of_cohort: BTreeSet::new(),
+        }
+    }
+
+    /// No phase opens after `limit` (an evaluation at `now` sets `now`).
+    pub fn set_open_limit(&mut self, limit: u64) {
+        self.open_limit = limit;
+    }
+
+    /// When each phase opened.
+    pub fn opened_at(&self) -> &[Option<u64>] {
+        &self.opened_at
+    }
+
+    /// Phases `0..open_phases()` are open.
+    pub fn open_phases(&self) -> usize {
+        self.open
+    }
+
+    /// Reports needed from phase `k` before phase `k + 1` may open.
+    pub fn reports_needed(&self, k: usize) -> u32 {
+        self.needed.get(k).copied().unwrap_or(0)
+    }
+
+    /// When phase `k`'s quorum was reached.
+    pub fn quorum_at(&self, k: usize) -> Option<u64> {
+        self.counts.get(k).and_then(|c| c.quorum_at)
+    }
+
+    /// The first failure halt, if any.
+    pub fn failure_halt(&self) -> Option<&Halt> {
+        self.failure_halt.as_ref()
+    }
+
+    /// When the rollout stopped (failures, abort or yank), if it did.
+    pub fn halted_at(&self) -> Option<u64> {
+        let f = self.failure_halt.as_ref().map(Halt::at);
+        match (f, self.control.stopped_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next phase to open and when it opens if no further report arrives (ignores the
+    /// open limit). `None`: every phase is open, the rollout halted, or the next gate waits
+    /// for reports or for a resume.
+    pub fn next_opening(&self) -> Option<(usize, u64)> {
+        let k = self.open;
+        if k >= self.phases.len() {
+            return None;
+        }
+        let t = if k == 0 {
+            self.start
         } else {
-            finals.get(needed - 1).copied()
+            let prev = k - 1;
+            let o = self.opened_at[prev]?;
+            let natural = self.counts[prev]
+                .quorum_at
+                .map(|q| q.max(o.saturating_add(self.phases[prev].min_soak_secs)));
+            let forced = self.control.advance_time(k).map(|a| a.max(o));
+            match (natural, forced) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            }
         };
-        let gate_time = reports_at.map(|t| t.max(soak_until));
-        let halt_time = match &halted {
-            Some(Halt::Failures { at, .. }) => Some(*at),
-            Some(_) => Some(0),
-            None => None,
-        };
-        let mut next = gate_time.filter(|t| *t <= now && halt_time.is_none_or(|h| h > *t));
-        if let Some((to, at)) = forced
-            && k < to
-            && halt_time.is_none()
-        {
-            next = Some(next.map_or(at, |t| t.min(at)).max(open_k));
+        let t = self.control.unpaused_from(t)?;
+        if self.halted_at().is_some_and(|h| h <= t) {
+            return None;
         }
-        match next {
-            Some(t) => opened_at[k + 1] = Some(t),
-            None => {
-                if halted.is_none() {
-                    waiting = Some(GateWait {
-                        phase: k + 1,
-                        soak_until,
-                        reports: u32::try_from(finals.len()).unwrap_or(u32::MAX),
-                        reports_needed: u32::try_from(needed).unwrap_or(u32::MAX),
-                    });
-                }
+        Some((k, t))
+    }
+
+    /// Lets time pass up to `t` with no new report: opens every phase whose gate time is
+    /// at most `t` (and the open limit).
+    pub fn settle(&mut self, t: u64) {
+        let limit = t.min(self.open_limit);
+        while let Some((k, g)) = self.next_opening() {
+            if g > limit {
                 break;
             }
-        }
-        k += 1;
-    }
-    if control_halt.is_none()
-        && let Some(k) = opened_at.iter().rposition(Option::is_some)
-    {
-        halted = first_failure(plan, &reports, &opened_at, k, known_per_phase);
-    }
-    let open = opened_at.iter().take_while(|o| o.is_some()).count();
-
-    // Stats and out-of-cohort reports.
-    let mut latest: BTreeMap<KeyId, (usize, HealthStatus)> = BTreeMap::new();
-    let mut out: BTreeSet<KeyId> = BTreeSet::new();
-    for r in &reports {
-        match opened_at[r.phase] {
-            Some(t) if t <= r.at => {
-                latest.insert(r.node, (r.phase, r.status));
-            }
-            _ => {
-                out.insert(r.node);
-            }
+            self.open_phase(k, g);
         }
     }
-    let mut stats: Vec<PhaseStats> = (0..n)
-        .map(|k| PhaseStats {
-            known_nodes: known_per_phase.get(k).copied().unwrap_or(0),
-            ..Default::default()
-        })
-        .collect();
-    for (phase, status) in latest.values() {
-        let s = &mut stats[*phase];
-        match status {
-            HealthStatus::Installed => s.installed += 1,
-            HealthStatus::Healthy => s.healthy += 1,
-            HealthStatus::Failed | HealthStatus::RolledBack => s.failed += 1,
+
+    fn open_phase(&mut self, k: usize, at: u64) {
+        self.opened_at[k] = Some(at);
+        self.open = k + 1;
+        let c = &mut self.counts[k];
+        if c.reporters >= self.needed[k] && c.quorum_at.is_none() {
+            c.quorum_at = Some(at);
         }
+        // The phase's nodes may have reported before it opened: they count in its rate.
+        self.check_halt(at);
     }
-    Evaluation {
-        open,
-        opened_at,
-        halted,
-        stats,
-        out_of_cohort: out.into_iter().collect(),
-        waiting,
-        control: control.clone(),
-    }
-}
 
-/// Times of final in-cohort reports from phases ≤ `k`, one per node (its first final
-/// report), in order.
-fn finals_upto(reports: &[RankedReport], opened_at: &[Option<u64>], k: usize) -> Vec<u64> {
-    let mut seen = BTreeSet::new();
-    reports
-        .iter()
-        .filter(|r| {
-            r.phase <= k && is_final(r.status) && opened_at[r.phase].is_some_and(|t| t <= r.at)
-        })
-        .filter(|r| seen.insert(r.node))
-        .map(|r| r.at)
-        .collect()
-}
-
-/// The earliest moment at which some open phase ≤ `k` exceeded its failure rate.
-fn first_failure(
-    plan: &RolloutPlan,
-    reports: &[RankedReport],
-    opened_at: &[Option<u64>],
-    k: usize,
-    known_per_phase: &[usize],
-) -> Option<Halt> {
-    let mut best: Option<Halt> = None;
-    for (j, open) in opened_at.iter().enumerate().take(k + 1) {
-        let Some(open) = *open else { continue };
-        let p = &plan.phases[j];
-        let needed = (p.min_reports as u64)
-            .min(known_per_phase.get(j).copied().unwrap_or(0) as u64)
-            .max(1);
-        let mut latest: BTreeMap<KeyId, HealthStatus> = BTreeMap::new();
-        let (mut finals, mut failures) = (0u64, 0u64);
-        for r in reports.iter().filter(|r| r.phase == j && r.at >= open) {
-            let before = latest.insert(r.node, r.status);
-            for (s, sign) in [(before, false), (Some(r.status), true)] {
-                let Some(s) = s else { continue };
-                let (f, x) = (u64::from(is_final(s)), u64::from(s.is_failure()));
-                if sign {
-                    finals += f;
-                    failures += x;
-                } else {
-                    finals -= f;
-                    failures -= x;
-                }
-            }
-            if failures * u64::from(BP_ALL) > u64::from(p.max_failure_bp) * finals.max(needed) {
-                let halt = Halt::Failures {
+    fn check_halt(&mut self, at: u64) {
+        if self.failure_halt.is_some() {
+            return;
+        }
+        for j in 0..self.open {
+            let c = &self.counts[j];
+            let p = &self.phases[j];
+            let floor = u64::from(self.needed[j].max(1));
+            let denom = u64::from(c.finals()).max(floor);
+            if u64::from(c.failed) * u64::from(BP_ALL) > u64::from(p.max_failure_bp) * denom {
+                self.failure_halt = Some(Halt::Failures {
                     phase: j,
-                    at: r.at,
-                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    reports: u32::try_from(finals).unwrap_or(u32::MAX),
+                    at,
+                    failures: c.failed,
+                    reports: c.finals(),
                     max_failure_bp: p.max_failure_bp,
-                };
-                if !matches!(&best, Some(Halt::Failures { at, .. }) if *at <= r.at) {
-                    best = Some(halt);
-                }
-                break;
+                });
+                return;
             }
         }
     }
-    best
+
+    /// Adds every report dated `at` (node, phase, status). Batches must come in increasing
+    /// date order; a batch dated before the previous one is treated as dated like it.
+    /// Reports of a phase outside the plan are ignored.
+    pub fn ingest(&mut self, at: u64, batch: &[(N, usize, HealthStatus)]) {
+        let at = self.clock.map_or(at, |c| at.max(c));
+        if let Some(before) = at.checked_sub(1) {
+            self.settle(before);
+        }
+        let n = self.phases.len();
+        let mut items: Vec<(N, usize, HealthStatus)> =
+            batch.iter().copied().filter(|(_, p, _)| *p < n).collect();
+        // One status per node per second: the worst.
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(a.1.cmp(&b.1)));
+        items.dedup_by_key(|x| x.0);
+        for &(node, phase, status) in &items {
+            if let Some((p, s)) = self.latest.insert(node, (phase, status)) {
+                let slot = self.counts[p].slot(s);
+                *slot = slot.saturating_sub(1);
+            }
+            let slot = self.counts[phase].slot(status);
+            *slot = slot.saturating_add(1);
+        }
+        let mut done = vec![false; items.len()];
+        loop {
+            for (i, &(node, phase, status)) in items.iter().enumerate() {
+                if done[i] || self.opened_at[phase].is_none_or(|o| o > at) {
+                    continue;
+                }
+                done[i] = true;
+                if is_final(status) && self.counted.insert(node) {
+                    let c = &mut self.counts[phase];
+                    c.reporters = c.reporters.saturating_add(1);
+                    if c.reporters >= self.needed[phase] && c.quorum_at.is_none() {
+                        c.quorum_at = Some(at);
+                    }
+                }
+            }
+            self.check_halt(at);
+            match self.next_opening() {
+                Some((k, g)) if g <= at.min(self.open_limit) => self.open_phase(k, g),
+                _ => break,
+            }
+        }
+        for (i, &(node, phase, _)) in items.iter().enumerate() {
+            if !done[i] && self.out_of_cohort.insert(node) {
+                let c = &mut self.counts[phase];
+                c.out_of_cohort = c.out_of_cohort.saturating_add(1);
+            }
+        }
+        self.clock = Some(at);
+    }
+
+    fn stats(&self) -> Vec<PhaseStats> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(k, c)| PhaseStats {
+                known_nodes: self.known[k],
+                installed: c.installed,
+                healthy: c.healthy,
+                failed: c.failed,
+                failure_rate_bp: c.rate_bp(),
+                max_failure_bp: self.phases[k].max_failure_bp,
+                reports: c.reporters,
+                reports_needed: self.needed[k],
+                quorum_at: c.quorum_at,
+                out_of_cohort: c.out_of_cohort,
+                opened_at: self.opened_at[k],
+            })
+            .collect()
+    }
+
+    fn gate(&self, paused: bool) -> Option<PhaseGate> {
+        let next = self.open;
+        if next >= self.phases.len() || self.halted_at().is_some() {
+            return None;
+        }
+        let opens_at = self.next_opening().map(|(_, t)| t);
+        let Some(prev) = next.checked_sub(1) else {
+            return Some(PhaseGate {
+                phase: 0,
+                soak_until: self.start,
+                reports: 0,
+                reports_needed: 0,
+                failures: 0,
+                failure_rate_bp: 0,
+                max_failure_bp: 0,
+                opens_at,
+                paused,
+            });
+        };
+        let c = &self.counts[prev];
+        let p = &self.phases[prev];
+        Some(PhaseGate {
+            phase: next,
+            soak_until: self.opened_at[prev]
+                .unwrap_or(self.start)
+                .saturating_add(p.min_soak_secs),
+            reports: c.reporters,
+            reports_needed: self.needed[prev],
+            failures: c.failed,
+            failure_rate_bp: c.rate_bp(),
+            max_failure_bp: p.max_failure_bp,
+            opens_at,
+            paused,
+        })
+    }
+}
+
+impl RolloutTimeline<KeyId> {
+    /// The evaluation at `now`; `horizon` (= `now + skew`) judges whether it is paused.
+    pub fn evaluation(&self, now: u64, horizon: u64) -> Evaluation {
+        let halted = if self.control.yanked {
+            Some(Halt::Yanked {
+                at: self.control.stopped_at.unwrap_or(now),
+            })
+        } else if self.control.aborted {
+            Some(Halt::Aborted {
+                at: self.control.stopped_at.unwrap_or(now),
+            })
+        } else {
+            self.failure_halt.clone()
+        };
+        let paused_since = self.control.paused_since(horizon);
+        Evaluation {
+            now,
+            open: self.open,
+            opened_at: self.opened_at.clone(),
+            waiting: if halted.is_some() {
+                None
+            } else {
+                self.gate(paused_since.is_some())
+            },
+            halted,
+            stats: self.stats(),
+            out_of_cohort: self.out_of_cohort.iter().copied().collect(),
+            paused_since,
+            control: self.control.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-    use upswarm_proto::Phase;
-
-    use super::*;
-    use crate::control::control_state;
-    use crate::decision::{Decision, decide};
-    use upswarm_proto::ControlAction;
-
-    /// Three phases: 10 % soak 100 s, 50 % soak 100 s, 100 %; max 20 % failures; 2 reports.
-    fn plan() -> RolloutPlan {
-        let p = |until_bp, soak| Phase {
-            until_bp,
-            min_soak_secs: soak,
-            max_failure_bp: 2000,
-            min_reports: 2,
-        };
-        RolloutPlan {
-            phases: vec![p(1000, 100), p(5000, 100), p(10_000, 0)],
-        }
-    }
-
-    fn node(i: u8) -> KeyId {
-        KeyId([i; 32])
-    }
-
-    fn r(phase: usize, i: u8, status: HealthStatus, at: u64) -> RankedReport {
-        RankedReport {
-            at,
-            phase,
-            node: node(i),
-            status,
-        }
-    }
-
-    const KNOWN: [usize; 3] = [10, 40, 50];
-    use HealthStatus::*;
-
-    fn eval(reports: &[RankedReport], now: u64) -> Evaluation {
-        evaluate_ranked(
-            &plan(),
-            1000,
-            reports.to_vec(),
-            &ControlState::default(),
-            &KNOWN,
-            now,
-            30,
-        )
-    }
-
-    #[test]
-    fn phase_zero_opens_at_start_and_waits_for_soak_and_reports() {
-        let e = eval(&[], 999);
-        assert_eq!(e.open, 0, "not before the start");
-        let e = eval(&[], 1000);
-        assert_eq!(e.open, 1);
-        assert_eq!(
-            e.waiting,
-            Some(GateWait {
-                phase: 1,
-                soak_until: 1100,
-                reports: 0,
-                reports_needed: 2
-            })
-        );
-        // Two healthy canaries by 1050, but the soak runs to 1100.
-        let reps = [r(0, 1, Healthy, 1040), r(0, 2, Healthy, 1050)];
-        assert_eq!(eval(&reps, 1099).open, 1);
-        let e = eval(&reps, 1100);
-        assert_eq!(e.open, 2);
-        assert_eq!(e.opened_at[1], Some(1100));
-        // Soak done long ago, reports arrive late: the phase opens at the second report.
-        let late = [r(0, 1, Healthy, 1200), r(0, 2, Healthy, 1300)];
-        assert_eq!(eval(&late, 1250).open, 1);
-        assert_eq!(eval(&late, 1300).opened_at[1], Some(1300));
-        // Installed-only reports do not count.
-        let pending = [r(0, 1, Installed, 1040), r(0, 2, Installed, 1050)];
-        assert_eq!(eval(&pending, 5000).open, 1);
-    }
-
-    #[test]
-    fn empty_canary_cohort_does_not_stall_the_rollout() {
-        let known = [0, 5, 5];
-        let e = evaluate_ranked(
-            &plan(),
-            1000,
-            vec![],
-            &ControlState::default(),
-            &known,
-            1100,
-            0,
-        );
-        assert_eq!(e.open, 2, "no known canary: the soak alone opens phase 1");
-        let e = evaluate_ranked(
-            &plan(),
-            1000,
-            vec![],
-            &ControlState::default(),
-            &[1, 5, 5],
-            5000,
-            0,
-        );
-        assert_eq!(
-            e.open, 1,
-            "one known canary: its report is needed (min(2, 1) = 1)"
-        );
-        assert_eq!(e.waiting.unwrap().reports_needed, 1);
-    }
-
-    #[test]
-    fn halts_just_over_the_failure_rate_not_at_it() {
-        // 20 % allowed. 1 failure in 5 finals = exactly 20 %: not over.
-        let mut reps: Vec<RankedReport> = (1..=4)
-            .map(|i| r(0, i, Healthy, 1010 + u64::from(i)))
-            .collect();
-        reps.push(r(0, 5, Failed, 1020));
-        let e = eval(&reps, 1200);
-        assert!(e.halted.is_none(), "{e:?}");
-        assert_eq!(e.open, 3);
-        // A single failure before enough reports: 1 × 10000 > 2000 × max(1, 2) → halt.
-        let e = eval(&[r(0, 1, Failed, 1010)], 1200);
-        assert!(
-            matches!(
-                e.halted,
-                Some(Halt::Failures {
-                    phase: 0,
-                    at: 1010,
-                    failures: 1,
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
-        assert_eq!(e.open, 1, "later phases never open");
-        assert_eq!(
-            decide(&e, 1, std::time::Duration::ZERO, 1200),
-            Decision::Never {
-                why: e.halted.clone().unwrap().to_string()
-            }
-        );
-        // 2 of 5 failed = 40 %.
-        let mut reps: Vec<RankedReport> = (1..=3)
-            .map(|i| r(0, i, Healthy, 1010 + u64::from(i)))
-            .collect();
-        reps.push(r(0, 4, RolledBack, 1020));
-        reps.push(r(0, 5, Failed, 1021));
-        assert!(eval(&reps, 1200).halted.is_some());
-    }
-
-    #[test]
-    fn a_halt_in_a_later_phase_stops_the_rest() {
-        let mut reps = vec![r(0, 1, Healthy, 1010), r(0, 2, Healthy, 1011)];
-        let e = eval(&reps, 1100);
-        assert_eq!(e.open, 2);
-        reps.push(r(1, 20, Failed, 1150));
-        let e = eval(&reps, 5000);
-        assert!(
-            matches!(e.halted, Some(Halt::Failures { phase: 1, .. })),
-            "{e:?}"
-        );
-        assert_eq!(e.open, 2);
-    }
-
-    #[test]
-    fn out_of_cohort_reports_are_flagged_and_not_counted() {
-        // Node 30 is in phase 2 but reports at 1010, long before phase 2 could open.
-        let reps = [
-            r(2, 30, Failed, 1010),
-            r(0, 1, Healthy, 1011),
-            r(0, 2, Healthy, 1012),
-        ];
-        let e = eval(&reps, 1100);
-        assert_eq!(e.out_of_cohort, vec![node(30)]);
-        assert!(e.halted.is_none(), "an out-of-cohort failure does not halt");
-        assert_eq!(e.open, 2);
-    }
-
-    #[test]
-    fn future_reports_beyond_the_skew_are_ignored() {
-        let reps = [r(0, 1, Healthy, 1040), r(0, 2, Healthy, 1500)];
-        // now 1100, skew 30: the report dated 1500 does not exist yet.
-        assert_eq!(eval(&reps, 1100).open, 1);
-        assert_eq!(eval(&reps, 1470).open, 1, "still beyond now + skew");
-        assert_eq!(eval(&reps, 1500).open, 2);
-    }
-
-    #[test]
-    fn control_messages() {
-        let reps = [r(0, 1, Healthy, 1010), r(0, 2, Healthy, 1011)];
-        let paused = control_state(&[(ControlAction::Pause, 1005)]);
-        let e = evaluate_ranked(&plan(), 1000, reps.to_vec(), &paused, &KNOWN, 1200, 0);
-        assert_eq!(
-            decide(&e, 0, std::time::Duration::ZERO, 1200),
-            Decision::Paused
-        );
-        let resumed = control_state(&[(ControlAction::Pause, 1005), (ControlAction::Resume, 1006)]);
-        let e = evaluate_ranked(&plan(), 1000, reps.to_vec(), &resumed, &KNOWN, 1200, 0);
-        assert_eq!(
-            decide(&e, 0, std::time::Duration::ZERO, 1200),
-            Decision::Install
-        );
-        let aborted = control_state(&[(ControlAction::Abort, 1005)]);
-        let e = evaluate_ranked(&plan(), 1000, reps.to_vec(), &aborted, &KNOWN, 1200, 0);
-        assert_eq!(e.halted, Some(Halt::Aborted));
-        let yanked = control_state(&[(ControlAction::Yank, 1005)]);
-        let e = evaluate_ranked(&plan(), 1000, reps.to_vec(), &yanked, &KNOWN, 1200, 0);
-        assert_eq!(e.halted, Some(Halt::Yanked));
-        // Force-advance to phase 2 at 1020 with no reports at all.
-        let adv = control_state(&[(ControlAction::Advance { to_phase: 2 }, 1020)]);
-        let e = evaluate_ranked(&plan(), 1000, vec![], &adv, &KNOWN, 1019, 0);
-        assert_eq!(e.open, 1, "not before the message's time");
-        let e = evaluate_ranked(&plan(), 1000, vec![], &adv, &KNOWN, 1020, 0);
-        assert_eq!(e.open, 3);
-        assert_eq!(e.opened_at, vec![Some(1000), Some(1020), Some(1020)]);
-    }
-
-    #[test]
-    fn decisions_inside_an_open_phase_respect_the_delay() {
-        let e = eval(&[], 1000);
-        assert_eq!(
-            decide(&e, 0, std::time::Duration::from_secs(30), 1010),
-            Decision::InstallAt { at: 1030 }
-        );
-        assert_eq!(
-            decide(&e, 0, std::time::Duration::from_secs(30), 1030),
-            Decision::Install
-        );
-        assert_eq!(
-            decide(&e, 1, std::time::Duration::ZERO, 1030),
-            Decision::WaitForPhase { phase: 1, open: 1 }
-        );
-    }
-
-    #[test]
-    fn evaluate_ranks_real_node_ids() {
-        let release = Hash32([9; 32]);
-        let known: BTreeSet<KeyId> = (0..50u8).map(node).collect();
-        let e = evaluate(
-            &plan(),
-            &release,
-            1000,
-            &[],
-            &ControlState::default(),
-            &known,
-            1000,
-            0,
-        );
-        assert_eq!(e.stats.iter().map(|s| s.known_nodes).sum::<usize>(), 50);
-    }
-
-    fn arb_reports() -> impl Strategy<Value = Vec<RankedReport>> {
-        let status = prop_oneof![
-            Just(Installed),
-            Just(Healthy),
-            Just(Failed),
-            Just(RolledBack)
-        ];
-        proptest::collection::vec((0usize..3, 0u8..20, status, 990u64..1400), 0..40)
-            .prop_map(|v| v.into_iter().map(|(p, n, s, at)| r(p, n, s, at)).collect())
-    }
-
-    proptest! {
-        #[test]
-        fn order_and_duplicates_never_change_the_result(reps in arb_reports(), now in 1000u64..1500, seed in any::<u64>()) {
-            let base = eval(&reps, now);
-            let mut shuffled = reps.clone();
-            shuffled.extend(reps.iter().take(5).copied());
-            let len = shuffled.len().max(1);
-            for i in 0..shuffled.len() {
-                shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % len);
-            }
-            prop_assert_eq!(eval(&shuffled, now), base);
-        }
-
-        #[test]
-        fn more_failures_never_reopen_a_halted_rollout(reps in arb_reports(), extra in arb_reports(), now in 1000u64..1500) {
-            let e = eval(&reps, now);
-            if e.halted.is_some() {
-                let mut more = reps.clone();
-                more.extend(extra.into_iter().map(|mut x| { x.status = Failed; x }));
-                let e2 = eval(&more, now);
-                prop_assert!(e2.halted.is_some());
-                prop_assert!(e2.open <= e.open);
-            }
-        }
-
-        #[test]
-        fn time_only_moves_forward(reps in arb_reports(), now in 1000u64..1400, later in 0u64..200) {
-            let a = eval(&reps, now);
-            let b = eval(&reps, now + later);
-            prop_assert!(b.open >= a.open || b.halted.is_some());
-        }
-    }
-}
+mod tests;

@@ -49,6 +49,8 @@ pub struct Config {
     pub rollout: RolloutOptions,
     #[serde(default)]
     pub voting: VotingOptions,
+    #[serde(default)]
+    pub webhooks: Webhooks,
     /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
     #[serde(default)]
     pub fault_injection: FaultInjection,
@@ -157,6 +159,19 @@ impl Default for RolloutOptions {
             resync_interval: default_resync(),
         }
     }
+}
+
+/// Event webhooks for operators' own alerting: each event is POSTed as JSON
+/// (`{"event": "...", "at": unix, "node_id": "...", ...details}`) to every URL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhooks {
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Events to send (`update_available`, `applied`, `rolled_back`, `failed`, `halted`,
+    /// `upgrade_required`); empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// Protocol activation voting.

@@ -193,6 +193,8 @@ pub struct Core {
     withheld: BTreeSet<Hash32>,
     activations: Vec<ActivationView>,
     alarms: Vec<String>,
+    /// Releases whose network-wide halt has been announced (webhook sent once).
+    halted_seen: std::sync::Mutex<BTreeSet<Hash32>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -229,6 +231,7 @@ impl Core {
             withheld: BTreeSet::new(),
             activations: Vec::new(),
             alarms: Vec::new(),
+            halted_seen: std::sync::Mutex::new(BTreeSet::new()),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -326,6 +329,7 @@ impl Core {
                     self.obey_yank();
                     self.maybe_apply();
                     self.voting_tick();
+                    self.watch_halts();
                 }
                 _ = resync_tick.tick() => self.resync(),
             }
@@ -496,6 +500,11 @@ impl Core {
         self.releases.insert(id, Known { verified, stored });
         if followed && source != Source::Publish {
             self.start_download(id);
+        }
+        if followed {
+            let m = &self.releases[&id].verified.manifest;
+            let details = serde_json::json!({ "release": id.to_hex(), "name": m.name, "version": m.version.to_string(), "update_type": m.update_type.to_string() });
+            self.webhook("update_available", details);
         }
         Verdict::Accept(id)
     }
@@ -1221,6 +1230,14 @@ impl Core {
 
     fn on_applied(&mut self, target: Option<VersionRef>, outcome: Result<Outcome, String>) {
         let Some(t) = target else { return };
+        let details =
+            serde_json::json!({ "release": t.release.to_hex(), "version": t.version.to_string() });
+        match &outcome {
+            Ok(Outcome::Applied) => self.webhook("applied", details),
+            Ok(Outcome::RolledBack) => self.webhook("rolled_back", details),
+            Ok(Outcome::Refused) => self.webhook("failed", details),
+            _ => {}
+        }
         match outcome {
             Ok(Outcome::Applied) => {
                 self.send_report(t.release, HealthStatus::Healthy, &t.version, "healthy")
@@ -1519,6 +1536,7 @@ impl Core {
         if alarms != self.alarms {
             for a in &alarms {
                 warn!("{a}");
+                self.webhook("upgrade_required", serde_json::json!({ "alarm": a }));
             }
             self.ctx.metrics.upgrade_required.store(
                 u64::from(!alarms.is_empty()),
@@ -1559,6 +1577,58 @@ impl Core {
             .find(|v| v.proposal == proposal.to_hex())
             .cloned()
             .ok_or_else(|| "proposal vanished".to_string())
+    }
+}
+
+impl Core {
+    /// Announces (once each) releases whose rollout halted network-wide.
+    fn watch_halts(&self) {
+        let now = unix_now();
+        let skew = self.ctx.config.clock_skew.as_secs();
+        for (id, k) in &self.releases {
+            if !self.follows(&k.verified.manifest) {
+                continue;
+            }
+            let e = self.book.evaluate(id, &k.verified.manifest, now, skew);
+            if let Some(h) = &e.halted
+                && self.halted_seen.lock().is_ok_and(|mut s| s.insert(*id))
+            {
+                warn!(release = %id, version = %k.verified.manifest.version, "rollout {h}");
+                let details = serde_json::json!({ "release": id.to_hex(), "version": k.verified.manifest.version.to_string(), "reason": h.to_string() });
+                self.webhook("halted", details);
+            }
+        }
+    }
+
+    /// Sends an event to the operator's webhooks (fire and forget, 5 s timeout, logged).
+    fn webhook(&self, event: &str, details: serde_json::Value) {
+        let hooks = &self.ctx.config.webhooks;
+        if hooks.urls.is_empty()
+            || !(hooks.events.is_empty() || hooks.events.iter().any(|e| e == event))
+        {
+            return;
+        }
+        let mut body = serde_json::json!({ "event": event, "at": unix_now(), "node_id": self.ctx.node_key.key_id().to_hex() });
+        if let (Some(b), serde_json::Value::Object(d)) = (body.as_object_mut(), details) {
+            b.extend(d);
+        }
+        for url in hooks.urls.clone() {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let client = match reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                {
+                    Ok(c) => c,
+                    Err(e) => return warn!("webhook client: {e}"),
+                };
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => warn!(%url, "webhook answered HTTP {}", r.status()),
+                    Err(e) => warn!(%url, "webhook failed: {e}"),
+                }
+            });
+        }
     }
 }
 

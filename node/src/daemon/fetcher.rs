@@ -89,10 +89,14 @@ pub(crate) async fn download(
     }
     check_space(&ctx, &artifacts)?;
     let key = provider_key(&ctx.config.network, &release);
-    // Announce early: other downloaders find us and take the chunks we already have.
-    if let Err(e) = ctx.client.start_providing(key.clone()).await {
-        debug!("cannot announce as provider yet: {e}");
-    }
+    // Announce early (without waiting for the DHT query): other downloaders find us and
+    // take the chunks we already have.
+    let (client, k) = (ctx.client.clone(), key.clone());
+    tokio::spawn(async move {
+        if let Err(e) = client.start_providing(k).await {
+            debug!("cannot announce as provider yet: {e}");
+        }
+    });
     let mut swarm = Swarm::new(ctx.clone(), key);
     for artifact in &artifacts {
         let index = swarm.fetch_index(artifact).await?;
@@ -227,12 +231,19 @@ impl Swarm {
             return Ok(index);
         }
         let max_len = u32::try_from(limit).unwrap_or(u32::MAX);
+        // Connected peers first (no waiting); the DHT's providers only if they do not have it.
+        if let Ok(info) = self.ctx.client.info().await {
+            self.merge_candidates(info.connected.into_iter().collect());
+        }
+        let mut first = true;
         loop {
-            if let Some(f) = self.candidates_future()
+            if !first
+                && let Some(f) = self.candidates_future()
                 && let Done::Candidates(c) = f.await
             {
                 self.merge_candidates(c);
             }
+            first = false;
             let mut asks: FuturesUnordered<_> = self
                 .usable(Instant::now())
                 .into_iter()
