@@ -40,20 +40,23 @@ fn main() {
 
     println!("## Bad release: exposure (target ≤ canary share + 1 point)\n");
     println!(
-        "| plan | failure | lag | nodes | canary | installed (worst of {seeds} seeds) | mean | halted in | wall (one run) |"
+        "| plan | failure | lag | spread | nodes | canary | installed (worst of {seeds} seeds) | mean | halted in | wall (one run) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let exp = LagDistribution::Exponential;
     let scenarios = [
-        (UpdateType::Minor, 1.0, LagDistribution::Exponential, 5.0),
-        (UpdateType::Minor, 0.5, LagDistribution::Exponential, 5.0),
-        (UpdateType::Minor, 0.2, LagDistribution::Exponential, 5.0),
-        (UpdateType::Minor, 1.0, LagDistribution::Exponential, 60.0),
-        (UpdateType::Minor, 1.0, LagDistribution::Uniform, 30.0),
-        (UpdateType::Minor, 1.0, LagDistribution::Exponential, 600.0),
-        (UpdateType::Patch, 1.0, LagDistribution::Exponential, 5.0),
-        (UpdateType::Major, 1.0, LagDistribution::Exponential, 5.0),
+        (UpdateType::Minor, 1.0, exp, 5.0, 300),
+        (UpdateType::Minor, 0.5, exp, 5.0, 300),
+        (UpdateType::Minor, 0.2, exp, 5.0, 300),
+        (UpdateType::Minor, 1.0, exp, 60.0, 300),
+        (UpdateType::Minor, 1.0, LagDistribution::Uniform, 30.0, 300),
+        (UpdateType::Minor, 1.0, exp, 600.0, 300),
+        (UpdateType::Minor, 1.0, exp, 5.0, 60),
+        (UpdateType::Minor, 1.0, exp, 5.0, 3600),
+        (UpdateType::Patch, 1.0, exp, 5.0, 300),
+        (UpdateType::Major, 1.0, exp, 5.0, 300),
     ];
-    for (ty, failure, lag, mean) in scenarios {
+    for (ty, failure, lag, mean, spread) in scenarios {
         let mut worst = 0.0f64;
         let mut sum = 0.0;
         let mut canary = 0.0;
@@ -62,6 +65,7 @@ fn main() {
         for seed in 1..=seeds {
             let p = SimParams {
                 gossip_delay_secs: mean,
+                spread_secs: spread,
                 ..base(nodes, ty, failure, seed)
             };
             let (r, w) = timed(&p, lag);
@@ -75,7 +79,7 @@ fn main() {
             });
         }
         println!(
-            "| {ty} | {failure} | {lag} {mean} s | {nodes} | {:.2} % | **{:.2} %** | {:.2} % | {} | {:.2} s |",
+            "| {ty} | {failure} | {lag} {mean} s | {spread} s | {nodes} | {:.2} % | **{:.2} %** | {:.2} % | {} | {:.2} s |",
             canary * 100.0,
             worst * 100.0,
             sum / seeds as f64 * 100.0,

@@ -10,7 +10,6 @@ use upswarm_proto::{Context, ControlAction, ControlMessage, Hash32, SignedEnvelo
 use upswarm_trust::{read_secret_key, unix_now};
 
 use super::client::{ApiArgs, ApiClient, block_on};
-use crate::daemon::api::ControlRequest;
 use crate::daemon::core::ReleaseView;
 use crate::files::{read_signed, write_atomic};
 
@@ -131,25 +130,9 @@ async fn resolve(release: &str, api: &ApiArgs) -> anyhow::Result<Hash32> {
 }
 
 fn sign(key: &Path, file: &Path) -> anyhow::Result<()> {
-    let key = read_secret_key(key)?;
-    let (mut env, msg) = read_signed::<ControlMessage>(file)?;
-    if key.sign_envelope(Context::Control, &mut env) {
-        write_atomic(file, &env.encode())?;
-        println!(
-            "signed {} of release {} with key {} ({} signature(s) now)",
-            msg.action.name(),
-            msg.release,
-            key.key_id(),
-            env.sigs.len()
-        );
-    } else {
-        println!(
-            "{} is already signed by key {}; nothing added",
-            file.display(),
-            key.key_id()
-        );
-    }
-    Ok(())
+    super::signed::sign_file::<ControlMessage>(key, file, |m| {
+        format!("{} of release {}", m.action.name(), m.release)
+    })
 }
 
 fn publish(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
@@ -157,11 +140,7 @@ fn publish(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
 }
 
 async fn publish_async(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
-    let body = ControlRequest {
-        envelope_hex: hex::encode(env.encode()),
-    };
-    let _: serde_json::Value = ApiClient::new(api)?
-        .post("/v1/control", &body)
+    super::signed::publish(api, "/v1/control", env)
         .await
         .context("publishing the control message")?;
     println!(

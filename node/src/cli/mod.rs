@@ -11,6 +11,7 @@ mod node;
 pub mod release;
 pub mod root;
 pub(crate) mod show;
+mod signed;
 mod sim;
 pub mod testnet;
 mod vote;

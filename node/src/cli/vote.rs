@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use upswarm_proto::activation::ACTIVATION_VERSION;
-use upswarm_proto::{Context, Proposal, SignedEnvelope};
-use upswarm_trust::{read_secret_key, unix_now};
+use upswarm_proto::{Proposal, SignedEnvelope};
+use upswarm_trust::unix_now;
 
 use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
@@ -114,24 +114,7 @@ pub(super) fn proposal(cmd: ProposalCommand) -> anyhow::Result<()> {
 }
 
 fn sign(key: &Path, file: &Path) -> anyhow::Result<()> {
-    let key = read_secret_key(key)?;
-    let (mut env, p) = read_signed::<Proposal>(file)?;
-    if key.sign_envelope(Context::Proposal, &mut env) {
-        write_atomic(file, &env.encode())?;
-        println!(
-            "signed the {} proposal with key {} ({} signature(s) now)",
-            p.protocol,
-            key.key_id(),
-            env.sigs.len()
-        );
-    } else {
-        println!(
-            "{} is already signed by key {}; nothing added",
-            file.display(),
-            key.key_id()
-        );
-    }
-    Ok(())
+    super::signed::sign_file::<Proposal>(key, file, |p| format!("the {} proposal", p.protocol))
 }
 
 pub(super) fn vote(api: &ApiArgs, proposal: &str, withhold: Option<bool>) -> anyhow::Result<()> {

@@ -356,7 +356,14 @@ async fn explain(
     .map_err(|e| error(StatusCode::NOT_FOUND, e))
 }
 
-/// Body of `POST /v1/control`: a signed control message, hex-encoded.
+/// The envelope bytes of a [`ControlRequest`]-shaped body.
+fn envelope(b: Body<ControlRequest>) -> Result<Vec<u8>, Failure> {
+    hex::decode(body(b)?.envelope_hex.trim())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))
+}
+
+/// Body of `POST /v1/control`, `/v1/proposal` and `/v1/root`: a signed envelope,
+/// hex-encoded.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ControlRequest {
     pub envelope_hex: String,
@@ -368,8 +375,7 @@ async fn control(
     b: Body<ControlRequest>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
-    let bytes = hex::decode(body(b)?.envelope_hex.trim())
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let bytes = envelope(b)?;
     api.ask(|reply| CoreMsg::Control { bytes, reply })
         .await?
         .map_err(|e| {
@@ -424,8 +430,7 @@ async fn proposal(
     b: Body<ControlRequest>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
-    let bytes = hex::decode(body(b)?.envelope_hex.trim())
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let bytes = envelope(b)?;
     let id = api
         .ask(|reply| CoreMsg::Proposal { bytes, reply })
         .await?
@@ -471,8 +476,7 @@ async fn root(
     b: Body<ControlRequest>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
-    let bytes = hex::decode(body(b)?.envelope_hex.trim())
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))?;
+    let bytes = envelope(b)?;
     let version = api
         .ask(|reply| CoreMsg::Root { bytes, reply })
         .await?

@@ -1,0 +1,200 @@
+//! The core's side of applying updates: candidates, holds, auto-apply, manual targets.
+
+use super::*;
+
+impl Core {
+    /// Complete releases of the managed product, newest first.
+    pub(super) fn installable(&self) -> Vec<(&Hash32, &Known)> {
+        let mut v: Vec<(&Hash32, &Known)> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| matches!(k.stored.download, DownloadState::Complete { .. }))
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .collect();
+        v.sort_by(|a, b| {
+            b.1.verified
+                .manifest
+                .version
+                .cmp(&a.1.verified.manifest.version)
+        });
+        v
+    }
+
+    pub(super) fn candidate(
+        &self,
+        id: &Hash32,
+        k: &Known,
+        installed: &crate::daemon::apply::updater::Installed,
+    ) -> Candidate {
+        let m = &k.verified.manifest;
+        Candidate {
+            version: m.version.clone(),
+            update_type: m.update_type,
+            security_critical: m.security_critical,
+            rollback: m.rollback,
+            min_version: m.min_version.clone(),
+            first_seen: k.stored.first_seen,
+            already_failed: installed.failed.contains(id),
+            deferred_until: installed.deferrals.get(id).map(|d| d.until),
+        }
+    }
+
+    pub(super) fn policy_installed(
+        installed: &crate::daemon::apply::updater::Installed,
+    ) -> PolicyInstalled {
+        PolicyInstalled {
+            current: installed.current.as_ref().map(|v| v.version.clone()),
+            pinned: installed.pinned.clone(),
+        }
+    }
+
+    pub(super) fn check(&self) -> Vec<CheckItem> {
+        let Some(u) = &self.updater else {
+            return Vec::new();
+        };
+        let installed = u.installed();
+        let pi = Self::policy_installed(&installed);
+        let now = chrono::Utc::now();
+        self.installable()
+            .into_iter()
+            .map(|(id, k)| {
+                let hold = self.hold(id, k, &installed, &pi, now);
+                let m = &k.verified.manifest;
+                CheckItem {
+                    id: id.to_hex(),
+                    name: m.name.clone(),
+                    version: m.version.to_string(),
+                    update_type: m.update_type.to_string(),
+                    security_critical: m.security_critical,
+                    why: hold
+                        .as_ref()
+                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                    hold,
+                }
+            })
+            .collect()
+    }
+
+    /// Starts the newest release the policy lets this node apply now, if any.
+    pub(super) fn maybe_apply(&mut self) {
+        let Some(u) = self.updater.clone() else {
+            return;
+        };
+        if u.in_progress().is_some() {
+            return;
+        }
+        let installed = u.installed();
+        let pi = Self::policy_installed(&installed);
+        let now = chrono::Utc::now();
+        let pick = self.installable().into_iter().find_map(|(id, k)| {
+            self.hold(id, k, &installed, &pi, now)
+                .is_none()
+                .then(|| (*id, k.verified.manifest.version.clone()))
+        });
+        let Some((id, version)) = pick else { return };
+        let Ok(guard) = u.try_begin() else { return };
+        let target = Target {
+            to: VersionRef {
+                version,
+                release: id,
+            },
+            source: release_dir(&self.ctx, &id),
+        };
+        let to_self = self.to_self.clone();
+        self.send_report(
+            target.to.release,
+            HealthStatus::Installed,
+            &target.to.version,
+            "installing",
+        );
+        tokio::spawn(async move {
+            let to = target.to.clone();
+            let outcome = u.transition(&guard, Kind::Apply, target).await;
+            drop(guard);
+            let _ = to_self
+                .send(CoreMsg::Applied {
+                    target: Some(to),
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    pub(super) fn resolve_apply(
+        &self,
+        version: Option<semver::Version>,
+        force: bool,
+    ) -> Result<Target, String> {
+        let u = self
+            .updater
+            .as_ref()
+            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let installed = u.installed();
+        let list = self.installable();
+        let (id, k) = match &version {
+            Some(v) => list
+                .into_iter()
+                .find(|(_, k)| &k.verified.manifest.version == v)
+                .ok_or_else(|| {
+                    format!(
+                        "no downloaded release {v} of the managed product; see `upswarm releases`"
+                    )
+                })?,
+            None => list
+                .into_iter()
+                .next()
+                .ok_or("no downloaded release to apply")?,
+        };
+        let c = self.candidate(id, k, &installed);
+        policy::compatible(&c, &Self::policy_installed(&installed), force)
+            .map_err(|h| format!("{h}; use --force to override"))?;
+        if c.already_failed && !force {
+            return Err(format!(
+                "{} failed on this node before; use --force to try again",
+                c.version
+            ));
+        }
+        Ok(Target {
+            to: VersionRef {
+                version: c.version,
+                release: *id,
+            },
+            source: release_dir(&self.ctx, id),
+        })
+    }
+
+    pub(super) fn resolve_rollback(
+        &self,
+        version: Option<semver::Version>,
+    ) -> Result<Target, String> {
+        let u = self
+            .updater
+            .as_ref()
+            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let installed = u.installed();
+        let to = match version {
+            None => installed
+                .previous
+                .first()
+                .cloned()
+                .ok_or("no earlier version to roll back to")?,
+            Some(v) => installed
+                .previous
+                .iter()
+                .find(|p| p.version == v)
+                .cloned()
+                .ok_or_else(|| {
+                    format!("{v} is not one of the earlier versions kept on this node")
+                })?,
+        };
+        let dir = crate::daemon::apply::versions::dir(&u.layout().versions, &to.version);
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}: version {} is no longer kept on this node",
+                dir.display(),
+                to.version
+            ));
+        }
+        Ok(Target { to, source: dir })
+    }
+}

@@ -1,0 +1,349 @@
+//! Rollout gates on this node: signed health reports and control messages, reports of
+//! its own, re-sync with peers, yank, `upswarm explain`.
+
+use super::*;
+
+/// What `upswarm explain` returns for one release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub release: String,
+    pub name: String,
+    pub version: String,
+    pub node_id: String,
+    pub rollout: RolloutView,
+    /// The local policy's verdict (`None`: it allows the install now).
+    pub policy: Option<String>,
+    pub download: DownloadState,
+    pub known_nodes: usize,
+}
+
+impl Core {
+    /// The first thing that keeps release `id` from being applied now: the local policy,
+    /// else the phased rollout.
+    pub(super) fn hold(
+        &self,
+        id: &Hash32,
+        k: &Known,
+        installed: &crate::daemon::apply::updater::Installed,
+        pi: &PolicyInstalled,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Hold> {
+        let c = self.candidate(id, k, installed);
+        if let Err(h) = policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now) {
+            return Some(h);
+        }
+        let (_, d) = self.book.decide(
+            id,
+            &k.verified.manifest,
+            &self.ctx.node_key.key_id(),
+            self.ctx.config.rollout.spread,
+            unix_now(),
+            self.ctx.config.clock_skew.as_secs(),
+        );
+        (d != Decision::Install).then(|| Hold::Rollout {
+            decision: d.to_string(),
+        })
+    }
+
+    /// Validates a signed health report or control message (from gossip, a peer's resync
+    /// answer or the API), stores it and adds it to the rollout book.
+    pub(super) fn on_signed(&mut self, kind: SignedKind, bytes: &[u8]) -> MessageAcceptance {
+        let skew = self.ctx.config.clock_skew.as_secs();
+        let verdict = match kind {
+            SignedKind::Health => match verify_health(bytes, unix_now(), skew) {
+                Err(e) => Err(e),
+                Ok((_, r)) if !self.releases.contains_key(&r.release) => {
+                    // About a release we do not know (yet): cannot judge it, do not spread it.
+                    let _ = r;
+                    Ok(None)
+                }
+                Ok((_, r)) => {
+                    self.book.add_health(&r);
+                    Ok(Some(r.release))
+                }
+            },
+            SignedKind::Control => match verify_control(self.chain.current().root(), bytes) {
+                Err(e) => Err(e),
+                Ok((_, m)) => {
+                    info!(release = %m.release, action = m.action.name(), "control message accepted");
+                    self.book.add_control(&m);
+                    Ok(Some(m.release))
+                }
+            },
+            SignedKind::Root => match SignedEnvelope::decode::<upswarm_proto::TrustRoot>(bytes) {
+                Err(e) => Err(e.to_string()),
+                Ok(env) => match env.open::<upswarm_proto::TrustRoot>() {
+                    Err(e) => Err(e.to_string()),
+                    Ok(r) if r.version <= self.chain.current().version() => Ok(None),
+                    Ok(_) => match self.chain.advance(&env) {
+                        Ok(v) => {
+                            info!(version = v.version(), "trust root rotated");
+                            Ok(Some(ALL_PROPOSALS))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                },
+            },
+            SignedKind::Proposal => {
+                let root = self.chain.current().root().clone();
+                match SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(env) => self
+                        .voting
+                        .add_proposal(&root, &env)
+                        .map(|_| Some(ALL_PROPOSALS)),
+                }
+            }
+            SignedKind::Vote => {
+                let root = self.chain.current().root().clone();
+                match SignedEnvelope::decode::<upswarm_proto::Vote>(bytes) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(env) => match self.voting.add_vote(&root, &env) {
+                        Err(e) => Err(e),
+                        Ok((proposal, true)) => Ok(Some(proposal)),
+                        Ok((proposal, false)) => {
+                            // Keep it for when the proposal arrives, but do not spread it yet.
+                            self.ctx.signed.insert(SignedKind::Vote, proposal, bytes);
+                            Ok(None)
+                        }
+                    },
+                }
+            }
+        };
+        match verdict {
+            Ok(Some(about)) => {
+                if self.ctx.signed.insert(kind, about, bytes) {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Ignore
+                }
+            }
+            Ok(None) => MessageAcceptance::Ignore,
+            Err(e) => {
+                debug!(?kind, "rejected a signed message: {e}");
+                self.last_rejection = Some(e);
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// Signs, stores and gossips this node's health report about `release`.
+    pub(super) fn send_report(
+        &mut self,
+        release: Hash32,
+        status: HealthStatus,
+        running: &semver::Version,
+        detail: &str,
+    ) {
+        let report = HealthReport {
+            v: upswarm_proto::health::HEALTH_VERSION,
+            node: self.ctx.node_key.public(),
+            release,
+            status,
+            running: running.clone(),
+            at: unix_now(),
+            detail: detail.chars().take(200).collect(),
+        };
+        let mut env = SignedEnvelope::wrap(&report);
+        self.ctx
+            .node_key
+            .sign_envelope(upswarm_proto::Context::Health, &mut env);
+        let bytes = env.encode();
+        self.book.add_health(&report);
+        self.ctx.signed.insert(SignedKind::Health, release, &bytes);
+        info!(release = %release, status = status.as_str(), "health report");
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(Topic::Health, bytes).await {
+                debug!("gossip publish of a health report: {e} (peers will pull it)");
+            }
+        });
+    }
+
+    pub(super) fn on_applied(
+        &mut self,
+        target: Option<VersionRef>,
+        outcome: Result<Outcome, String>,
+    ) {
+        let Some(t) = target else { return };
+        let details =
+            serde_json::json!({ "release": t.release.to_hex(), "version": t.version.to_string() });
+        match &outcome {
+            Ok(Outcome::Applied) => self.webhook("applied", details),
+            Ok(Outcome::RolledBack) => self.webhook("rolled_back", details),
+            Ok(Outcome::Refused) => self.webhook("failed", details),
+            _ => {}
+        }
+        match outcome {
+            Ok(Outcome::Applied) => {
+                self.send_report(t.release, HealthStatus::Healthy, &t.version, "healthy")
+            }
+            Ok(Outcome::RolledBack) => {
+                let running = self
+                    .updater
+                    .as_ref()
+                    .and_then(|u| u.installed().current.map(|c| c.version))
+                    .unwrap_or_else(|| t.version.clone());
+                self.send_report(
+                    t.release,
+                    HealthStatus::RolledBack,
+                    &running,
+                    "failed and rolled back",
+                );
+            }
+            Ok(other) => debug!(version = %t.version, ?other, "apply ended without a change"),
+            Err(e) => info!(version = %t.version, "apply ended without a change: {e}"),
+        }
+    }
+
+    /// Pulls health reports and control messages of recent releases from a few peers.
+    pub(super) fn resync(&self) {
+        let mut recent: Vec<(&Hash32, &Known)> = self.releases.iter().collect();
+        recent.sort_by_key(|(_, k)| std::cmp::Reverse(k.stored.first_seen));
+        let mut subjects: Vec<(SignedKind, Hash32)> = Vec::new();
+        for (id, _) in recent.into_iter().take(8) {
+            subjects.push((SignedKind::Health, *id));
+            subjects.push((SignedKind::Control, *id));
+        }
+        subjects.push((SignedKind::Proposal, ALL_PROPOSALS));
+        subjects.push((SignedKind::Root, ALL_PROPOSALS));
+        for p in self.voting.proposal_ids() {
+            subjects.push((SignedKind::Vote, p));
+        }
+        let client = self.ctx.client.clone();
+        let to_self = self.to_self.clone();
+        tokio::spawn(async move {
+            let Ok(info) = client.info().await else {
+                return;
+            };
+            let mut peers = info.connected;
+            peers.sort_by_key(|_| rand::random::<u32>());
+            for peer in peers.into_iter().take(3) {
+                for (kind, about) in &subjects {
+                    let req = FetchRequest::new(Want::Signed {
+                        kind: *kind,
+                        about: *about,
+                    });
+                    if let Ok(resp) = client.request(peer, req).await
+                        && let Answer::Signed { envelopes } = resp.answer
+                    {
+                        let envelopes = envelopes
+                            .into_iter()
+                            .map(serde_bytes::ByteBuf::into_vec)
+                            .collect();
+                        let _ = to_self
+                            .send(CoreMsg::Resynced {
+                                kind: *kind,
+                                envelopes,
+                            })
+                            .await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Rebuilds the rollout book from stored signed messages (after a restart).
+    pub(super) fn load_signed(&mut self) {
+        for (kind, _, bytes) in self.ctx.signed.all() {
+            let _ = self.on_signed(kind, &bytes);
+        }
+        self.book.know(self.ctx.node_key.key_id());
+    }
+
+    /// A yanked release that this node runs is rolled back to the previous version.
+    pub(super) fn obey_yank(&mut self) {
+        let Some(u) = self.updater.clone() else {
+            return;
+        };
+        let installed = u.installed();
+        let Some(current) = installed.current.clone() else {
+            return;
+        };
+        if !self.book.yanked(&current.release) || u.in_progress().is_some() {
+            return;
+        }
+        let Ok(target) = self.resolve_rollback(None) else {
+            warn!(version = %current.version, "this version was yanked, but there is no earlier version to roll back to");
+            return;
+        };
+        let Ok(guard) = u.try_begin() else { return };
+        warn!(version = %current.version, to = %target.to.version, "release yanked by the control role; rolling back");
+        let to_self = self.to_self.clone();
+        let yanked = current.clone();
+        tokio::spawn(async move {
+            let _ = u
+                .edit_locked(&guard, |i| {
+                    i.failed.insert(yanked.release);
+                })
+                .await;
+            let outcome = u.transition(&guard, Kind::Rollback, target).await;
+            drop(guard);
+            let outcome = outcome.map(|o| {
+                if o == Outcome::Applied {
+                    Outcome::RolledBack
+                } else {
+                    o
+                }
+            });
+            let _ = to_self
+                .send(CoreMsg::Applied {
+                    target: Some(yanked),
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    pub(super) fn explain(&self, version: Option<semver::Version>) -> Result<ExplainView, String> {
+        let mut list: Vec<(&Hash32, &Known)> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .collect();
+        list.sort_by(|a, b| {
+            b.1.verified
+                .manifest
+                .version
+                .cmp(&a.1.verified.manifest.version)
+        });
+        let (id, k) = match &version {
+            Some(v) => list
+                .into_iter()
+                .find(|(_, k)| &k.verified.manifest.version == v)
+                .ok_or_else(|| format!("no known release {v} followed by this node"))?,
+            None => list.into_iter().next().ok_or("no release known yet")?,
+        };
+        let m = &k.verified.manifest;
+        let me = self.ctx.node_key.key_id();
+        let policy = self.updater.as_ref().and_then(|u| {
+            let installed = u.installed();
+            let c = self.candidate(id, k, &installed);
+            policy::may_auto_apply(
+                &self.ctx.config.policy,
+                &c,
+                &Self::policy_installed(&installed),
+                chrono::Utc::now(),
+            )
+            .err()
+            .map(|h| h.to_string())
+        });
+        Ok(ExplainView {
+            release: id.to_hex(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            node_id: me.to_hex(),
+            rollout: self.book.view(
+                id,
+                m,
+                &me,
+                self.ctx.config.rollout.spread,
+                unix_now(),
+                self.ctx.config.clock_skew.as_secs(),
+            ),
+            policy,
+            download: k.stored.download.clone(),
+            known_nodes: self.book.known_nodes(),
+        })
+    }
+}
