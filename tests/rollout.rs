@@ -54,7 +54,18 @@ fn fleet(n: usize) -> Fleet {
             .iter()
             .all(|p| version_served(*p).as_deref() == Some("1.0.0"))
     });
-    assert!(all, "not every node got 1.0.0");
+    if !all {
+        let lagging: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| version_served(**p).as_deref() != Some("1.0.0"))
+            .map(|(i, _)| {
+                let d = &net.daemons[nodes[i]];
+                format!("n{i}: {:?} {:?}", d.status(), d.history())
+            })
+            .collect();
+        panic!("not every node got 1.0.0:\n{}", lagging.join("\n"));
+    }
     Fleet { net, nodes, ports }
 }
 
@@ -162,10 +173,13 @@ fn twenty_nodes_good_release_in_phases_then_bad_release_halts_at_the_canaries() 
     // Good release: everyone ends on it, nobody before their phase opened.
     let (good, phases) = two_phase_release(&f, "1.1.0", "healthy", "8s");
     assert!(f.net.publish(0, &good).0);
+    // The new version serves before its health check passed; the apply is committed (and in
+    // the history) only after that, so wait for both.
     let all = wait_for(Duration::from_secs(180), || {
         f.ports
             .iter()
             .all(|p| version_served(*p).as_deref() == Some("1.1.0"))
+            && (0..f.ports.len()).all(|i| !history_of(&f, i, "1.1.0").is_empty())
     });
     assert!(all, "not everyone reached 1.1.0");
     for (i, phase) in phases.iter().enumerate() {

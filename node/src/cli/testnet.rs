@@ -86,10 +86,21 @@ impl Drop for Net {
     }
 }
 
+/// A free loopback port for a demo program, below Linux's ephemeral range (32768–60999):
+/// a port the kernel handed out with `bind(0)` could be taken by one of the daemons'
+/// outgoing connections before the program binds it.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (std::process::id().wrapping_mul(7919).wrapping_add(n) % 12_000);
+        let port = u16::try_from(port)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port between 20000 and 32000")
 }
 
 fn run(exe: &Path, args: &[&str]) -> anyhow::Result<String> {

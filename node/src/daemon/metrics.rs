@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// Monotonic counters since the daemon started.
+    ($($(#[$doc:meta])* $name:ident: $kind:literal),* $(,)?) => {
+        /// Counters since the daemon started (monotonic unless their Prometheus kind is
+        /// `gauge`).
         #[derive(Debug, Default)]
         pub struct Metrics {
             $($(#[$doc])* pub $name: AtomicU64,)*
@@ -26,11 +27,11 @@ macro_rules! counters {
                 Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
 
-            /// Prometheus text exposition of every counter.
+            /// Prometheus text exposition of every metric.
             pub fn render(&self) -> String {
                 let mut out = String::new();
                 $(
-                    let _ = writeln!(out, "# TYPE upswarm_{} counter", stringify!($name));
+                    let _ = writeln!(out, "# TYPE upswarm_{} {}", stringify!($name), $kind);
                     let _ = writeln!(out, "upswarm_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
                 )*
                 out
@@ -41,37 +42,37 @@ macro_rules! counters {
 
 counters! {
     /// Gossip messages validated and forwarded.
-    gossip_accepted,
+    gossip_accepted: "counter",
     /// Gossip messages rejected (bad signature, malformed, stale): the sender was penalised.
-    gossip_rejected,
+    gossip_rejected: "counter",
     /// Gossip messages dropped without penalty (duplicates, not for us).
-    gossip_ignored,
+    gossip_ignored: "counter",
     /// DHT records validated and stored.
-    dht_records_accepted,
+    dht_records_accepted: "counter",
     /// DHT records refused.
-    dht_records_rejected,
+    dht_records_rejected: "counter",
     /// Chunks (and chunk indexes) served to peers.
-    blobs_served,
+    blobs_served: "counter",
     /// Bytes served to peers.
-    bytes_served,
+    bytes_served: "counter",
     /// Fetch requests answered "don't have".
-    requests_dont_have,
+    requests_dont_have: "counter",
     /// Chunks fetched from peers and verified.
-    chunks_fetched,
+    chunks_fetched: "counter",
     /// Bytes fetched from peers and verified.
-    bytes_fetched,
+    bytes_fetched: "counter",
     /// Chunks already on disk when a download (re)started: not fetched again.
-    chunks_reused,
+    chunks_reused: "counter",
     /// Chunks received that did not match their hash or size.
-    bad_chunks_received,
+    bad_chunks_received: "counter",
     /// Requests that failed or timed out.
-    requests_failed,
+    requests_failed: "counter",
     /// Peers banned after repeated faults.
-    peers_banned,
+    peers_banned: "counter",
     /// Releases fully downloaded and verified.
-    releases_completed,
+    releases_completed: "counter",
     /// 1 while a protocol is ACTIVE that the running software does not support.
-    upgrade_required,
+    upgrade_required: "gauge",
 }
 
 impl Metrics {
