@@ -8,10 +8,16 @@
 # uplink (egress) is capped with tc tbf at RATE. Two runs on the same file:
 #   origin: nginx in the seed namespace; the N clients download the file with curl at once;
 #   swarm:  an upswarm daemon in the seed namespace publishes the release; N daemons fetch it.
-# Prints both times, their ratio, and the swarm time against the lower bound SIZE / RATE
+#   bittorrent: opentracker in the seed namespace, aria2c seeding there and N aria2c
+#           clients (already started and announced, with peer exchange, tracker
+#           re-announce every 5 s and 1 MiB pieces — the same piece size as upswarm's chunks)
+#           that keep seeding; timed from the moment the seed starts.
+# Prints the times, the ratios, and the swarm time against the lower bound SIZE / RATE
 # (no client can receive faster than the seed's uplink can send one copy... and no faster
 # than it can download, which here is uncapped; the bound is the seed's one copy).
-# Needs root (ip netns, tc). Installs nginx-light if missing.
+# RUNS="origin swarm bittorrent" (default: all three) picks the runs.
+# Needs root (ip netns, tc). Installs nginx-light, opentracker, aria2 and mktorrent if
+# missing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -22,7 +28,11 @@ CHUNK=${CHUNK:-1MiB}
 PREFIX=usw
 HUB=${PREFIX}hub
 [ "$(id -u)" = 0 ] || { echo "bench-swarm.sh needs root (network namespaces, tc)" >&2; exit 1; }
-command -v nginx >/dev/null || { echo "installing nginx-light ..." >&2; apt-get install -y -q nginx-light >/dev/null; }
+RUNS=${RUNS:-origin swarm bittorrent}
+want() { [[ " $RUNS " == *" $1 "* ]]; }
+need_pkg() { command -v "$1" >/dev/null || { echo "installing $2 ..." >&2; apt-get install -y -q "$2" >/dev/null; }; }
+want origin && need_pkg nginx nginx-light
+if want bittorrent; then need_pkg opentracker opentracker; need_pkg aria2c aria2; need_pkg mktorrent mktorrent; fi
 
 upswarm=$(build_release)
 work=$(mktemp -d "${TMPDIR:-/tmp}/upswarm-bench-swarm.XXXXXX")
@@ -68,9 +78,12 @@ for k in r1 s1; do "$upswarm" key gen --out "$k" >/dev/null 2>&1; done
   --artifact bench=artifact.bin --chunk-size "$CHUNK" --platform any --out rel >/dev/null 2>&1
 "$upswarm" release sign --key s1.key rel/manifest.cbor >/dev/null
 
-# ---- origin run -------------------------------------------------------------------------
-echo "== origin: nginx in the seed namespace, $N curl clients"
 mkdir -p www && ln artifact.bin www/artifact.bin
+t_origin=""; t_swarm=""; t_bt=""
+
+# ---- origin run -------------------------------------------------------------------------
+if want origin; then
+echo "== origin: nginx in the seed namespace, $N curl clients"
 cat > nginx.conf <<NGINX
 user root;
 worker_processes 1;
@@ -94,8 +107,10 @@ for p in "${cpids[@]}"; do wait "$p" || { echo "a curl client failed" >&2; exit 
 t_origin=$(echo "$(now) - $t0" | bc -l)
 kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
 printf 'origin: %.1f s\n' "$t_origin"
+fi
 
 # ---- swarm run --------------------------------------------------------------------------
+if want swarm; then
 echo "== swarm: upswarm daemons"
 start_daemon() {
   local k=$1 boot=$2
@@ -133,13 +148,56 @@ while :; do
   done
   [ "$done_count" = "$N" ] && break
   elapsed=$(echo "$(now) - $t0" | bc -l)
-  if (( $(echo "$elapsed > $t_origin * 3 + 120" | bc -l) )); then
+  if (( $(echo "$elapsed > 1200" | bc -l) )); then
     echo "swarm run did not finish ($done_count/$N complete)"; exit 1
   fi
   sleep 0.5
 done
 t_swarm=$(echo "$(now) - $t0" | bc -l)
 printf 'swarm:  %.1f s\n' "$t_swarm"
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+pids=()
+fi
+
+# ---- bittorrent run ---------------------------------------------------------------------
+if want bittorrent; then
+echo "== bittorrent: opentracker + aria2c, $N leechers"
+mktorrent -a "http://$(ip_of 0):6969/announce" -l 20 -o bench.torrent artifact.bin >/dev/null
+mkdir -p ot
+in_ns 0 opentracker -i "$(ip_of 0)" -p 6969 -P 6969 -d "$work/ot" >ot.log 2>&1 & pids+=($!)
+sleep 0.5
+cat > bt-done.sh <<'HOOK'
+#!/bin/sh
+date +%s.%N > "$3.done"
+HOOK
+chmod +x bt-done.sh
+aria() {
+  local k=$1 dir=$2; shift 2
+  ip netns exec "$PREFIX$k" aria2c --dir="$dir" --enable-dht=false --enable-dht6=false \
+    --bt-enable-lpd=false --enable-peer-exchange=true --bt-tracker-interval=5 \
+    --seed-ratio=0.0 --file-allocation=none --max-overall-upload-limit=0 \
+    --bt-max-peers=0 --console-log-level=warn --summary-interval=0 \
+    --listen-port=6881 --on-bt-download-complete="$work/bt-done.sh" "$@" \
+    "$work/bench.torrent" >"$dir.log" 2>&1 &
+  pids+=($!)
+}
+for k in $(seq 1 "$N"); do mkdir -p "bt$k"; aria "$k" "$work/bt$k"; done
+sleep 5   # every leecher has announced and knows the others
+t0=$(now)
+aria 0 "$work/www" --check-integrity=false --bt-seed-unverified=true
+while :; do
+  done_count=$(ls bt*/artifact.bin.done 2>/dev/null | wc -l)
+  [ "$done_count" = "$N" ] && break
+  if (( $(echo "$(now) - $t0 > 1200" | bc -l) )); then
+    echo "bittorrent run did not finish ($done_count/$N complete)"; exit 1
+  fi
+  sleep 0.2
+done
+last=$(cat bt*/artifact.bin.done | sort -g | tail -1)
+t_bt=$(echo "$last - $t0" | bc -l)
+printf 'bittorrent: %.1f s\n' "$t_bt"
+for k in $(seq 1 "$N"); do cmp -s artifact.bin "bt$k/artifact.bin" || { echo "bt$k: file differs" >&2; exit 1; }; done
+fi
 
 rate_bytes=$(python3 -c "
 import re,sys
@@ -149,6 +207,13 @@ print(v)")
 lower=$(echo "$SIZE_MIB * 1048576 / $rate_bytes" | bc -l)
 echo
 printf 'N=%s, %s MiB, uplink cap %s per node, chunks of %s\n' "$N" "$SIZE_MIB" "$RATE" "$CHUNK"
-printf 'origin (nginx) %.1f s | swarm (upswarm) %.1f s | lower bound %.1f s\n' "$t_origin" "$t_swarm" "$lower"
-printf 'speed-up vs origin: %.2fx (target >= 8)\n' "$(echo "$t_origin / $t_swarm" | bc -l)"
-printf 'swarm / lower bound: %.2fx (target <= 1.5)\n' "$(echo "$t_swarm / $lower" | bc -l)"
+fmt() { [ -n "$1" ] && printf '%.1f s' "$1" || printf 'not run'; }
+printf 'origin (nginx) %s | swarm (upswarm) %s | bittorrent (aria2c) %s | lower bound %.1f s\n' \
+  "$(fmt "$t_origin")" "$(fmt "$t_swarm")" "$(fmt "$t_bt")" "$lower"
+if [ -n "$t_swarm" ]; then
+  [ -n "$t_origin" ] && printf 'speed-up vs origin: %.2fx (target >= 8)\n' "$(echo "$t_origin / $t_swarm" | bc -l)"
+  printf 'swarm / lower bound: %.2fx (target <= 1.5)\n' "$(echo "$t_swarm / $lower" | bc -l)"
+  [ -n "$t_bt" ] && printf 'swarm / bittorrent: %.2fx (target <= 1.0)\n' "$(echo "$t_swarm / $t_bt" | bc -l)"
+fi
+[ -n "$t_bt" ] && printf 'bittorrent / lower bound: %.2fx\n' "$(echo "$t_bt / $lower" | bc -l)"
+exit 0
