@@ -18,7 +18,7 @@ nodes=${1:-50}
 releases=${2:-10}
 upswarm=$(build_release)
 work=$(mktemp -d)
-trap 'pkill -KILL -f "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -KILL -f "$work/" 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 cd "$work"
 
 q() { "$upswarm" "$@" >/dev/null 2>&1; }
@@ -55,6 +55,7 @@ bootstrap = [$boot]
 listen = "127.0.0.1:0"
 EOF
   (cd "n$i" && exec "$upswarm" --log-json daemon --config "$work/n$i/node.toml" 2> log.json) &
+  disown
   for _ in $(seq 1 200); do
     [ -s "n$i/data/listen.addrs" ] && [ -s "n$i/data/api.addr" ] && break
     sleep 0.05
@@ -74,7 +75,7 @@ for k in $(seq 1 "$releases"); do
     [ "$n" -ge "$nodes" ] && break
     sleep 0.1
   done
-  sleep 1
+  sleep "${GAP:-5}"   # let the downloads and DHT announcements of this release settle
 done
 
 python3 - "$nodes" "$releases" <<'PY'
@@ -83,7 +84,7 @@ nodes, releases = int(sys.argv[1]), int(sys.argv[2])
 starts = {int(k): float(t) for k, t in (l.split() for l in open("starts"))}
 def ts(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-lat, local, missing = [], [], 0
+lat, local, missing, sources, per_release = [], [], 0, {}, {}
 for i in range(nodes):
     seen = {}
     for line in open(f"n{i}/log.json"):
@@ -94,15 +95,22 @@ for i in range(nodes):
         f = e.get("fields", {})
         if f.get("message") == "new release" and f.get("name") == "bench":
             k = int(f["version"].split(".")[2])
-            seen.setdefault(k, ts(e["timestamp"]))
+            if k not in seen:
+                seen[k] = ts(e["timestamp"])
+                sources[f.get("source", "?")] = sources.get(f.get("source", "?"), 0) + 1
     for k in range(1, releases + 1):
         if k not in seen:
             missing += 1
         elif i == 0:
             local.append(seen[k] - starts[k])
+            per_release.setdefault(k, []).append(seen[k] - starts[k])
         else:
             lat.append(seen[k] - starts[k])
+            per_release.setdefault(k, []).append(seen[k] - starts[k])
 lat.sort()
+for k in sorted(per_release):
+    v = per_release[k]
+    print(f"release {k}: publisher {v[0]*1000:.0f} ms, last node {max(v)*1000:.0f} ms")
 def pct(p):
     return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
 p99 = pct(99)
@@ -110,6 +118,7 @@ print(f"nodes {nodes}, releases {releases}, samples {len(lat)}, never verified {
 print(f"publishing node verified it (baseline): median {sorted(local)[len(local)//2]*1000:.0f} ms")
 print(f"every other node: p50 {pct(50)*1000:.0f} ms, p90 {pct(90)*1000:.0f} ms, "
       f"p99 {p99*1000:.0f} ms, max {lat[-1]*1000:.0f} ms")
+print("heard of through: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
 print(f"p99 / baseline: {p99 / sorted(local)[len(local)//2]:.1f}x; "
       f"p99 / target (1 s): {p99:.2f}")
 sys.exit(1 if missing else 0)

@@ -182,6 +182,24 @@ fn twenty_nodes_good_release_in_phases_then_bad_release_halts_at_the_canaries() 
             && (0..f.ports.len()).all(|i| !history_of(&f, i, "1.1.0").is_empty())
     });
     assert!(all, "not everyone reached 1.1.0");
+    // The manifest spread by gossip, not only through the slower DHT and resync paths.
+    let by_gossip = f
+        .nodes
+        .iter()
+        .filter(|&&n| {
+            let (ok, out) = f.net.daemons[n].cli(&["releases", "--json"]);
+            ok && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
+                v.as_array().is_some_and(|rs| {
+                    rs.iter()
+                        .any(|r| r["version"] == "1.1.0" && r["source"] == "gossip")
+                })
+            })
+        })
+        .count();
+    assert!(
+        by_gossip >= 15,
+        "only {by_gossip} of 20 nodes heard of 1.1.0 by gossip"
+    );
     for (i, phase) in phases.iter().enumerate() {
         let h = history_of(&f, i, "1.1.0");
         assert_eq!(h.len(), 1, "node {i}: {h:?}");

@@ -1,5 +1,6 @@
 //! The composed libp2p behaviour and its construction.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
@@ -156,6 +157,13 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
 /// peer that delivered them; the rest is gossipsub's defaults, forgiving for churn.
 fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let mut params = gossipsub::PeerScoreParams::default();
+    // Many peers behind one address are penalised (a cheap Sybil signal), but not on
+    // loopback: there they are the operator's own processes (a local testnet, a signer's
+    // daemon next to a node), and more than ten of them would otherwise be graylisted.
+    params.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
     for t in Topic::ALL {
         let topic = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
