@@ -187,13 +187,9 @@ fn twenty_nodes_good_release_in_phases_then_bad_release_halts_at_the_canaries() 
         .nodes
         .iter()
         .filter(|&&n| {
-            let (ok, out) = f.net.daemons[n].cli(&["releases", "--json"]);
-            ok && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
-                v.as_array().is_some_and(|rs| {
-                    rs.iter()
-                        .any(|r| r["version"] == "1.1.0" && r["source"] == "gossip")
-                })
-            })
+            f.net
+                .release_view(n, "1.1.0")
+                .is_some_and(|r| r["source"] == "gossip")
         })
         .count();
     assert!(

@@ -344,21 +344,10 @@ pub fn demo_app_binary() -> PathBuf {
     bin
 }
 
-/// A free TCP port on loopback.
-/// A free loopback port for a demo program, below Linux's ephemeral range (32768–60999):
-/// a port the kernel handed out with `bind(0)` could be taken by one of the daemons'
-/// outgoing connections before the program binds it.
+/// A free loopback port for a demo program (below the ephemeral range; see
+/// [`upswarm::cli::testnet::free_port`]).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (std::process::id().wrapping_mul(7919).wrapping_add(n) % 12_000);
-        let port = u16::try_from(port).expect("below 32 000");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    upswarm::cli::testnet::free_port().expect("a free loopback port")
 }
 
 /// `GET path` on loopback; returns (status code, body), or None if nothing answers.

@@ -89,7 +89,7 @@ impl Drop for Net {
 /// A free loopback port for a demo program, below Linux's ephemeral range (32768–60999):
 /// a port the kernel handed out with `bind(0)` could be taken by one of the daemons'
 /// outgoing connections before the program binds it.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     for _ in 0..12_000 {

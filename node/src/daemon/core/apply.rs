@@ -5,19 +5,16 @@ use super::*;
 impl Core {
     /// Complete releases of the managed product, newest first.
     pub(super) fn installable(&self) -> Vec<(&Hash32, &Known)> {
-        let mut v: Vec<(&Hash32, &Known)> = self
-            .releases
-            .iter()
-            .filter(|(_, k)| matches!(k.stored.download, DownloadState::Complete { .. }))
-            .filter(|(_, k)| self.follows(&k.verified.manifest))
-            .collect();
-        v.sort_by(|a, b| {
-            b.1.verified
-                .manifest
-                .version
-                .cmp(&a.1.verified.manifest.version)
-        });
+        let mut v = self.followed_newest_first();
+        v.retain(|(_, k)| matches!(k.stored.download, DownloadState::Complete { .. }));
         v
+    }
+
+    /// The updater, or why there is none.
+    fn managed_updater(&self) -> Result<&Updater, String> {
+        self.updater
+            .as_ref()
+            .ok_or_else(|| "this daemon manages no program (no [managed] section)".to_string())
     }
 
     pub(super) fn candidate(
@@ -125,10 +122,7 @@ impl Core {
         version: Option<semver::Version>,
         force: bool,
     ) -> Result<Target, String> {
-        let u = self
-            .updater
-            .as_ref()
-            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let u = self.managed_updater()?;
         let installed = u.installed();
         let list = self.installable();
         let (id, k) = match &version {
@@ -167,10 +161,7 @@ impl Core {
         &self,
         version: Option<semver::Version>,
     ) -> Result<Target, String> {
-        let u = self
-            .updater
-            .as_ref()
-            .ok_or("this daemon manages no program (no [managed] section)")?;
+        let u = self.managed_updater()?;
         let installed = u.installed();
         let to = match version {
             None => installed

@@ -152,12 +152,7 @@ impl Core {
         self.book.add_health(&report);
         self.ctx.signed.insert(SignedKind::Health, release, &bytes);
         info!(release = %release, status = status.as_str(), "health report");
-        let client = self.ctx.client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.publish(Topic::Health, bytes).await {
-                debug!("gossip publish of a health report: {e} (peers will pull it)");
-            }
-        });
+        self.gossip(Topic::Health, bytes, "a health report");
     }
 
     pub(super) fn on_applied(
@@ -296,17 +291,7 @@ impl Core {
     }
 
     pub(super) fn explain(&self, version: Option<semver::Version>) -> Result<ExplainView, String> {
-        let mut list: Vec<(&Hash32, &Known)> = self
-            .releases
-            .iter()
-            .filter(|(_, k)| self.follows(&k.verified.manifest))
-            .collect();
-        list.sort_by(|a, b| {
-            b.1.verified
-                .manifest
-                .version
-                .cmp(&a.1.verified.manifest.version)
-        });
+        let list = self.followed_newest_first();
         let (id, k) = match &version {
             Some(v) => list
                 .into_iter()

@@ -516,6 +516,40 @@ impl Core {
         Verdict::Accept(id)
     }
 
+    /// Gossips `bytes` on `topic` in the background; a failure is only logged (`what` names
+    /// the message), since peers also pull what gossip missed.
+    fn gossip(&self, topic: Topic, bytes: Vec<u8>, what: &'static str) {
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(topic, bytes).await {
+                debug!("gossip publish of {what}: {e} (peers will pull it)");
+            }
+        });
+    }
+
+    /// Why the last signed message was rejected.
+    fn take_rejection(&mut self) -> String {
+        self.last_rejection
+            .take()
+            .unwrap_or_else(|| "invalid".into())
+    }
+
+    /// Releases of the followed products and channels, newest first.
+    fn followed_newest_first(&self) -> Vec<(&Hash32, &Known)> {
+        let mut v: Vec<(&Hash32, &Known)> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .collect();
+        v.sort_by(|a, b| {
+            b.1.verified
+                .manifest
+                .version
+                .cmp(&a.1.verified.manifest.version)
+        });
+        v
+    }
+
     fn follows(&self, m: &Manifest) -> bool {
         let c = &self.ctx.config;
         c.channels.contains(&m.channel)
@@ -657,21 +691,13 @@ impl Core {
             }
             CoreMsg::Root { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Root, &bytes) {
-                    MessageAcceptance::Reject => Err(self
-                        .last_rejection
-                        .take()
-                        .unwrap_or_else(|| "invalid".into())),
+                    MessageAcceptance::Reject => Err(self.take_rejection()),
                     MessageAcceptance::Ignore => Err(format!(
                         "not newer than the current trust root (version {}); nothing to do",
                         self.chain.current().version()
                     )),
                     MessageAcceptance::Accept => {
-                        let client = self.ctx.client.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = client.publish(Topic::Roots, bytes).await {
-                                warn!("gossip publish of the trust root: {e} (peers will pull it)");
-                            }
-                        });
+                        self.gossip(Topic::Roots, bytes, "the trust root");
                         Ok(self.chain.current().version())
                     }
                 };
@@ -690,10 +716,7 @@ impl Core {
             }
             CoreMsg::Proposal { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Proposal, &bytes) {
-                    MessageAcceptance::Reject => Err(self
-                        .last_rejection
-                        .take()
-                        .unwrap_or_else(|| "invalid".into())),
+                    MessageAcceptance::Reject => Err(self.take_rejection()),
                     _ => Ok(Hash32::of(
                         &SignedEnvelope::decode::<upswarm_proto::Proposal>(&bytes)
                             .map(|e| e.payload)
@@ -702,12 +725,7 @@ impl Core {
                     .to_hex()),
                 };
                 if r.is_ok() {
-                    let client = self.ctx.client.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = client.publish(Topic::Proposals, bytes).await {
-                            warn!("gossip publish of the proposal: {e} (peers will pull it)");
-                        }
-                    });
+                    self.gossip(Topic::Proposals, bytes, "the proposal");
                     self.voting_tick();
                 }
                 let _ = reply.send(r);
@@ -717,20 +735,12 @@ impl Core {
                     Ok(()) // a misbehaving node (tests only): gossip it without looking
                 } else {
                     match self.on_signed(SignedKind::Control, &bytes) {
-                        MessageAcceptance::Reject => Err(self
-                            .last_rejection
-                            .take()
-                            .unwrap_or_else(|| "invalid".into())),
+                        MessageAcceptance::Reject => Err(self.take_rejection()),
                         _ => Ok(()),
                     }
                 };
                 if r.is_ok() {
-                    let client = self.ctx.client.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = client.publish(Topic::Control, bytes).await {
-                            warn!("gossip publish of the control message: {e}");
-                        }
-                    });
+                    self.gossip(Topic::Control, bytes, "the control message");
                 }
                 let _ = reply.send(r);
             }

@@ -82,12 +82,7 @@ impl Core {
                 let bytes = env.encode();
                 if self.on_signed(SignedKind::Vote, &bytes) != MessageAcceptance::Reject {
                     info!(proposal = %id, "voted READY");
-                    let client = self.ctx.client.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = client.publish(Topic::Votes, bytes).await {
-                            debug!("gossip publish of a vote: {e} (peers will pull it)");
-                        }
-                    });
+                    self.gossip(Topic::Votes, bytes, "a vote");
                 }
             }
         }
