@@ -531,13 +531,17 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                     "== publishing demo 1.1.0 that FAILS its health check, phases 25 % → 60 % → 100 %"
                 );
                 net.publish(&net.release("1.1.0", "unhealthy", "minor", &plan)?)?;
-                let s = watch(&net, "1.1.0", a.timeout, |s| {
+                watch(&net, "1.1.0", a.timeout, |s| {
                     s.halted && s.rolled_back > 0 && s.versions.get("1.0.0") == Some(&n)
                 })
                 .await?;
                 println!(
                     "== halted; waiting past the canary soak to show that no later phase installs it"
                 );
+                // A canary serves 1.0.0 again a little before its rollback is committed to
+                // its history: count rollbacks once they have settled, then watch for more.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let settled = snapshot(&net, "1.1.0").await;
                 tokio::time::sleep(Duration::from_secs(15)).await;
                 let after = snapshot(&net, "1.1.0").await;
                 println!("{}", line(Instant::now(), &after));
@@ -546,7 +550,7 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                     "not every node is back on 1.0.0"
                 );
                 anyhow::ensure!(
-                    after.rolled_back == s.rolled_back,
+                    after.rolled_back == settled.rolled_back,
                     "a node outside the canary cohort installed the bad release"
                 );
                 println!(
