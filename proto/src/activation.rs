@@ -76,6 +76,9 @@ impl Message for Proposal {
                 format!("{} is not in 1..=10000", self.threshold_bp),
             ));
         }
+        crate::check_time(W, "start_at", self.start_at)?;
+        crate::check_time(W, "lock_in_deadline", self.lock_in_deadline)?;
+        crate::check_duration(W, "activation_delay_secs", self.activation_delay_secs)?;
         if self.lock_in_deadline <= self.start_at {
             return Err(ProtoError::invalid(
                 W,
@@ -98,6 +101,6 @@ impl Message for Vote {
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
-        Ok(())
+        crate::check_time("vote", "at", self.at)
     }
 }

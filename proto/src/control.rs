@@ -67,6 +67,7 @@ impl Message for ControlMessage {
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
+        crate::check_time(WHAT, "issued_at", self.issued_at)?;
         if self.reason.len() > 256 {
             return Err(ProtoError::invalid(WHAT, "reason", "longer than 256 bytes"));
         }

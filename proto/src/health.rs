@@ -75,6 +75,7 @@ impl Message for HealthReport {
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
+        crate::check_time(WHAT, "at", self.at)?;
         if self.detail.len() > MAX_DETAIL {
             return Err(ProtoError::invalid(
                 WHAT,

@@ -148,3 +148,37 @@ impl PublicKey {
         KeyId(*blake3::hash(&self.0).as_bytes())
     }
 }
+
+/// Serde helpers for maps keyed by a [`Hash32`]: the canonical form allows only text map
+/// keys, so the keys are written as full lowercase hex. Use with
+/// `#[serde(with = "upswarm_proto::ids::hex_keys")]` on a `BTreeMap<Hash32, V>`.
+pub mod hex_keys {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Hash32;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<Hash32, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k.to_hex(), v)))
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Hash32, V>, D::Error> {
+        let raw: BTreeMap<String, V> = BTreeMap::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                let h = Hash32::from_hex(&k).map_err(D::Error::custom)?;
+                if h.to_hex() != k {
+                    return Err(D::Error::custom("map key is not lowercase hex"));
+                }
+                Ok((h, v))
+            })
+            .collect()
+    }
+}

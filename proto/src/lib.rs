@@ -53,6 +53,9 @@ pub enum ProtoError {
     #[error("{what} is not valid CBOR for this message: {detail}")]
     Malformed { what: &'static str, detail: String },
 
+    #[error("{what} is not in canonical CBOR form: {detail}")]
+    NotCanonical { what: &'static str, detail: String },
+
     #[error("{what} has {extra} unexpected bytes after the end of the message")]
     TrailingBytes { what: &'static str, extra: usize },
 
@@ -106,6 +109,40 @@ impl ProtoError {
             reason: reason.into(),
         }
     }
+}
+
+/// The latest absolute time a payload may carry, in unix seconds: 9999-12-31T23:59:59Z.
+/// Expiry times use it as "never"; anything later is refused, so every time can be shown.
+pub const MAX_TIME: u64 = 253_402_300_799;
+
+/// The longest duration a payload may carry (a phase's soak, an activation delay): ten
+/// years of 365 days, in seconds.
+pub const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
+
+/// Checks an absolute time field against [`MAX_TIME`].
+pub(crate) fn check_time(what: &'static str, field: &str, t: u64) -> Result<(), ProtoError> {
+    if t > MAX_TIME {
+        return Err(ProtoError::invalid(
+            what,
+            field,
+            format!("{t} is after {MAX_TIME} (9999-12-31T23:59:59Z), the latest time accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a duration field against [`MAX_DURATION_SECS`].
+pub(crate) fn check_duration(what: &'static str, field: &str, secs: u64) -> Result<(), ProtoError> {
+    if secs > MAX_DURATION_SECS {
+        return Err(ProtoError::invalid(
+            what,
+            field,
+            format!(
+                "{secs} s is longer than {MAX_DURATION_SECS} s (ten years), the longest accepted"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a short identifier (product name, channel, platform, protocol name):

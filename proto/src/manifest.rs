@@ -224,7 +224,9 @@ impl Artifact {
     }
 }
 
-/// Checks that `name` is a plain file name that cannot escape a directory.
+/// Checks that `name` is a plain file name that cannot escape a directory and reads the
+/// same to every operator: 1 to 255 bytes of printable ASCII (0x20–0x7e), no `/` or `\`,
+/// no `..`, not starting with `.`, `-` or a space, not ending with a space.
 pub fn check_artifact_name(name: &str) -> Result<(), ProtoError> {
     let bad = |reason| {
         Err(ProtoError::UnsafeArtifactName {
@@ -249,6 +251,13 @@ pub fn check_artifact_name(name: &str) -> Result<(), ProtoError> {
     }
     if name.chars().any(char::is_control) {
         return bad("it contains a control character");
+    }
+    if !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        // Unicode would allow look-alikes and bidi overrides (U+202E) in what operators read.
+        return bad("it contains a character outside printable ASCII");
+    }
+    if name.starts_with(['.', '-', ' ']) || name.ends_with(' ') {
+        return bad("it starts with '.', '-' or a space, or ends with a space");
     }
     Ok(())
 }
@@ -312,6 +321,11 @@ impl RolloutPlan {
                     ),
                 ));
             }
+            crate::check_duration(
+                WHAT,
+                &format!("{field}[{i}].min_soak_secs"),
+                p.min_soak_secs,
+            )?;
             if p.max_failure_bp > BP_ALL {
                 return Err(ProtoError::invalid(
                     WHAT,
@@ -367,7 +381,7 @@ impl Message for Manifest {
         check_ident(WHAT, "name", &self.name, 64)?;
         check_ident(WHAT, "channel", &self.channel, 32)?;
         if let Some(min) = &self.min_version
-            && min > &self.version
+            && min.cmp_precedence(&self.version).is_gt()
             && !self.rollback
         {
             return Err(ProtoError::invalid(
@@ -382,6 +396,8 @@ impl Message for Manifest {
         for (i, p) in self.protocols.requires.iter().enumerate() {
             check_ident(WHAT, &format!("protocols.requires[{i}]"), p, 64)?;
         }
+        crate::check_time(WHAT, "created_at", self.created_at)?;
+        crate::check_time(WHAT, "expires_at", self.expires_at)?;
         if self.expires_at <= self.created_at {
             return Err(ProtoError::invalid(
                 WHAT,
@@ -437,6 +453,13 @@ mod tests {
             "x..y",
             "a\nb",
             "a\0b",
+            "evil\u{202e}txt.exe",
+            "zero\u{200b}width",
+            "caf\u{e9}",
+            ".hidden",
+            "-rf",
+            " lead",
+            "trail ",
         ] {
             assert!(
                 matches!(
@@ -446,6 +469,60 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    fn minimal() -> Manifest {
+        Manifest {
+            v: MANIFEST_VERSION,
+            name: "demo".into(),
+            version: semver::Version::new(1, 0, 0),
+            channel: "stable".into(),
+            update_type: UpdateType::Patch,
+            security_critical: false,
+            rollback: false,
+            min_version: None,
+            protocols: Protocols::default(),
+            created_at: 1,
+            expires_at: 2,
+            changelog: Changelog::default(),
+            rollout: None,
+            artifacts: vec![Artifact {
+                name: "app".into(),
+                platform: "any".into(),
+                size: 10,
+                mode: 0o755,
+                hash: Hash32([1; 32]),
+                chunk_size: MIN_CHUNK_SIZE,
+                chunk_index: Hash32([2; 32]),
+            }],
+        }
+    }
+
+    #[test]
+    fn times_and_durations_are_bounded() {
+        let mut m = minimal();
+        m.expires_at = crate::MAX_TIME;
+        m.validate().unwrap();
+        m.expires_at = crate::MAX_TIME + 1;
+        assert!(m.validate().unwrap_err().to_string().contains("expires_at"));
+        let mut m = minimal();
+        m.rollout = Some(RolloutPlan {
+            phases: vec![Phase {
+                until_bp: BP_ALL,
+                min_soak_secs: 1 << 63,
+                max_failure_bp: 0,
+                min_reports: 0,
+            }],
+        });
+        assert!(m.validate().unwrap_err().to_string().contains("min_soak_secs"));
+    }
+
+    #[test]
+    fn build_metadata_is_ignored_by_the_upgrade_path_check() {
+        let mut m = minimal();
+        m.version = "1.2.3".parse().unwrap();
+        m.min_version = Some("1.2.3+zzz".parse().unwrap());
+        m.validate().unwrap();
     }
 
     #[test]

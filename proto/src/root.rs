@@ -264,6 +264,7 @@ impl Message for TrustRoot {
                 "root versions start at 1",
             ));
         }
+        crate::check_time(WHAT, "expires_at", self.expires_at)?;
         self.roles.root.validate("root")?;
         self.roles.release.validate()?;
         if let Some(control) = &self.roles.control {

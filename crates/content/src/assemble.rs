@@ -14,22 +14,34 @@ use crate::{ChunkStore, ContentError};
 pub fn load_index(store: &ChunkStore, artifact: &Artifact) -> Result<ChunkIndex, ContentError> {
     let limit = ChunkIndex::max_encoded_len(artifact.size, artifact.chunk_size);
     let bytes = store.get(&artifact.chunk_index, limit)?;
-    ChunkIndex::decode_for(&bytes, artifact).map_err(|source| ContentError::Index {
+    decode_index(&bytes, artifact)
+}
+
+/// Like [`load_index`], without changing the store (see [`ChunkStore::peek`]).
+pub fn peek_index(store: &ChunkStore, artifact: &Artifact) -> Result<ChunkIndex, ContentError> {
+    let limit = ChunkIndex::max_encoded_len(artifact.size, artifact.chunk_size);
+    let bytes = store.peek(&artifact.chunk_index, limit)?;
+    decode_index(&bytes, artifact)
+}
+
+fn decode_index(bytes: &[u8], artifact: &Artifact) -> Result<ChunkIndex, ContentError> {
+    ChunkIndex::decode_for(bytes, artifact).map_err(|source| ContentError::Index {
         name: artifact.name.clone(),
         source,
     })
 }
 
 /// Checks that every chunk of `artifact` is in `store` and that together they hash to the
-/// artifact's whole-file hash. Returns the artifact's chunk index.
+/// artifact's whole-file hash. Returns the artifact's chunk index. Read-only: nothing in
+/// the store is changed, damaged blobs included.
 pub fn verify_artifact(
     store: &ChunkStore,
     artifact: &Artifact,
 ) -> Result<ChunkIndex, ContentError> {
-    let index = load_index(store, artifact)?;
+    let index = peek_index(store, artifact)?;
     let mut whole = blake3::Hasher::new();
     for (i, h) in index.iter().enumerate() {
-        let chunk = store.get(&h, u64::from(index.chunk_len(i)))?;
+        let chunk = store.peek(&h, u64::from(index.chunk_len(i)))?;
         if chunk.len() != index.chunk_len(i) as usize {
             return Err(ContentError::HashMismatch {
                 what: "chunk length",
@@ -144,8 +156,10 @@ mod tests {
         let index = load_index(&store, &artifact).unwrap();
         let h = index.hash(1);
         fs::write(store.path_of(&h), vec![8u8; 4096]).unwrap();
+        // Verifying is read-only: the damage is reported, the file left in place.
         let err = verify_artifact(&store, &artifact).unwrap_err();
-        assert!(matches!(err, ContentError::Corrupt { .. }), "{err}");
+        assert!(matches!(err, ContentError::Damaged { .. }), "{err}");
+        assert!(store.contains(&h));
         let dest = dir.path().join("out");
         // Chunk 0 has the same bytes as chunk 1 (all 9s): rewrite it first so both vanish.
         fs::write(store.path_of(&index.hash(0)), vec![8u8; 4096]).unwrap();

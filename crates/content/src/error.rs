@@ -26,6 +26,9 @@ pub enum ContentError {
     #[error("chunk {hash} in the store at {path} was corrupt and has been removed")]
     Corrupt { hash: Hash32, path: PathBuf },
 
+    #[error("chunk {hash} in the store at {path} does not match its hash (left in place)")]
+    Damaged { hash: Hash32, path: PathBuf },
+
     #[error("{what} is {got} bytes, over the limit of {limit} bytes")]
     TooLarge {
         what: &'static str,

@@ -18,7 +18,7 @@ mod chunker;
 mod error;
 mod store;
 
-pub use assemble::{assemble, load_index, verify_artifact};
+pub use assemble::{assemble, load_index, peek_index, verify_artifact};
 pub use chunker::{ChunkedArtifact, chunk_file, chunk_reader};
 pub use error::ContentError;
-pub use store::ChunkStore;
+pub use store::{ChunkStore, MAX_BLOB_BYTES};

@@ -9,6 +9,13 @@ use upswarm_proto::Hash32;
 
 use crate::ContentError;
 
+/// The longest blob the store holds: the larger of a chunk and a chunk index.
+pub const MAX_BLOB_BYTES: u64 = {
+    let chunk = upswarm_proto::manifest::MAX_CHUNK_SIZE as u64;
+    let index = upswarm_proto::manifest::MAX_CHUNKS * 32 + 1024;
+    if chunk > index { chunk } else { index }
+};
+
 /// Chunks and index blobs as files named by their blake3 hash:
 /// `<root>/<first two hex digits>/<64 hex digits>`. Temp files live in `<root>/.tmp` and are
 /// swept on open.
@@ -34,6 +41,24 @@ impl ChunkStore {
         Ok(ChunkStore {
             root,
             tmp,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Opens an existing store for reading only: nothing is created, swept or removed
+    /// (use [`ChunkStore::peek`] to read). For inspecting someone else's release directory.
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Self, ContentError> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(ContentError::Io {
+                op: "open store",
+                source: std::io::Error::new(ErrorKind::NotFound, "not a directory"),
+                path: root,
+            });
+        }
+        Ok(ChunkStore {
+            tmp: root.join(".tmp"),
+            root,
             seq: AtomicU64::new(0),
         })
     }
@@ -111,10 +136,32 @@ impl ChunkStore {
         })
     }
 
-    /// Reads and verifies the blob with `hash`. A blob that does not match its hash is
-    /// removed and reported as [`ContentError::Corrupt`]; one longer than `max_len` is refused.
+    /// Reads and verifies the blob with `hash`.
+    ///
+    /// `max_len` only limits the answer: an intact blob longer than that is refused with
+    /// [`ContentError::TooLarge`] and left alone (a requester's limit says nothing about the
+    /// blob). A blob that does not match its hash — whatever its length — is damaged: it is
+    /// removed and reported as [`ContentError::Corrupt`], so that the caller gets it again.
     pub fn get(&self, hash: &Hash32, max_len: u64) -> Result<Vec<u8>, ContentError> {
+        self.read(hash, max_len, true)
+    }
+
+    /// Like [`ChunkStore::get`], but never changes the store: a damaged blob is reported as
+    /// [`ContentError::Damaged`] and left where it is. For read-only inspections.
+    pub fn peek(&self, hash: &Hash32, max_len: u64) -> Result<Vec<u8>, ContentError> {
+        self.read(hash, max_len, false)
+    }
+
+    fn read(&self, hash: &Hash32, max_len: u64, repair: bool) -> Result<Vec<u8>, ContentError> {
         let path = self.path_of(hash);
+        let damaged = |path: PathBuf| {
+            if repair {
+                self.discard(hash);
+                ContentError::Corrupt { hash: *hash, path }
+            } else {
+                ContentError::Damaged { hash: *hash, path }
+            }
+        };
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -126,16 +173,22 @@ impl ChunkStore {
             .metadata()
             .map_err(ContentError::io("stat chunk", &path))?
             .len();
-        if len > max_len {
-            self.discard(hash);
-            return Err(ContentError::Corrupt { hash: *hash, path });
+        if len > MAX_BLOB_BYTES {
+            // No blob of ours is this long: damaged for sure.
+            return Err(damaged(path));
         }
         let mut buf = Vec::with_capacity(len as usize);
         f.read_to_end(&mut buf)
             .map_err(ContentError::io("read chunk", &path))?;
         if Hash32::of(&buf) != *hash {
-            self.discard(hash);
-            return Err(ContentError::Corrupt { hash: *hash, path });
+            return Err(damaged(path));
+        }
+        if buf.len() as u64 > max_len {
+            return Err(ContentError::TooLarge {
+                what: "stored blob",
+                limit: max_len,
+                got: buf.len() as u64,
+            });
         }
         Ok(buf)
     }
@@ -171,6 +224,19 @@ mod tests {
     }
 
     #[test]
+    fn peek_reports_damage_and_leaves_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let h = store.put(b"hello chunk").unwrap();
+        fs::write(store.path_of(&h), b"hellO chunk").unwrap();
+        assert!(matches!(
+            store.peek(&h, 1024),
+            Err(ContentError::Damaged { .. })
+        ));
+        assert!(store.contains(&h));
+    }
+
+    #[test]
     fn put_verified_refuses_wrong_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
@@ -183,14 +249,19 @@ mod tests {
     }
 
     #[test]
-    fn oversized_file_in_store_is_refused() {
+    fn a_small_limit_refuses_the_read_and_never_removes_the_blob() {
+        // A peer asking with `max_len` 0 or 1 must not make the node drop a good chunk.
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
         let h = store.put(&[1u8; 100]).unwrap();
-        assert!(matches!(
-            store.get(&h, 10),
-            Err(ContentError::Corrupt { .. })
-        ));
+        for limit in [0, 1, 10, 99] {
+            assert!(matches!(
+                store.get(&h, limit),
+                Err(ContentError::TooLarge { got: 100, .. })
+            ));
+            assert!(store.contains(&h), "limit {limit} removed the blob");
+        }
+        assert_eq!(store.get(&h, 100).unwrap(), vec![1u8; 100]);
     }
 
     #[test]

@@ -153,8 +153,22 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
     })
 }
 
+/// Weight of the invalid-message counter (gossipsub P4) on every topic: the counter is
+/// squared, so `n` rejected messages cost `-100 · n²`.
+pub const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
+/// The invalid-message counter is multiplied by this once a second (half-life ≈ 69 s).
+pub const INVALID_MESSAGE_DECAY: f64 = 0.99;
+/// Below this score a peer gets no gossip (IHAVE/IWANT) from us: one rejected message.
+pub const GOSSIP_THRESHOLD: f64 = -100.0;
+/// Below this score we do not publish our own messages to the peer.
+pub const PUBLISH_THRESHOLD: f64 = -500.0;
+/// Below this score every message from the peer is ignored unread (graylist): four
+/// rejected messages in quick succession get a peer here.
+pub const GRAYLIST_THRESHOLD: f64 = -1000.0;
+
 /// Peer scoring: invalid messages (bad signatures, stale releases) weigh heavily against the
-/// peer that delivered them; the rest is gossipsub's defaults, forgiving for churn.
+/// peer that delivered them; the rest is gossipsub's defaults, forgiving for churn. The
+/// parameters are documented in `docs/wire-format.md` §8.
 fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let mut params = gossipsub::PeerScoreParams::default();
     // Many peers behind one address are penalised (a cheap Sybil signal), but not on
@@ -167,8 +181,8 @@ fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerSc
     for t in Topic::ALL {
         let topic = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
-            invalid_message_deliveries_weight: -100.0,
-            invalid_message_deliveries_decay: 0.9,
+            invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+            invalid_message_deliveries_decay: INVALID_MESSAGE_DECAY,
             // Deliveries are sporadic (a release now and then): do not punish quiet meshes.
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
@@ -178,9 +192,9 @@ fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerSc
         params.topics.insert(t.ident(network).hash(), topic);
     }
     let thresholds = gossipsub::PeerScoreThresholds {
-        gossip_threshold: -100.0,
-        publish_threshold: -500.0,
-        graylist_threshold: -1000.0,
+        gossip_threshold: GOSSIP_THRESHOLD,
+        publish_threshold: PUBLISH_THRESHOLD,
+        graylist_threshold: GRAYLIST_THRESHOLD,
         ..Default::default()
     };
     (params, thresholds)

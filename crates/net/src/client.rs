@@ -38,6 +38,9 @@ pub struct NetInfo {
     pub listeners: Vec<Multiaddr>,
     pub connected: Vec<PeerId>,
     pub gossip_mesh_peers: usize,
+    /// Gossipsub score of each connected peer (see `docs/wire-format.md` for the
+    /// parameters); `None` for peers gossipsub has no score for yet.
+    pub scores: Vec<(PeerId, Option<f64>)>,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -90,6 +93,9 @@ pub(crate) enum Command {
         response: FetchResponse,
     },
     Block {
+        peer: PeerId,
+    },
+    Unblock {
         peer: PeerId,
     },
     Info {
@@ -216,6 +222,11 @@ impl Client {
     /// Disconnects from a peer and refuses it from now on.
     pub async fn block(&self, peer: PeerId) -> Result<(), NetError> {
         self.tell(Command::Block { peer }).await
+    }
+
+    /// Lifts a [`Client::block`]: the peer may connect again.
+    pub async fn unblock(&self, peer: PeerId) -> Result<(), NetError> {
+        self.tell(Command::Unblock { peer }).await
     }
 
     /// A snapshot of the swarm.

@@ -233,12 +233,22 @@ impl EventLoop {
                 b.gossipsub.blacklist_peer(&peer);
                 b.kad.remove_peer(&peer);
             }
+            Command::Unblock { peer } => {
+                b.blocked.unblock_peer(peer);
+                b.gossipsub.remove_blacklisted_peer(&peer);
+            }
             Command::Info { reply } => {
+                let gossip = &self.swarm.behaviour().gossipsub;
                 let info = NetInfo {
                     peer_id: *self.swarm.local_peer_id(),
                     listeners: self.listeners.clone(),
                     connected: self.connected.iter().copied().collect(),
-                    gossip_mesh_peers: self.swarm.behaviour().gossipsub.all_mesh_peers().count(),
+                    gossip_mesh_peers: gossip.all_mesh_peers().count(),
+                    scores: self
+                        .connected
+                        .iter()
+                        .map(|p| (*p, gossip.peer_score(p)))
+                        .collect(),
                 };
                 let _ = reply.send(info);
             }

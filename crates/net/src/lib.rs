@@ -21,7 +21,10 @@ mod event_loop;
 
 use std::time::Duration;
 
-pub use behaviour::Topic;
+pub use behaviour::{
+    GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD, INVALID_MESSAGE_DECAY, INVALID_MESSAGE_WEIGHT,
+    PUBLISH_THRESHOLD, Topic,
+};
 pub use client::{Client, NetError, NetInfo};
 pub use codec::FetchCodec;
 pub use event_loop::EventLoop;

@@ -31,6 +31,17 @@ pub enum TrustError {
     },
 
     #[error(
+        "{what} has {field} {at} (unix seconds), in the future: now is {now}, allowed clock skew {skew}s"
+    )]
+    FromTheFuture {
+        what: &'static str,
+        field: &'static str,
+        at: u64,
+        now: u64,
+        skew: u64,
+    },
+
+    #[error(
         "trust root version {got} is not newer than the current version {current} (rollback refused)"
     )]
     RootRollback { current: u64, got: u64 },

@@ -63,6 +63,30 @@ impl TimeCheck {
     }
 }
 
+impl TimeCheck {
+    /// Errors with [`TrustError::FromTheFuture`] when `at` (a payload's creation or issue
+    /// time) is later than now plus the skew allowance: a signed message cannot have been
+    /// made after it was received. Without this, a message dated far ahead would win every
+    /// "latest wins" comparison for good (a pause no resume could lift).
+    pub fn not_in_future(
+        &self,
+        what: &'static str,
+        field: &'static str,
+        at: u64,
+    ) -> Result<(), TrustError> {
+        if at > self.now.saturating_add(self.skew) {
+            return Err(TrustError::FromTheFuture {
+                what,
+                field,
+                at,
+                now: self.now,
+                skew: self.skew,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Unix seconds from the system clock (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

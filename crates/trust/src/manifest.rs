@@ -32,7 +32,7 @@ pub fn verify_manifest_signatures(
 }
 
 /// Full check before a manifest is acted on: the trust root is not expired, the signatures
-/// meet the threshold, and the manifest is not expired.
+/// meet the threshold, the manifest is not expired and was not created in the future.
 pub fn verify_manifest(
     root: &TrustRoot,
     envelope: &SignedEnvelope,
@@ -41,5 +41,6 @@ pub fn verify_manifest(
     time.check(TrustRoot::WHAT, root.expires_at)?;
     let verified = verify_manifest_signatures(root, envelope)?;
     time.check(Manifest::WHAT, verified.manifest.expires_at)?;
+    time.not_in_future(Manifest::WHAT, "created_at", verified.manifest.created_at)?;
     Ok(verified)
 }

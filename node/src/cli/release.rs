@@ -376,7 +376,8 @@ fn verify(root_path: &Path, manifest_path: &Path, skew: Duration) -> anyhow::Res
             chunks.display()
         ));
     } else {
-        let store = ChunkStore::open(&chunks)?;
+        // Read-only: a damaged chunk is reported, never removed from the signer's directory.
+        let store = ChunkStore::open_read_only(&chunks)?;
         for a in &manifest.artifacts {
             match verify_artifact(&store, a) {
                 Ok(idx) => println!(
@@ -487,7 +488,7 @@ fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
         if !items.is_empty() {
             println!("{title}");
             for i in items {
-                println!("  - {i}");
+                println!("  - {}", show::text(i));
             }
         }
     }

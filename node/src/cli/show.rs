@@ -5,9 +5,68 @@ use std::time::{Duration, UNIX_EPOCH};
 use upswarm_proto::{KeyId, TrustRoot};
 use upswarm_trust::{Outcome, Tally};
 
-/// RFC 3339 time of unix seconds.
-pub(super) fn time(secs: u64) -> String {
+/// The last second RFC 3339 can show: 9999-12-31T23:59:59Z.
+const LAST_RFC3339: u64 = 253_402_300_799;
+
+/// RFC 3339 time of unix seconds. Times past year 9999 (which signed payloads may carry
+/// as "never") are shown as such, never a panic.
+pub(crate) fn time(secs: u64) -> String {
+    if secs > LAST_RFC3339 {
+        return format!("after 9999-12-31T23:59:59Z ({secs} unix seconds)");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// Text written by someone else (a signer's changelog or reason, a peer's report), made
+/// safe for a terminal: control characters (escape sequences among them) and invisible
+/// Unicode formatting characters (bidi overrides, zero-width ones) are shown as `\u{…}`
+/// escapes instead of acting on the terminal or hiding text.
+pub(crate) fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || is_format_char(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Unicode "format" characters that change how text reads without being visible.
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}'
+        | '\u{061c}'
+        | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_saturates_instead_of_panicking() {
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(LAST_RFC3339), "9999-12-31T23:59:59Z");
+        assert!(time(LAST_RFC3339 + 1).starts_with("after 9999"));
+        assert!(time(u64::MAX).starts_with("after 9999"));
+    }
+
+    #[test]
+    fn text_defuses_escapes_and_bidi() {
+        assert_eq!(text("fix: ok"), "fix: ok");
+        assert_eq!(text("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(text("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(text("caf\u{e9}"), "caf\u{e9}");
+    }
 }
 
 /// Names of the roles of `root` that `key` belongs to.

@@ -99,6 +99,10 @@ pub struct Transfer {
     /// Bad chunks (wrong hash, wrong size) after which a peer is banned. Default 3.
     #[serde(default = "default_ban_after")]
     pub ban_after_faults: u32,
+    /// How long a first ban lasts; each later ban of the same peer lasts twice as long (at
+    /// most 64 times this). Default `1h`.
+    #[serde(default = "default_ban_duration", with = "humantime_serde")]
+    pub ban_duration: Duration,
 }
 
 /// The local control API.
@@ -356,6 +360,9 @@ fn default_request_timeout() -> Duration {
 fn default_ban_after() -> u32 {
     3
 }
+fn default_ban_duration() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7780))
 }
@@ -381,6 +388,7 @@ impl Default for Transfer {
             max_in_flight_per_peer: default_in_flight_per_peer(),
             request_timeout: default_request_timeout(),
             ban_after_faults: default_ban_after(),
+            ban_duration: default_ban_duration(),
         }
     }
 }

@@ -24,6 +24,8 @@ use upswarm_net::{NetError, PeerId, RecordKey};
 use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, Want};
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
+use upswarm_trust::unix_now;
+
 use super::Ctx;
 use super::metrics::{DownloadProgress, Metrics};
 use super::state::FaultOutcome;
@@ -43,6 +45,40 @@ pub(crate) enum DownloadError {
     Content(#[from] ContentError),
     #[error("storage task failed: {0}")]
     Join(String),
+}
+
+/// Copies the chunks missing from the store out of an assembled copy of the artifact,
+/// each verified against the chunk index; returns the updated bitmap. Chunks that do not
+/// verify (or a file of the wrong size) are left to be fetched from peers.
+fn recover_from_file(
+    store: &upswarm_content::ChunkStore,
+    artifact: &Artifact,
+    index: &ChunkIndex,
+    path: &std::path::Path,
+    mut held: Bitmap,
+) -> Bitmap {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return held;
+    };
+    if f.metadata().map(|m| m.len()).ok() != Some(artifact.size) {
+        return held;
+    }
+    let mut buf = Vec::new();
+    for (i, h) in index.iter().enumerate() {
+        if held.get(i) {
+            continue;
+        }
+        let offset = i as u64 * u64::from(artifact.chunk_size);
+        buf.resize(index.chunk_len(i) as usize, 0);
+        let ok = f.seek(SeekFrom::Start(offset)).is_ok()
+            && f.read_exact(&mut buf).is_ok()
+            && store.put_verified(&h, &buf).is_ok();
+        if ok {
+            held.set(i);
+        }
+    }
+    held
 }
 
 /// How often peers' bitmaps are refreshed while downloading.
@@ -100,9 +136,11 @@ pub(crate) async fn download(
     let mut swarm = Swarm::new(ctx.clone(), key);
     for artifact in &artifacts {
         let index = swarm.fetch_index(artifact).await?;
-        swarm.fetch_chunks(artifact, &index, &progress).await?;
-        let store = ctx.store.clone();
         let dest = release_dir(&ctx, &release).join(&artifact.name);
+        swarm
+            .fetch_chunks(artifact, &index, &progress, &dest)
+            .await?;
+        let store = ctx.store.clone();
         let (a, i) = (artifact.clone(), index.clone());
         tokio::task::spawn_blocking(move || assemble(&store, &a, &i, &dest))
             .await
@@ -206,7 +244,7 @@ impl Swarm {
 
     fn merge_candidates(&mut self, found: HashSet<PeerId>) {
         for p in found {
-            if !self.ctx.peers.is_banned(&p) {
+            if !self.ctx.peers.is_banned(&p, unix_now()) {
                 self.peers.entry(p).or_default();
             }
         }
@@ -216,7 +254,7 @@ impl Swarm {
         self.peers
             .iter()
             .filter(|(p, s)| {
-                s.backoff_until.is_none_or(|t| t <= now) && !self.ctx.peers.is_banned(p)
+                s.backoff_until.is_none_or(|t| t <= now) && !self.ctx.peers.is_banned(p, unix_now())
             })
             .map(|(p, _)| *p)
             .collect()
@@ -289,7 +327,7 @@ impl Swarm {
     }
 
     fn penalise(&mut self, peer: PeerId) {
-        if self.ctx.peers.fault(peer) == FaultOutcome::BanNow {
+        if self.ctx.peers.fault(peer, unix_now()) == FaultOutcome::BanNow {
             self.ban(peer);
         }
     }
@@ -309,6 +347,7 @@ impl Swarm {
         artifact: &Artifact,
         index: &ChunkIndex,
         progress: &DownloadProgress,
+        assembled: &std::path::Path,
     ) -> Result<(), DownloadError> {
         let n = index.len();
         // Availability is per artifact: forget what peers said about the previous one.
@@ -323,6 +362,20 @@ impl Swarm {
             if self.ctx.store.contains(&h) {
                 held.set(i);
             }
+        }
+        if !held.is_full() && assembled.is_file() {
+            // A repair: the artifact was assembled before and some chunk went missing or
+            // was found damaged. Take what still verifies from the assembled file.
+            let (store, a, i, path, h) = (
+                self.ctx.store.clone(),
+                artifact.clone(),
+                index.clone(),
+                assembled.to_path_buf(),
+                held.clone(),
+            );
+            held = tokio::task::spawn_blocking(move || recover_from_file(&store, &a, &i, &path, h))
+                .await
+                .map_err(|e| DownloadError::Join(e.to_string()))?;
         }
         let reused = held.count() as u64;
         progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
@@ -633,7 +686,7 @@ impl Swarm {
                 if let Some(s) = self.peers.get_mut(&peer) {
                     s.backoff_until = Some(Instant::now() + STALL_BACKOFF);
                 }
-                if self.ctx.peers.stall(peer) == FaultOutcome::BanNow {
+                if self.ctx.peers.stall(peer, unix_now()) == FaultOutcome::BanNow {
                     self.ban(peer);
                 }
             }

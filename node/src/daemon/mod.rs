@@ -111,7 +111,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = Db::open(&data_dir.join(paths::DB))?;
     let state = StateDb::open(db)?;
     let store = Arc::new(ChunkStore::open(data_dir.join(paths::CHUNKS))?);
-    let peers = PeerBook::load(state.peers.clone(), config.transfer.ban_after_faults);
+    let peers = PeerBook::load(
+        state.peers.clone(),
+        config.transfer.ban_after_faults,
+        config.transfer.ban_duration,
+    );
     let signed_store = signed::SignedStore::load(state.db.tree("signed")?);
     // Newer roots accepted earlier (over the network or the API), replayed in order.
     let mut newer: Vec<upswarm_proto::SignedEnvelope> = signed_store
@@ -154,7 +158,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("network_options.denied_peers: {p:?} is not a peer id"))
         })
         .collect::<anyhow::Result<_>>()?;
-    net.denied_peers.extend(peers.banned());
+    net.denied_peers.extend(peers.banned(unix_now()));
     let (client, events, fetches, event_loop) = upswarm_net::new(net)?;
     info!(peer_id = %client.local_peer_id(), node_id = %node_key.key_id(), network = %config.network, "starting");
     tokio::spawn(event_loop.run());
@@ -174,13 +178,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         node_key,
     });
 
-    tokio::spawn(seeder::serve(ctx.clone(), fetches));
+    let (core_tx, core_rx) = mpsc::channel(256);
+    tokio::spawn(seeder::serve(ctx.clone(), fetches, core_tx.clone()));
 
     let updater = match ctx.config.managed.clone() {
         Some(m) => Some(apply::updater::Updater::new(ctx.clone(), m)?),
         None => None,
     };
-    let (core_tx, core_rx) = mpsc::channel(256);
     let mut node = core::Core::new(
         ctx.clone(),
         chain,

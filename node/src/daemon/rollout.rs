@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use upswarm_proto::Message as _;
 use upswarm_proto::{
     Context, ControlAction, ControlMessage, Hash32, HealthReport, KeyId, Manifest, Role,
     SignedEnvelope, TrustRoot,
@@ -12,13 +13,12 @@ use upswarm_proto::{
 use upswarm_rollout::{
     Decision, Evaluation, Report, control_state, decide, evaluate, install_delay, phase_of, rank,
 };
-use upswarm_trust::count_signatures;
+use upswarm_trust::{TimeCheck, count_signatures};
 
 /// Checks a health report: well-formed and signed by the node it names.
 pub fn verify_health(
     bytes: &[u8],
-    now: u64,
-    skew: u64,
+    time: TimeCheck,
 ) -> Result<(SignedEnvelope, HealthReport), String> {
     let env = SignedEnvelope::decode::<HealthReport>(bytes).map_err(|e| e.to_string())?;
     let report: HealthReport = env.open().map_err(|e| e.to_string())?;
@@ -29,19 +29,17 @@ pub fn verify_health(
     count_signatures("node", &role, Context::Health, &env)
         .require()
         .map_err(|e| e.to_string())?;
-    if report.at > now.saturating_add(skew) {
-        return Err(format!(
-            "health report dated {} is in the future (now {now})",
-            report.at
-        ));
-    }
+    time.not_in_future(HealthReport::WHAT, "at", report.at)
+        .map_err(|e| e.to_string())?;
     Ok((env, report))
 }
 
-/// Checks a control message against the control role of `root`.
+/// Checks a control message against the control role of `root`, and that it was not
+/// issued in the future.
 pub fn verify_control(
     root: &TrustRoot,
     bytes: &[u8],
+    time: TimeCheck,
 ) -> Result<(SignedEnvelope, ControlMessage), String> {
     let env = SignedEnvelope::decode::<ControlMessage>(bytes).map_err(|e| e.to_string())?;
     let msg: ControlMessage = env.open().map_err(|e| e.to_string())?;
@@ -52,6 +50,8 @@ pub fn verify_control(
         .ok_or("the trust root has no control role")?;
     count_signatures("control", role, Context::Control, &env)
         .require()
+        .map_err(|e| e.to_string())?;
+    time.not_in_future(ControlMessage::WHAT, "issued_at", msg.issued_at)
         .map_err(|e| e.to_string())?;
     Ok((env, msg))
 }

@@ -4,12 +4,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
-use tracing::debug;
+use tracing::{debug, warn};
 use upswarm_content::ContentError;
 use upswarm_net::{InboundFetch, ResponseChannel};
 use upswarm_proto::fetch::{Answer, FetchResponse, MAX_RESPONSE_BYTES, Want};
 
 use super::Ctx;
+use super::core::CoreMsg;
 use super::metrics::Metrics;
 
 /// Requests served at once; more wait in the (bounded) channel, and beyond that the network
@@ -18,8 +19,14 @@ const CONCURRENT: usize = 64;
 /// Requests a `never_answer` node holds before dropping the oldest.
 const HELD_MAX: usize = 4096;
 
-/// Serves inbound fetch requests until the channel closes.
-pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetch>) {
+/// Serves inbound fetch requests until the channel closes. A blob found damaged on disk
+/// while serving is removed by the store and reported to the core on `damaged`, which
+/// gets it back (from the assembled artifact or from peers).
+pub(crate) async fn serve(
+    ctx: Arc<Ctx>,
+    mut inbound: mpsc::Receiver<InboundFetch>,
+    damaged: mpsc::Sender<CoreMsg>,
+) {
     let permits = Arc::new(Semaphore::new(CONCURRENT));
     let mut held: VecDeque<ResponseChannel<FetchResponse>> = VecDeque::new();
     while let Some(fetch) = inbound.recv().await {
@@ -36,9 +43,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetc
             break;
         };
         let ctx = ctx.clone();
+        let damaged = damaged.clone();
         tokio::spawn(async move {
             debug!(peer = %fetch.peer, want = ?fetch.request.want, "serving");
-            let answer = answer(&ctx, fetch.request.want).await;
+            let answer = answer(&ctx, fetch.request.want, &damaged).await;
             debug!(peer = %fetch.peer, ?answer, "answered");
             let _ = ctx
                 .client
@@ -49,7 +57,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, mut inbound: mpsc::Receiver<InboundFetc
     }
 }
 
-async fn answer(ctx: &Arc<Ctx>, want: Want) -> Answer {
+async fn answer(ctx: &Arc<Ctx>, want: Want, damaged: &mpsc::Sender<CoreMsg>) -> Answer {
     match want {
         Want::Signed { kind, about } => {
             let envelopes: Vec<serde_bytes::ByteBuf> = ctx
@@ -71,6 +79,7 @@ async fn answer(ctx: &Arc<Ctx>, want: Want) -> Answer {
             None => Answer::DontHave,
         },
         Want::Blob { hash, max_len } => {
+            // The requester's `max_len` only limits the answer; it never changes the store.
             let limit = u64::from(max_len).min(MAX_RESPONSE_BYTES as u64);
             let store = ctx.store.clone();
             match tokio::task::spawn_blocking(move || store.get(&hash, limit)).await {
@@ -85,6 +94,12 @@ async fn answer(ctx: &Arc<Ctx>, want: Want) -> Answer {
                 }
                 Ok(Err(ContentError::Missing { .. })) => {
                     Metrics::inc(&ctx.metrics.requests_dont_have);
+                    Answer::DontHave
+                }
+                Ok(Err(ContentError::Corrupt { .. })) => {
+                    warn!(%hash, "a stored blob was damaged; getting it again");
+                    Metrics::inc(&ctx.metrics.requests_dont_have);
+                    let _ = damaged.send(CoreMsg::Damaged { blob: hash }).await;
                     Answer::DontHave
                 }
                 Ok(Err(e)) => {

@@ -47,13 +47,16 @@ pub struct StoredRelease {
 }
 
 /// A peer's record of faults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
-    /// Bad chunks received from it.
+    /// Bad chunks received from it since its last ban ended.
     pub faults: u32,
-    /// Requests it failed to answer in time.
+    /// Requests it failed to answer in time since its last ban ended.
     pub stalls: u32,
-    pub banned: bool,
+    /// Unix seconds at which its current ban ends; `None`: not banned.
+    pub banned_until: Option<u64>,
+    /// How many times it was banned (each ban lasts twice the previous one).
+    pub bans: u32,
 }
 
 /// The daemon's sled trees.
@@ -78,11 +81,20 @@ impl StateDb {
 }
 
 /// Faults per peer; decides bans. Owned here, behind a mutex held only for map updates.
+///
+/// A peer is banned when `faults + stalls / 3` reaches `ban_after`. A ban blocks the peer
+/// id at the connection level (its connections are closed and refused, gossipsub
+/// blacklists it) and keeps it out of downloads. It lasts `ban_duration` the first time
+/// and twice as long each time after (at most 64 times `ban_duration`), survives a
+/// restart (it is persisted with its end time), and when it ends the peer starts again
+/// with no faults. Bans are per peer id: they do not follow an operator who makes a new
+/// identity.
 #[derive(Debug)]
 pub struct PeerBook {
     tree: Tree<PeerRecord>,
     peers: Mutex<HashMap<PeerId, PeerRecord>>,
     ban_after: u32,
+    ban_secs: u64,
 }
 
 /// What a recorded fault led to.
@@ -95,7 +107,7 @@ pub enum FaultOutcome {
 }
 
 impl PeerBook {
-    pub fn load(tree: Tree<PeerRecord>, ban_after: u32) -> Self {
+    pub fn load(tree: Tree<PeerRecord>, ban_after: u32, ban_duration: std::time::Duration) -> Self {
         let mut peers = HashMap::new();
         for (k, v) in tree.iter().flatten() {
             if let Ok(p) = PeerId::from_bytes(&k) {
@@ -105,62 +117,94 @@ impl PeerBook {
         PeerBook {
             tree,
             peers: Mutex::new(peers),
-            ban_after,
+            ban_after: ban_after.max(1),
+            ban_secs: ban_duration.as_secs().max(1),
         }
     }
 
-    /// Peers banned in an earlier run, to block again at start.
-    pub fn banned(&self) -> Vec<PeerId> {
+    /// Peers banned at `now` (to block again at start).
+    pub fn banned(&self, now: u64) -> Vec<PeerId> {
         self.peers
             .lock()
             .map(|m| {
                 m.iter()
-                    .filter(|(_, r)| r.banned)
+                    .filter(|(_, r)| r.banned_until.is_some_and(|t| t > now))
                     .map(|(p, _)| *p)
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    pub fn is_banned(&self, peer: &PeerId) -> bool {
+    pub fn is_banned(&self, peer: &PeerId, now: u64) -> bool {
         self.peers
             .lock()
-            .map(|m| m.get(peer).is_some_and(|r| r.banned))
+            .map(|m| {
+                m.get(peer)
+                    .is_some_and(|r| r.banned_until.is_some_and(|t| t > now))
+            })
             .unwrap_or(false)
     }
 
-    /// Records a bad chunk from `peer`.
-    pub fn fault(&self, peer: PeerId) -> FaultOutcome {
-        self.update(peer, |r| r.faults += 1)
+    /// Records a bad chunk (or chunk index) from `peer`.
+    pub fn fault(&self, peer: PeerId, now: u64) -> FaultOutcome {
+        self.update(peer, now, |r| r.faults += 1)
     }
 
     /// Records a request `peer` did not answer in time. Stalls count a third as much as
     /// bad data: slow peers are forgiven far longer than lying ones.
-    pub fn stall(&self, peer: PeerId) -> FaultOutcome {
-        self.update(peer, |r| r.stalls += 1)
+    pub fn stall(&self, peer: PeerId, now: u64) -> FaultOutcome {
+        self.update(peer, now, |r| r.stalls += 1)
     }
 
-    fn update(&self, peer: PeerId, f: impl FnOnce(&mut PeerRecord)) -> FaultOutcome {
+    /// Ends the bans that are over at `now`; returns the peers to unblock.
+    pub fn expire(&self, now: u64) -> Vec<PeerId> {
+        let Ok(mut map) = self.peers.lock() else {
+            return Vec::new();
+        };
+        let mut ended = Vec::new();
+        for (p, r) in map.iter_mut() {
+            if r.banned_until.is_some_and(|t| t <= now) {
+                *r = PeerRecord {
+                    bans: r.bans,
+                    ..PeerRecord::default()
+                };
+                ended.push((*p, r.clone()));
+            }
+        }
+        drop(map);
+        for (p, r) in &ended {
+            self.persist(p, r);
+        }
+        ended.into_iter().map(|(p, _)| p).collect()
+    }
+
+    fn update(&self, peer: PeerId, now: u64, f: impl FnOnce(&mut PeerRecord)) -> FaultOutcome {
         let Ok(mut map) = self.peers.lock() else {
             return FaultOutcome::Noted;
         };
         let r = map.entry(peer).or_default();
-        if r.banned {
+        if r.banned_until.is_some_and(|t| t > now) {
             return FaultOutcome::AlreadyBanned;
         }
         f(r);
-        let outcome = if r.faults + r.stalls / 3 >= self.ban_after {
-            r.banned = true;
+        let outcome = if r.faults.saturating_add(r.stalls / 3) >= self.ban_after {
+            let factor = 1u64 << r.bans.min(6);
+            r.bans = r.bans.saturating_add(1);
+            r.banned_until = Some(now.saturating_add(self.ban_secs.saturating_mul(factor)));
             FaultOutcome::BanNow
         } else {
             FaultOutcome::Noted
         };
         let snapshot = r.clone();
         drop(map);
-        if let Err(e) = self.tree.put(peer.to_bytes(), &snapshot) {
+        self.persist(&peer, &snapshot);
+        outcome
+    }
+
+    fn persist(&self, peer: &PeerId, r: &PeerRecord) {
+        if let Err(e) = self.tree.put(peer.to_bytes(), r) {
             tracing::warn!("cannot persist peer record: {e}");
         }
-        outcome
     }
 
     pub fn snapshot(&self) -> Vec<(PeerId, PeerRecord)> {
@@ -190,6 +234,22 @@ impl Haves {
             && let Some(b) = m.get_mut(index)
         {
             b.set(chunk);
+        }
+    }
+
+    /// Stops announcing chunk `chunk` (it was found damaged and is being fetched again).
+    pub fn clear(&self, index: &Hash32, chunk: usize) {
+        if let Ok(mut m) = self.map.lock()
+            && let Some(b) = m.get_mut(index)
+        {
+            b.clear(chunk);
+        }
+    }
+
+    /// Stops announcing every chunk of an artifact (its chunk index was damaged).
+    pub fn forget(&self, index: &Hash32) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(index);
         }
     }
 
@@ -232,5 +292,50 @@ impl RateLimit {
             }
             kib -= step;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn book(dir: &std::path::Path) -> PeerBook {
+        let db = Db::open(&dir.join("db")).unwrap();
+        PeerBook::load(
+            db.tree("peers").unwrap(),
+            3,
+            std::time::Duration::from_secs(100),
+        )
+    }
+
+    #[test]
+    fn bans_after_faults_expire_persist_and_double() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = PeerId::random();
+        let b = book(dir.path());
+        assert_eq!(b.fault(peer, 1000), FaultOutcome::Noted);
+        assert_eq!(b.stall(peer, 1000), FaultOutcome::Noted);
+        assert_eq!(b.stall(peer, 1000), FaultOutcome::Noted);
+        assert_eq!(b.fault(peer, 1000), FaultOutcome::Noted);
+        // faults 2 + stalls 3/3 = 3: banned for 100 s.
+        assert_eq!(b.stall(peer, 1000), FaultOutcome::BanNow);
+        assert!(b.is_banned(&peer, 1099));
+        assert_eq!(b.fault(peer, 1050), FaultOutcome::AlreadyBanned);
+        drop(b);
+        // The ban survives a restart.
+        let b = book(dir.path());
+        assert_eq!(b.banned(1099), vec![peer]);
+        assert!(b.expire(1099).is_empty());
+        // It ends, and the peer starts again with a clean record.
+        assert_eq!(b.expire(1100), vec![peer]);
+        assert!(!b.is_banned(&peer, 1100));
+        assert!(b.banned(1100).is_empty());
+        assert_eq!(b.fault(peer, 1200), FaultOutcome::Noted);
+        assert_eq!(b.fault(peer, 1200), FaultOutcome::Noted);
+        // The second ban lasts twice as long.
+        assert_eq!(b.fault(peer, 1200), FaultOutcome::BanNow);
+        assert!(b.is_banned(&peer, 1399));
+        assert!(!b.is_banned(&peer, 1400));
     }
 }

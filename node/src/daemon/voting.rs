@@ -68,8 +68,11 @@ impl VotingBook {
         &mut self,
         root: &TrustRoot,
         env: &SignedEnvelope,
+        time: upswarm_trust::TimeCheck,
     ) -> Result<(Hash32, bool), String> {
         let v = verify_vote(root, env).map_err(|e| e.to_string())?;
+        time.not_in_future("vote", "at", v.at)
+            .map_err(|e| e.to_string())?;
         self.votes.entry(v.proposal).or_default().insert(v);
         Ok((v.proposal, self.proposals.contains_key(&v.proposal)))
     }

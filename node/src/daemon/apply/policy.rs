@@ -224,13 +224,14 @@ impl fmt::Display for Hold {
 /// that may not be applied over this version). Anti-rollback is here too, unless forced.
 pub fn compatible(c: &Candidate, installed: &Installed, force: bool) -> Result<(), Hold> {
     if let Some(current) = &installed.current {
-        if c.version <= *current && !c.rollback && !force {
+        // SemVer 2.0 §11 precedence: build metadata does not count.
+        if c.version.cmp_precedence(current).is_le() && !c.rollback && !force {
             return Err(Hold::NotNewer {
                 current: current.to_string(),
             });
         }
         if let Some(min) = &c.min_version
-            && current < min
+            && current.cmp_precedence(min).is_lt()
         {
             return Err(Hold::UpgradePath {
                 min_version: min.to_string(),
@@ -319,6 +320,20 @@ mod tests {
             end: end.into(),
             timezone: tz.into(),
         }
+    }
+
+    #[test]
+    fn build_metadata_does_not_count_for_precedence() {
+        // SemVer 2.0 §10–11: 1.2.3+zzz has the same precedence as 1.2.3.
+        let c = cand("1.2.3+zzz", UpdateType::Patch);
+        assert!(matches!(
+            compatible(&c, &installed("1.2.3"), false),
+            Err(Hold::NotNewer { .. })
+        ));
+        let mut c = cand("1.3.0", UpdateType::Minor);
+        c.min_version = Some("1.2.3+zzz".parse().unwrap());
+        assert!(compatible(&c, &installed("1.2.3"), false).is_ok());
+        assert!(compatible(&c, &installed("1.2.3+aaa"), false).is_ok());
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct Installed {
     /// Releases that failed here; never retried automatically.
     pub failed: BTreeSet<Hash32>,
     pub pinned: Option<semver::Version>,
+    #[serde(with = "upswarm_proto::ids::hex_keys")]
     pub deferrals: BTreeMap<Hash32, Deferral>,
     /// The newest data backup: taken when leaving `from`.
     pub last_backup: Option<(semver::Version, PathBuf)>,

@@ -77,8 +77,7 @@ pub fn prune(versions: &Path, keep: usize, protect: &[semver::Version]) -> Vec<s
                 .ok()
         })
         .collect();
-    all.sort();
-    all.reverse();
+    all.sort_by(|a, b| b.cmp_precedence(a).then_with(|| b.cmp(a)));
     let mut removed = Vec::new();
     for v in all.into_iter().skip(keep) {
         if protect.contains(&v) {

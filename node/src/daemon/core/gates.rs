@@ -48,9 +48,9 @@ impl Core {
     /// Validates a signed health report or control message (from gossip, a peer's resync
     /// answer or the API), stores it and adds it to the rollout book.
     pub(super) fn on_signed(&mut self, kind: SignedKind, bytes: &[u8]) -> MessageAcceptance {
-        let skew = self.ctx.config.clock_skew.as_secs();
+        let time = self.time();
         let verdict = match kind {
-            SignedKind::Health => match verify_health(bytes, unix_now(), skew) {
+            SignedKind::Health => match verify_health(bytes, time) {
                 Err(e) => Err(e),
                 Ok((_, r)) if !self.releases.contains_key(&r.release) => {
                     // About a release we do not know (yet): cannot judge it, do not spread it.
@@ -62,7 +62,7 @@ impl Core {
                     Ok(Some(r.release))
                 }
             },
-            SignedKind::Control => match verify_control(self.chain.current().root(), bytes) {
+            SignedKind::Control => match verify_control(self.chain.current().root(), bytes, time) {
                 Err(e) => Err(e),
                 Ok((_, m)) => {
                     info!(release = %m.release, action = m.action.name(), "control message accepted");
@@ -98,7 +98,7 @@ impl Core {
                 let root = self.chain.current().root().clone();
                 match SignedEnvelope::decode::<upswarm_proto::Vote>(bytes) {
                     Err(e) => Err(e.to_string()),
-                    Ok(env) => match self.voting.add_vote(&root, &env) {
+                    Ok(env) => match self.voting.add_vote(&root, &env, time) {
                         Err(e) => Err(e),
                         Ok((proposal, true)) => Ok(Some(proposal)),
                         Ok((proposal, false)) => {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
-use upswarm_content::{ChunkStore, assemble, load_index};
+use upswarm_content::{ChunkStore, assemble, load_index, peek_index};
 use upswarm_net::{Event, MessageAcceptance, Record, RecordKey, Topic};
 use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
@@ -109,6 +109,10 @@ pub enum CoreMsg {
         result: Result<(), String>,
     },
     DhtRecords(Vec<Record>),
+    /// A stored chunk or chunk index was found damaged (and removed) while serving it.
+    Damaged {
+        blob: Hash32,
+    },
 }
 
 /// What `GET /v1/status` returns.
@@ -119,6 +123,12 @@ pub struct StatusView {
     pub network: String,
     pub listen: Vec<String>,
     pub peers: Vec<String>,
+    /// Gossipsub score of each connected peer (`null` when it has none yet), and the peers
+    /// banned now with the unix time their ban ends.
+    #[serde(default)]
+    pub peer_scores: Vec<(String, Option<f64>)>,
+    #[serde(default)]
+    pub banned: Vec<(String, u64)>,
     pub root_version: u64,
     pub releases: Vec<ReleaseView>,
     pub managed: Option<ManagedView>,
@@ -333,6 +343,7 @@ impl Core {
                 Some(ev) = self.events.recv() => self.on_event(ev).await,
                 _ = dht.tick() => self.query_dht(),
                 _ = apply_tick.tick() => {
+                    self.lift_bans();
                     self.obey_yank();
                     self.maybe_apply();
                     self.voting_tick();
@@ -413,8 +424,10 @@ impl Core {
         }
     }
 
-    /// A DHT record is valid when it holds a manifest we accept (or already have) and sits
-    /// under the right key for it.
+    /// A DHT record is valid when it sits under the right key for the manifest it holds,
+    /// and the manifest is one we accept now, or the one we already know as the latest of
+    /// its product and channel. A replay of an older signed manifest is refused, so that a
+    /// record never replaces a newer one (wire-format.md §10).
     fn valid_record(&mut self, record: &Record) -> bool {
         let Ok(env) = SignedEnvelope::decode::<Manifest>(&record.value) else {
             return false;
@@ -425,11 +438,15 @@ impl Core {
         let net = &self.ctx.config.network;
         let key_ok = record.key == latest_key(net, &m.channel, None)
             || record.key == latest_key(net, &m.channel, Some(&m.name));
-        key_ok
-            && !matches!(
-                self.consider(&record.value, Source::Dht),
-                Verdict::Reject(_)
-            )
+        if !key_ok {
+            return false;
+        }
+        let slot = (m.name.clone(), m.channel.clone());
+        match self.consider(&record.value, Source::Dht) {
+            Verdict::Accept(_) => true,
+            Verdict::Duplicate(id) => self.latest.get(&slot).is_some_and(|(_, l)| *l == id),
+            Verdict::Reject(_) => false,
+        }
     }
 
     fn query_dht(&self) {
@@ -482,7 +499,7 @@ impl Core {
         let id = verified.release_id;
         let m = &verified.manifest;
         if let Some((v, known)) = self.latest.get(&(m.name.clone(), m.channel.clone()))
-            && *v >= m.version
+            && v.cmp_precedence(&m.version).is_ge()
             && !m.rollback
         {
             return Verdict::Reject(format!(
@@ -545,7 +562,7 @@ impl Core {
             b.1.verified
                 .manifest
                 .version
-                .cmp(&a.1.verified.manifest.version)
+                .cmp_precedence(&a.1.verified.manifest.version)
         });
         v
     }
@@ -563,7 +580,7 @@ impl Core {
             .latest
             .entry((m.name.clone(), m.channel.clone()))
             .or_insert((m.version.clone(), v.release_id));
-        if m.version > entry.0 {
+        if m.version.cmp_precedence(&entry.0).is_gt() {
             *entry = (m.version.clone(), v.release_id);
         }
     }
@@ -744,6 +761,7 @@ impl Core {
                 }
                 let _ = reply.send(r);
             }
+            CoreMsg::Damaged { blob } => self.repair(blob),
             CoreMsg::DhtRecords(records) => {
                 for r in records {
                     if let Verdict::Reject(why) = self.consider(&r.value, Source::Dht) {
@@ -751,6 +769,57 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// Unblocks peers whose ban is over.
+    fn lift_bans(&self) {
+        let ended = self.ctx.peers.expire(unix_now());
+        if ended.is_empty() {
+            return;
+        }
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            for peer in ended {
+                info!(%peer, "ban ended");
+                let _ = client.unblock(peer).await;
+            }
+        });
+    }
+
+    /// Gets a damaged blob back: every complete release that uses it stops announcing it
+    /// and downloads again, which takes the missing chunks from the assembled artifact
+    /// when it is intact, or else from peers.
+    fn repair(&mut self, blob: Hash32) {
+        let platform = self.ctx.config.platform.clone();
+        let mut affected = Vec::new();
+        for (id, k) in &self.releases {
+            if !matches!(k.stored.download, DownloadState::Complete { .. }) {
+                continue;
+            }
+            for a in wanted_artifacts(&k.verified.manifest, &platform) {
+                if a.chunk_index == blob {
+                    self.ctx.haves.forget(&a.chunk_index);
+                    affected.push(*id);
+                } else if let Ok(index) = load_index(&self.ctx.store, a) {
+                    let mut hit = false;
+                    for (i, h) in index.iter().enumerate() {
+                        if h == blob {
+                            self.ctx.haves.clear(&a.chunk_index, i);
+                            hit = true;
+                        }
+                    }
+                    if hit {
+                        affected.push(*id);
+                    }
+                }
+            }
+        }
+        affected.dedup();
+        for id in affected {
+            info!(release = %id, %blob, "repairing a damaged blob of a complete release");
+            self.set_download(id, DownloadState::Downloading);
+            self.start_download(id);
         }
     }
 
@@ -875,8 +944,25 @@ impl Core {
                 .map(|i| i.listeners.iter().map(|a| a.to_string()).collect())
                 .unwrap_or_default(),
             peers: info
+                .as_ref()
                 .map(|i| i.connected.iter().map(|p| p.to_base58()).collect())
                 .unwrap_or_default(),
+            peer_scores: info
+                .map(|i| i.scores.iter().map(|(p, s)| (p.to_base58(), *s)).collect())
+                .unwrap_or_default(),
+            banned: {
+                let now = unix_now();
+                self.ctx
+                    .peers
+                    .snapshot()
+                    .into_iter()
+                    .filter_map(|(p, r)| {
+                        r.banned_until
+                            .filter(|t| *t > now)
+                            .map(|t| (p.to_base58(), t))
+                    })
+                    .collect()
+            },
             root_version: self.chain.current().version(),
             releases,
             managed: self.updater.as_ref().map(|u| {
@@ -906,17 +992,18 @@ fn import(
     dest: &std::path::Path,
 ) -> Result<(), String> {
     let src_dir = dir.join(crate::cli::release::CHUNKS_DIR);
-    let src = ChunkStore::open(&src_dir).map_err(|e| e.to_string())?;
+    // The signer's directory is only read: a damaged chunk there is reported, not removed.
+    let src = ChunkStore::open_read_only(&src_dir).map_err(|e| e.to_string())?;
     for a in &manifest.artifacts {
-        let index = load_index(&src, a).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+        let index = peek_index(&src, a).map_err(|e| format!("{}: {e}", src_dir.display()))?;
         let limit = upswarm_proto::ChunkIndex::max_encoded_len(a.size, a.chunk_size);
-        let index_bytes = src.get(&a.chunk_index, limit).map_err(|e| e.to_string())?;
+        let index_bytes = src.peek(&a.chunk_index, limit).map_err(|e| e.to_string())?;
         store
             .put_verified(&a.chunk_index, &index_bytes)
             .map_err(|e| e.to_string())?;
         for (i, h) in index.iter().enumerate() {
             let chunk = src
-                .get(&h, u64::from(index.chunk_len(i)))
+                .peek(&h, u64::from(index.chunk_len(i)))
                 .map_err(|e| format!("{}: {e}", src_dir.display()))?;
             store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
         }
