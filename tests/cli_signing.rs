@@ -185,32 +185,27 @@ fn tampered_or_missing_chunks_fail_verification() {
         .unwrap();
     let mut bytes = fs::read(&chunk).unwrap();
     bytes[100] ^= 0xff;
-    fs::write(&chunk, bytes).unwrap();
-    let report = fails(
-        d,
-        &[
-            "release",
-            "verify",
-            "--root",
-            "root.cbor",
-            "rel/manifest.cbor",
-        ],
-    );
+    fs::write(&chunk, &bytes).unwrap();
+    let verify = [
+        "release",
+        "verify",
+        "--root",
+        "root.cbor",
+        "rel/manifest.cbor",
+    ];
+    let report = fails(d, &verify);
     assert!(
-        report.contains("artifact node") && report.contains("corrupt"),
+        report.contains("artifact node") && report.contains("does not match its hash"),
         "{report}"
     );
-    // Now that chunk is gone: still a clear failure.
-    let report = fails(
-        d,
-        &[
-            "release",
-            "verify",
-            "--root",
-            "root.cbor",
-            "rel/manifest.cbor",
-        ],
-    );
+    // `verify` only reads: the damaged chunk is still there, as it was, and a second
+    // run reports the same damage.
+    assert_eq!(fs::read(&chunk).unwrap(), bytes);
+    let report = fails(d, &verify);
+    assert!(report.contains("does not match its hash"), "{report}");
+    // A chunk that is gone: still a clear failure.
+    fs::remove_file(&chunk).unwrap();
+    let report = fails(d, &verify);
     assert!(report.contains("missing"), "{report}");
 }
 
@@ -474,4 +469,62 @@ fn an_expired_manifest_fails_verification() {
         ],
     );
     assert!(report.contains("manifest expired at"), "{report}");
+}
+
+/// Times past year 9999, terminal escapes in signer-written text, and a reader that goes
+/// away: every command answers with a clear error or safe text, never a panic.
+#[test]
+fn hostile_times_text_and_broken_pipes() {
+    use common::{key, manifest, signed_manifest, signed_root, roles};
+    use upswarm_proto::UpdateType;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("std.cbor"), common::standard_root().encode()).unwrap();
+
+    // A manifest expiring after 9999-12-31T23:59:59Z is refused by every command alike.
+    let m = manifest(UpdateType::Minor, 253_402_300_800);
+    let env = signed_manifest(&m, &[&key(10), &key(11)]);
+    fs::write(d.join("late.cbor"), env.encode()).unwrap();
+    for args in [
+        &["release", "inspect", "late.cbor"][..],
+        &["release", "verify", "--root", "std.cbor", "late.cbor"][..],
+    ] {
+        let err = fails(d, args);
+        assert!(err.contains("expires_at") && err.contains("9999"), "{err}");
+    }
+    // The same for a root.
+    let root = signed_root(1, u64::MAX, roles(), &[&key(1), &key(2)]);
+    fs::write(d.join("late-root.cbor"), root.encode()).unwrap();
+    for sub in ["inspect", "verify"] {
+        let err = fails(d, &["root", sub, "late-root.cbor"]);
+        assert!(err.contains("expires_at"), "{err}");
+    }
+    // The last representable time is shown as it is.
+    let m = manifest(UpdateType::Minor, 253_402_300_799);
+    let env = signed_manifest(&m, &[&key(10), &key(11)]);
+    fs::write(d.join("edge.cbor"), env.encode()).unwrap();
+    let shown = ok(d, &["release", "inspect", "edge.cbor"]);
+    assert!(shown.contains("9999-12-31T23:59:59Z"), "{shown}");
+
+    // Escape sequences and bidi overrides in the changelog are shown, not obeyed.
+    let mut m = manifest(UpdateType::Minor, common::FAR);
+    m.changelog.features = vec!["clear\u{1b}[2J screen".into(), "txt.\u{202e}exe".into()];
+    let env = signed_manifest(&m, &[&key(10), &key(11)]);
+    fs::write(d.join("esc.cbor"), env.encode()).unwrap();
+    let shown = ok(d, &["release", "inspect", "esc.cbor"]);
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'), "{shown:?}");
+    assert!(shown.contains("\\u{1b}[2J") && shown.contains("\\u{202e}"), "{shown}");
+
+    // Output into a pipe nobody reads any more ends quietly.
+    let mut child = upswarm()
+        .current_dir(d)
+        .args(["release", "inspect", "esc.cbor"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -141,6 +141,61 @@ impl FetchResponse {
     }
 }
 
+/// Reads a frame header: the 4-byte big-endian length of the CBOR message that follows,
+/// refused when over `limit` (checked before anything is allocated for the body).
+pub fn frame_len(header: [u8; 4], what: &'static str, limit: usize) -> Result<usize, ProtoError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > limit {
+        return Err(ProtoError::TooLarge {
+            what,
+            limit,
+            got: len as u64,
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes one framed request from a complete stream: header, body, and nothing after it.
+/// The network reads the same way from a libp2p stream; this form is for tests and fuzzing.
+pub fn decode_framed_request(bytes: &[u8]) -> Result<FetchRequest, ProtoError> {
+    let body = framed_body(bytes, "fetch request", MAX_REQUEST_BYTES)?;
+    FetchRequest::decode(body)
+}
+
+/// Like [`decode_framed_request`], for a response.
+pub fn decode_framed_response(bytes: &[u8]) -> Result<FetchResponse, ProtoError> {
+    let body = framed_body(bytes, "fetch response", MAX_RESPONSE_BYTES)?;
+    FetchResponse::decode(body)
+}
+
+fn framed_body<'a>(
+    bytes: &'a [u8],
+    what: &'static str,
+    limit: usize,
+) -> Result<&'a [u8], ProtoError> {
+    let (header, body) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(ProtoError::Malformed {
+            what,
+            detail: "truncated: stream ended inside the 4-byte length".into(),
+        })?;
+    let len = frame_len(*header, what, limit)?;
+    match body.len().cmp(&len) {
+        std::cmp::Ordering::Less => Err(ProtoError::Malformed {
+            what,
+            detail: format!(
+                "truncated: frame announces {len} bytes, stream has {}",
+                body.len()
+            ),
+        }),
+        std::cmp::Ordering::Greater => Err(ProtoError::TrailingBytes {
+            what,
+            extra: body.len() - len,
+        }),
+        std::cmp::Ordering::Equal => Ok(body),
+    }
+}
+
 /// A fixed-size bitmap of chunk availability.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bitmap {

@@ -514,7 +514,12 @@ mod tests {
                 min_reports: 0,
             }],
         });
-        assert!(m.validate().unwrap_err().to_string().contains("min_soak_secs"));
+        assert!(
+            m.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("min_soak_secs")
+        );
     }
 
     #[test]

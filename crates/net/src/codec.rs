@@ -5,22 +5,22 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
-use upswarm_proto::fetch::{FetchRequest, FetchResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+use upswarm_proto::fetch::{
+    FetchRequest, FetchResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, frame_len,
+};
 
 /// Reads and writes [`FetchRequest`] / [`FetchResponse`] as `u32 BE length ‖ CBOR`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FetchCodec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is over the limit of {limit}"),
-        ));
-    }
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    what: &'static str,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
+    let mut header = [0u8; 4];
+    io.read_exact(&mut header).await?;
+    let len = frame_len(header, what, limit).map_err(invalid)?;
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
@@ -47,7 +47,7 @@ impl Codec for FetchCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_frame(io, MAX_REQUEST_BYTES).await?;
+        let bytes = read_frame(io, "fetch request", MAX_REQUEST_BYTES).await?;
         FetchRequest::decode(&bytes).map_err(invalid)
     }
 
@@ -59,7 +59,7 @@ impl Codec for FetchCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_frame(io, MAX_RESPONSE_BYTES).await?;
+        let bytes = read_frame(io, "fetch response", MAX_RESPONSE_BYTES).await?;
         FetchResponse::decode(&bytes).map_err(invalid)
     }
 
