@@ -475,7 +475,7 @@ fn an_expired_manifest_fails_verification() {
 /// away: every command answers with a clear error or safe text, never a panic.
 #[test]
 fn hostile_times_text_and_broken_pipes() {
-    use common::{key, manifest, signed_manifest, signed_root, roles};
+    use common::{key, manifest, roles, signed_manifest, signed_root};
     use upswarm_proto::UpdateType;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -512,8 +512,14 @@ fn hostile_times_text_and_broken_pipes() {
     let env = signed_manifest(&m, &[&key(10), &key(11)]);
     fs::write(d.join("esc.cbor"), env.encode()).unwrap();
     let shown = ok(d, &["release", "inspect", "esc.cbor"]);
-    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'), "{shown:?}");
-    assert!(shown.contains("\\u{1b}[2J") && shown.contains("\\u{202e}"), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("\\u{1b}[2J") && shown.contains("\\u{202e}"),
+        "{shown}"
+    );
 
     // Output into a pipe nobody reads any more ends quietly.
     let mut child = upswarm()

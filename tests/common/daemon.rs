@@ -81,12 +81,24 @@ impl Testnet {
         extra: &str,
         denied: &[&str],
     ) -> usize {
+        let addrs: Vec<String> = bootstrap
+            .iter()
+            .map(|&i| self.daemons[i].addr.clone())
+            .collect();
+        self.spawn_at(name, &addrs, extra, denied)
+    }
+
+    /// Starts a daemon bootstrapped to the given multiaddrs (daemons' or other peers').
+    pub fn spawn_at(
+        &mut self,
+        name: &str,
+        bootstrap: &[String],
+        extra: &str,
+        denied: &[&str],
+    ) -> usize {
         let dir = self.path().join(name);
         fs::create_dir_all(&dir).unwrap();
-        let boot: Vec<String> = bootstrap
-            .iter()
-            .map(|&i| format!("\"{}\"", self.daemons[i].addr))
-            .collect();
+        let boot: Vec<String> = bootstrap.iter().map(|a| format!("\"{a}\"")).collect();
         let (top, sections) = split_extra(extra);
         let config = format!(
             "network = \"test\"\ndata_dir = \"data\"\ntrust_root = \"../root.cbor\"\n{top}\n\

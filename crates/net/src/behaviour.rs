@@ -158,6 +158,12 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
 pub const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 /// The invalid-message counter is multiplied by this once a second (half-life ≈ 69 s).
 pub const INVALID_MESSAGE_DECAY: f64 = 0.99;
+/// Credit for each message a peer was first to deliver on a topic, up to
+/// [`FIRST_DELIVERIES_CAP`] per topic; positive scores are capped at [`TOPIC_SCORE_CAP`] in
+/// all, so no amount of good behaviour banks enough credit to absorb four invalid messages.
+pub const FIRST_DELIVERY_WEIGHT: f64 = 1.0;
+pub const FIRST_DELIVERIES_CAP: f64 = 50.0;
+pub const TOPIC_SCORE_CAP: f64 = 100.0;
 /// Below this score a peer gets no gossip (IHAVE/IWANT) from us: one rejected message.
 pub const GOSSIP_THRESHOLD: f64 = -100.0;
 /// Below this score we do not publish our own messages to the peer.
@@ -170,7 +176,10 @@ pub const GRAYLIST_THRESHOLD: f64 = -1000.0;
 /// peer that delivered them; the rest is gossipsub's defaults, forgiving for churn. The
 /// parameters are documented in `docs/wire-format.md` §8.
 fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
-    let mut params = gossipsub::PeerScoreParams::default();
+    let mut params = gossipsub::PeerScoreParams {
+        topic_score_cap: TOPIC_SCORE_CAP,
+        ..Default::default()
+    };
     // Many peers behind one address are penalised (a cheap Sybil signal), but not on
     // loopback: there they are the operator's own processes (a local testnet, a signer's
     // daemon next to a node), and more than ten of them would otherwise be graylisted.
@@ -183,10 +192,15 @@ fn score_params(network: &str) -> (gossipsub::PeerScoreParams, gossipsub::PeerSc
             topic_weight: 1.0,
             invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
             invalid_message_deliveries_decay: INVALID_MESSAGE_DECAY,
+            // Time in the mesh earns nothing: with gossipsub's default (+1 per millisecond,
+            // up to 3600 per topic) any peer that stayed connected a few seconds could send
+            // invalid messages for free.
+            time_in_mesh_weight: 0.0,
             // Deliveries are sporadic (a release now and then): do not punish quiet meshes.
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
-            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_weight: FIRST_DELIVERY_WEIGHT,
+            first_message_deliveries_cap: FIRST_DELIVERIES_CAP,
             ..Default::default()
         };
         params.topics.insert(t.ident(network).hash(), topic);
