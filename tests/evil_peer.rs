@@ -7,88 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{Testnet, wait_for};
+use common::evil::Evil;
 use common::upswarm;
 use serde_json::Value;
-
-/// A running evil peer, its JSON lines arriving on a channel. Killed on drop.
-struct Evil {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Evil {
-    fn spawn(args: &[String]) -> Self {
-        let mut child = Command::new(evil_binary())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Evil {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for the event named `name`; every event before it is kept in `seen`.
-    fn wait_event(&mut self, name: &str, timeout: Duration) -> Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if v["event"] == name {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("the evil peer did not report {name}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn events(&self, name: &str) -> Vec<&Value> {
-        self.seen.iter().filter(|v| v["event"] == name).collect()
-    }
-}
-
-impl Drop for Evil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn evil_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_upswarm")).parent().unwrap();
-    let bin = dir.join("upswarm-evil-peer");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p upswarm-evil-peer` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use common::evil::Evil;
 use serde_json::Value;
 use upswarm_proto::{Hash32, KeyId, Phase, RolloutPlan};
 
@@ -261,7 +262,7 @@ fn twenty_nodes_good_release_in_phases_then_bad_release_halts_at_the_canaries() 
 #[test]
 fn pause_resume_yank_and_undersigned_control_messages() {
     let _g = serial();
-    let mut f = fleet(6);
+    let f = fleet(6);
     let (rel, phases) = two_phase_release(&f, "1.1.0", "healthy", "6s");
     let id = release_id(&rel).to_hex();
     let later: Vec<usize> = (0..phases.len()).filter(|i| phases[*i] != 0).collect();
@@ -347,20 +348,31 @@ fn pause_resume_yank_and_undersigned_control_messages() {
 
     // An under-signed control message gossiped by a misbehaving node is rejected by its
     // peers and not stored.
-    let evil = f.net.spawn(
-        "evil",
-        &[f.nodes[0]],
-        "[fault_injection]\npublish_unverified = true",
-    );
-    std::thread::sleep(Duration::from_secs(3));
+    let under = f.net.path().join("advance-undersigned.cbor");
+    let (ok, out) = p.cli(&[
+        "control",
+        "advance",
+        &id,
+        "--to-phase",
+        "1",
+        "--key",
+        &c20,
+        "--out",
+        &under.to_string_lossy(),
+    ]);
+    assert!(ok, "{out}");
     let before: u64 = f
         .nodes
         .iter()
         .map(|&i| f.net.daemons[i].counter("gossip_rejected"))
         .sum();
-    let (_, out) =
-        f.net.daemons[evil].cli(&["control", "advance", &id, "--to-phase", "1", "--key", &c20]);
-    assert!(out.contains("published"), "{out}");
+    let addr = f.net.daemons[f.nodes[0]].addr.clone();
+    let (mut evil, _, _) = Evil::start(&[&addr], &["--gossip-control", &under.to_string_lossy()]);
+    let gossip = evil.wait_event("gossip", Duration::from_secs(30));
+    assert!(
+        gossip["result"].as_str().unwrap_or("").starts_with("Ok"),
+        "{gossip}"
+    );
     let rejected = wait_for(Duration::from_secs(20), || {
         f.nodes
             .iter()

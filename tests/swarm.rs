@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::daemon::{Testnet, wait_for};
+use common::evil::Evil;
 
 /// These tests start many processes; run them one at a time so that each gets the machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -85,19 +86,28 @@ fn ten_nodes_fetch_a_32_mib_release_from_many_peers() {
 fn a_corrupting_peer_is_banned_and_honest_nodes_complete() {
     let _g = serial();
     let mut net = Testnet::new();
-    net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
-    let corrupt = net.spawn(
-        "evil",
-        &[0],
-        "[fault_injection]\ncorrupt_served_chunks = true",
-    );
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
     let rel = net.release("app", "1.0.0", 8 * MIB, &[]);
-    assert!(net.publish(0, &rel).0);
-    // The corrupting node downloads honestly first (it verifies what it receives) ...
-    assert!(wait_for(Duration::from_secs(120), || net.complete(corrupt, "1.0.0")));
-    // ... then serves corrupted bytes to the honest latecomers.
-    let h1 = net.spawn("h1", &[corrupt], "[transfer]\nmax_in_flight_per_peer = 2");
-    let h2 = net.spawn("h2", &[corrupt], "[transfer]\nmax_in_flight_per_peer = 2");
+    assert!(net.publish(p, &rel).0);
+    // A peer that claims every chunk and serves each with a flipped byte.
+    let p_addr = net.daemons[p].addr.clone();
+    let rel_s = rel.to_string_lossy().into_owned();
+    let (evil, evil_id, evil_addr) = Evil::start(
+        &[&p_addr],
+        &[
+            "--release",
+            &rel_s,
+            "--serve",
+            "corrupt",
+            "--bitmap",
+            "full",
+            "--provide",
+        ],
+    );
+    let boot = [evil_addr.clone(), p_addr.clone()];
+    let extra = "[transfer]\nmax_in_flight_per_peer = 2";
+    let h1 = net.spawn_at("h1", &boot, extra, &[]);
+    let h2 = net.spawn_at("h2", &boot, extra, &[]);
     let done = wait_for(Duration::from_secs(180), || {
         net.complete(h1, "1.0.0") && net.complete(h2, "1.0.0")
     });
@@ -107,23 +117,19 @@ fn a_corrupting_peer_is_banned_and_honest_nodes_complete() {
         net.daemons[h1].log(),
         net.daemons[h2].log()
     );
-    let bad: u64 = [h1, h2]
-        .iter()
-        .map(|&i| net.daemons[i].counter("bad_chunks_received"))
-        .sum();
-    let banned: u64 = [h1, h2]
-        .iter()
-        .map(|&i| net.daemons[i].counter("peers_banned"))
-        .sum();
-    assert!(bad > 0, "the corrupt peer was never detected");
-    assert!(
-        banned >= 1,
-        "the corrupt peer was never banned (bad chunks seen: {bad})"
-    );
     for i in [h1, h2] {
+        let d = &net.daemons[i];
+        assert!(
+            d.counter("bad_chunks_received") > 0,
+            "{}: never detected",
+            d.name
+        );
+        assert!(d.counter("peers_banned") >= 1, "{}: never banned", d.name);
+        let banned = d.status().unwrap()["banned"].to_string();
+        assert!(banned.contains(&evil_id), "{}: {banned}", d.name);
         assert!(artifact_matches(&net, i, &rel, "1.0.0"));
     }
-    assert!(net.daemons[corrupt].counter("blobs_served") > 0);
+    drop(evil);
 }
 
 #[test]
@@ -131,11 +137,6 @@ fn an_undersigned_manifest_is_neither_stored_nor_forwarded() {
     let _g = serial();
     let mut net = Testnet::new();
     let a = net.spawn("a", &[], "");
-    let evil = net.spawn("evil", &[a], "[fault_injection]\npublish_unverified = true");
-    let evil_id = net.daemons[evil].peer_id.clone();
-    // B refuses the evil node, so anything it gets must have come through A.
-    let b = net.spawn_denying("b", &[a], "", &[&evil_id]);
-    std::thread::sleep(Duration::from_secs(3)); // subscriptions propagate
     // Signed by one key; the patch threshold of the test root is 2.
     let rel = net.release("app", "9.9.9", 64 * 1024, &[]);
     let under = net.path().join("under");
@@ -148,8 +149,18 @@ fn an_undersigned_manifest_is_neither_stored_nor_forwarded() {
     let mut one = env.clone();
     one.sigs.truncate(1);
     std::fs::write(&m, one.encode()).unwrap();
-    let (ok, out) = net.publish(evil, &under);
-    assert!(!ok && out.contains("fault injection"), "{out}");
+    // B refuses the evil peer, so anything it gets must have come through A. The evil peer
+    // waits until B is up before it gossips.
+    let a_addr = net.daemons[a].addr.clone();
+    let m_s = m.to_string_lossy().into_owned();
+    let (mut evil, evil_id, _) =
+        Evil::start(&[&a_addr], &["--gossip-release", &m_s, "--settle", "8"]);
+    let b = net.spawn_denying("b", &[a], "", &[&evil_id]);
+    let gossip = evil.wait_event("gossip", Duration::from_secs(30));
+    assert!(
+        gossip["result"].as_str().unwrap().starts_with("Ok"),
+        "{gossip}"
+    );
     assert!(
         wait_for(Duration::from_secs(20), || net.daemons[a]
             .counter("gossip_rejected")
@@ -206,15 +217,11 @@ fn a_replayed_older_manifest_is_ignored() {
         wait_for(Duration::from_secs(60), || net.complete(late, "1.1.0")),
         "late node never found 1.1.0"
     );
-    let replayer = net.spawn(
-        "replayer",
-        &[late],
-        "[fault_injection]\npublish_unverified = true",
-    );
-    std::thread::sleep(Duration::from_secs(3));
     let before = net.daemons[late].counter("gossip_rejected");
-    let (_, out) = net.publish(replayer, &old);
-    assert!(out.contains("fault injection"), "{out}");
+    let late_addr = net.daemons[late].addr.clone();
+    let old_m = old.join("manifest.cbor").to_string_lossy().into_owned();
+    let (mut replayer, _, _) = Evil::start(&[&late_addr], &["--gossip-release", &old_m]);
+    replayer.wait_event("gossip", Duration::from_secs(30));
     assert!(
         wait_for(Duration::from_secs(20), || net.daemons[late]
             .counter("gossip_rejected")
@@ -236,11 +243,29 @@ fn a_peer_that_never_answers_does_not_stall_the_download() {
     let mut net = Testnet::new();
     // The publisher is slow enough that requests to the mute peer time out mid-download.
     let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"1MiB\"");
-    let mute = net.spawn("mute", &[p], "[fault_injection]\nnever_answer = true");
     let rel = net.release("app", "1.0.0", 4 * MIB, &[]);
     assert!(net.publish(p, &rel).0);
-    assert!(wait_for(Duration::from_secs(60), || net.complete(mute, "1.0.0")));
-    let h = net.spawn("h", &[mute], "[transfer]\nrequest_timeout = \"2s\"");
+    // A peer that claims every chunk and never answers a chunk request.
+    let p_addr = net.daemons[p].addr.clone();
+    let rel_s = rel.to_string_lossy().into_owned();
+    let (_mute, _, mute_addr) = Evil::start(
+        &[&p_addr],
+        &[
+            "--release",
+            &rel_s,
+            "--serve",
+            "silent",
+            "--bitmap",
+            "full",
+            "--provide",
+        ],
+    );
+    let h = net.spawn_at(
+        "h",
+        &[mute_addr, p_addr],
+        "[transfer]\nrequest_timeout = \"2s\"",
+        &[],
+    );
     let done = wait_for(Duration::from_secs(120), || net.complete(h, "1.0.0"));
     assert!(done, "download stalled:\n{}", net.daemons[h].log());
     assert!(artifact_matches(&net, h, &rel, "1.0.0"));

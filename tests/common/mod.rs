@@ -14,6 +14,7 @@ use upswarm_proto::{
 use upswarm_trust::SecretKey;
 
 pub mod daemon;
+pub mod evil;
 
 /// The `upswarm` binary built for this test run.
 pub fn upswarm() -> Command {

@@ -104,6 +104,10 @@ struct Args {
     /// of every `--release`, then malformed frames over a raw connection.
     #[arg(long, value_name = "PEER_ID")]
     probe: Option<PeerId>,
+    /// Wait this long after connecting before the scripted steps (gossip subscriptions
+    /// need a moment to propagate).
+    #[arg(long, default_value = "2", value_name = "SECONDS")]
+    settle: u64,
     /// Keep running (serving lies) this long after the scripted steps; default forever.
     #[arg(long, value_name = "SECONDS")]
     linger: Option<u64>,

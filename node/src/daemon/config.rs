@@ -118,16 +118,6 @@ pub struct Api {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultInjection {
-    /// Serve chunks with a flipped byte.
-    #[serde(default)]
-    pub corrupt_served_chunks: bool,
-    /// Announce chunks (answer availability requests) but never send one: hold every chunk
-    /// request until the requester times out.
-    #[serde(default)]
-    pub never_answer: bool,
-    /// Gossip whatever `release publish` hands over, without checking its signatures.
-    #[serde(default)]
-    pub publish_unverified: bool,
     /// `STEP` or `STEP@VERSION`: sleep 60 s right after journaling this apply step
     /// (`prechecks`, `backup`, `pre_hook`, `stop`, `switch`, `start`, `health_check`,
     /// `commit`, `rb_stop`, …), once per data directory, so a test can kill the daemon there.

@@ -1,12 +1,11 @@
 //! Serving chunks, chunk indexes and availability bitmaps to peers.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 use upswarm_content::ContentError;
-use upswarm_net::{InboundFetch, ResponseChannel};
+use upswarm_net::InboundFetch;
 use upswarm_proto::fetch::{Answer, FetchResponse, MAX_RESPONSE_BYTES, Want};
 
 use super::Ctx;
@@ -16,8 +15,6 @@ use super::metrics::Metrics;
 /// Requests served at once; more wait in the (bounded) channel, and beyond that the network
 /// task answers `Busy`.
 const CONCURRENT: usize = 64;
-/// Requests a `never_answer` node holds before dropping the oldest.
-const HELD_MAX: usize = 4096;
 
 /// Serves inbound fetch requests until the channel closes. A blob found damaged on disk
 /// while serving is removed by the store and reported to the core on `damaged`, which
@@ -28,17 +25,7 @@ pub(crate) async fn serve(
     damaged: mpsc::Sender<CoreMsg>,
 ) {
     let permits = Arc::new(Semaphore::new(CONCURRENT));
-    let mut held: VecDeque<ResponseChannel<FetchResponse>> = VecDeque::new();
     while let Some(fetch) = inbound.recv().await {
-        if ctx.config.fault_injection.never_answer
-            && matches!(fetch.request.want, Want::Blob { .. })
-        {
-            if held.len() == HELD_MAX {
-                held.pop_front();
-            }
-            held.push_back(fetch.channel);
-            continue;
-        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -83,11 +70,8 @@ async fn answer(ctx: &Arc<Ctx>, want: Want, damaged: &mpsc::Sender<CoreMsg>) -> 
             let limit = u64::from(max_len).min(MAX_RESPONSE_BYTES as u64);
             let store = ctx.store.clone();
             match tokio::task::spawn_blocking(move || store.get(&hash, limit)).await {
-                Ok(Ok(mut bytes)) => {
+                Ok(Ok(bytes)) => {
                     ctx.upload_limit.acquire(bytes.len()).await;
-                    if ctx.config.fault_injection.corrupt_served_chunks && !bytes.is_empty() {
-                        bytes[0] ^= 0x5a;
-                    }
                     Metrics::inc(&ctx.metrics.blobs_served);
                     Metrics::add(&ctx.metrics.bytes_served, bytes.len() as u64);
                     Answer::Blob { bytes }

@@ -748,13 +748,9 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Control { bytes, reply } => {
-                let r = if self.ctx.config.fault_injection.publish_unverified {
-                    Ok(()) // a misbehaving node (tests only): gossip it without looking
-                } else {
-                    match self.on_signed(SignedKind::Control, &bytes) {
-                        MessageAcceptance::Reject => Err(self.take_rejection()),
-                        _ => Ok(()),
-                    }
+                let r = match self.on_signed(SignedKind::Control, &bytes) {
+                    MessageAcceptance::Reject => Err(self.take_rejection()),
+                    _ => Ok(()),
                 };
                 if r.is_ok() {
                     self.gossip(Topic::Control, bytes, "the control message");
@@ -866,18 +862,6 @@ impl Core {
                     return;
                 }
             };
-        if self.ctx.config.fault_injection.publish_unverified {
-            // A misbehaving node (tests only): gossip it without looking.
-            let client = self.ctx.client.clone();
-            tokio::spawn(async move {
-                let r = client.publish(Topic::Releases, bytes).await;
-                let _ = reply.send(Err(match r {
-                    Ok(_) => "gossiped without verification (fault injection)".to_string(),
-                    Err(e) => e.to_string(),
-                }));
-            });
-            return;
-        }
         let id = match self.consider(&bytes, Source::Publish) {
             Verdict::Accept(id) => id,
             Verdict::Duplicate(id) => id,
