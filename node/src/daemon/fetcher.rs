@@ -183,6 +183,9 @@ enum Outcome {
     DontHave,
     Busy,
     Failed(NetError),
+    /// The chunk arrived but this node could not store it: a local condition (a full disk),
+    /// never counted against the peer.
+    Local(String),
 }
 
 enum Done {
@@ -603,10 +606,9 @@ impl Swarm {
                                 Ok(Err(ContentError::HashMismatch { .. })) => {
                                     Outcome::Bad("chunk does not match its hash".into())
                                 }
-                                Ok(Err(e)) => Outcome::Failed(NetError::Request {
-                                    peer,
-                                    reason: format!("cannot store: {e}"),
-                                }),
+                                // Our own disk failed (full, read-only, …): not the
+                                // peer's fault.
+                                Ok(Err(e)) => Outcome::Local(e.to_string()),
                                 Err(e) => Outcome::Failed(NetError::Request {
                                     peer,
                                     reason: e.to_string(),
@@ -678,6 +680,16 @@ impl Swarm {
             Outcome::Busy => {
                 if let Some(s) = self.peers.get_mut(&peer) {
                     s.backoff_until = Some(Instant::now() + BUSY_BACKOFF);
+                }
+            }
+            Outcome::Local(e) => {
+                warn!(
+                    chunk,
+                    "cannot store a verified chunk: {e}; retrying shortly"
+                );
+                // Leave that peer alone a moment; it did nothing wrong.
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.backoff_until = Some(Instant::now() + STALL_BACKOFF);
                 }
             }
             Outcome::Failed(e) => {
