@@ -267,7 +267,15 @@ async fn main() -> anyhow::Result<()> {
     ] {
         for file in files {
             let bytes = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
-            let r = client.publish(topic, bytes).await;
+            // Until a peer's subscription has arrived, gossipsub has nobody to send to.
+            let mut r = client.publish(topic, bytes.clone()).await;
+            for _ in 0..50 {
+                if r.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                r = client.publish(topic, bytes.clone()).await;
+            }
             emit(
                 json!({"event": "gossip", "topic": topic.kind(), "file": file, "result": format!("{r:?}")}),
             );
