@@ -1,0 +1,6 @@
+//! ControlMessage::decode, with the round trip.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| upswarm_fuzz::message::<upswarm_proto::ControlMessage>(data)
+);
