@@ -91,7 +91,7 @@ for t in "${targets[@]}"; do
   # New inputs go to the temporary directory (first); the committed seeds are only read.
   run "$bin_dir/$t" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="fuzz/artifacts/$t/" \
+    -artifact_prefix="fuzz/artifacts/$t/" -dict=fuzz/cbor.dict \
     "$work/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [[ -z $execs ]]; then
