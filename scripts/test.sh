@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --locked --all-targets
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

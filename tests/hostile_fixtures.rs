@@ -312,10 +312,141 @@ fn a_chunk_whose_bytes_do_not_match_its_hash_is_rejected() {
     let h = c.index.hash(0);
     let err = store.put_verified(&h, &[0u8; 65536]).unwrap_err();
     assert!(matches!(err, ContentError::HashMismatch { .. }), "{err}");
-    // On disk: a tampered chunk is detected when read.
+    // On disk: a tampered chunk is detected when read — reported by the read-only check,
+    // removed (to be fetched again) by a read that uses it.
     std::fs::write(store.path_of(&h), [0u8; 65536]).unwrap();
     assert!(matches!(
         verify_artifact(&store, &artifact),
+        Err(ContentError::Damaged { .. })
+    ));
+    assert!(store.contains(&h));
+    assert!(matches!(
+        store.get(&h, 65536),
         Err(ContentError::Corrupt { .. })
     ));
+    assert!(!store.contains(&h));
+}
+
+/// A control message payload written by hand, field by field, so that it can be spelled in
+/// ways a serializer would not.
+fn control_map(action: &[u8], issued_at: u32, extra_after: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    // Five pairs, in canonical key order: v, action, reason, release, issued_at.
+    p.push(0xa5);
+    p.extend_from_slice(&[0x61, b'v', 0x01]);
+    p.extend_from_slice(&[0x66]);
+    p.extend_from_slice(b"action");
+    p.extend_from_slice(action);
+    p.extend_from_slice(extra_after);
+    p.extend_from_slice(&[0x66]);
+    p.extend_from_slice(b"reason");
+    p.extend_from_slice(&[0x60]);
+    p.extend_from_slice(&[0x67]);
+    p.extend_from_slice(b"release");
+    p.extend_from_slice(&[0x58, 0x20]);
+    p.extend_from_slice(&[7u8; 32]);
+    p.extend_from_slice(&[0x69]);
+    p.extend_from_slice(b"issued_at");
+    p.push(0x1a);
+    p.extend_from_slice(&issued_at.to_be_bytes());
+    p
+}
+
+fn signed_control(payload: Vec<u8>) -> SignedEnvelope {
+    let mut env = SignedEnvelope::unsigned(payload);
+    key(20).sign_envelope(Context::Control, &mut env);
+    key(21).sign_envelope(Context::Control, &mut env);
+    env
+}
+
+#[test]
+fn an_undercounted_map_cannot_smuggle_an_advance() {
+    use upswarm::daemon::rollout::verify_control;
+    let root = root();
+    // `action: "advance"` followed by a stray `{to_phase: 7}` inside a map whose header
+    // counts five pairs: a lenient reader took this as advance(7); a standard one reads a
+    // different map plus a trailing item. Both must refuse it.
+    let mut stray = vec![0xa1, 0x68];
+    stray.extend_from_slice(b"to_phase");
+    stray.push(0x07);
+    let mut action = vec![0x67];
+    action.extend_from_slice(b"advance");
+    let issued = NOW - 60;
+    let env = signed_control(control_map(&action, issued as u32, &stray));
+    let err = verify_control(&root, &env.encode(), T).unwrap_err();
+    assert!(err.contains("control message"), "{err}");
+    // The honest spelling of the same order is accepted.
+    let mut msg = upswarm_proto::ControlMessage {
+        v: 1,
+        release: upswarm_proto::Hash32([7; 32]),
+        action: upswarm_proto::ControlAction::Advance { to_phase: 7 },
+        issued_at: issued,
+        reason: String::new(),
+    };
+    let env = signed_control(msg.encode());
+    let (_, got) = verify_control(&root, &env.encode(), T).unwrap();
+    assert_eq!(got, msg);
+    // A control message from the future (beyond the skew) or past year 9999 is refused:
+    // otherwise one pause would outrank every later resume.
+    msg.issued_at = NOW + 3600;
+    let env = signed_control(msg.encode());
+    let err = verify_control(&root, &env.encode(), T).unwrap_err();
+    assert!(err.contains("in the future"), "{err}");
+    msg.issued_at = u64::MAX;
+    let env = signed_control(msg.encode());
+    let err = verify_control(&root, &env.encode(), T).unwrap_err();
+    assert!(err.contains("issued_at"), "{err}");
+}
+
+#[test]
+fn every_non_canonical_spelling_of_a_signed_manifest_is_refused() {
+    let m = manifest(UpdateType::Minor, FAR);
+    let good = m.encode();
+    assert!(Manifest::decode(&good).is_ok());
+    // Each variant still holds "the same" manifest for a lenient reader.
+    let mut variants: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Indefinite-length outer map.
+    let mut v = good.clone();
+    v[0] = 0xbf;
+    v.push(0xff);
+    variants.push(("indefinite", v));
+    // A tag (epoch time) around the whole manifest.
+    let mut v = vec![0xc1];
+    v.extend_from_slice(&good);
+    variants.push(("tag", v));
+    // The `v` field's value 1 in a two-byte form.
+    let mut v = good.clone();
+    let at = v.windows(3).position(|w| w == [0x61, b'v', 0x01]).unwrap();
+    v.splice(at + 2..at + 3, [0x18, 0x01]);
+    variants.push(("shortest", v));
+    // `null` of min_version spelled `undefined`.
+    let mut v = good.clone();
+    let key = b"\x6bmin_version";
+    let at = v.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(v[at], 0xf6);
+    v[at] = 0xf7;
+    variants.push(("undefined", v));
+    // The key `v` as a byte string.
+    let mut v = good.clone();
+    let at = v.windows(2).position(|w| w == [0x61, b'v']).unwrap();
+    v[at] = 0x41;
+    variants.push(("not a text string", v));
+    for (needle, bytes) in variants {
+        let err = Manifest::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+        // The same inside a signed envelope, as it travels.
+        let env = signed_manifest_bytes(bytes);
+        let err = SignedEnvelope::decode::<Manifest>(&env.encode())
+            .and_then(|e| e.open::<Manifest>())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+fn signed_manifest_bytes(payload: Vec<u8>) -> SignedEnvelope {
+    let mut env = SignedEnvelope::unsigned(payload);
+    key(10).sign_envelope(Context::Manifest, &mut env);
+    key(11).sign_envelope(Context::Manifest, &mut env);
+    env
 }
