@@ -48,27 +48,6 @@ fn is_format_char(c: char) -> bool {
         | '\u{e0000}'..='\u{e007f}')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_saturates_instead_of_panicking() {
-        assert_eq!(time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(time(LAST_RFC3339), "9999-12-31T23:59:59Z");
-        assert!(time(LAST_RFC3339 + 1).starts_with("after 9999"));
-        assert!(time(u64::MAX).starts_with("after 9999"));
-    }
-
-    #[test]
-    fn text_defuses_escapes_and_bidi() {
-        assert_eq!(text("fix: ok"), "fix: ok");
-        assert_eq!(text("\u{1b}[2J"), "\\u{1b}[2J");
-        assert_eq!(text("abc\u{202e}fed"), "abc\\u{202e}fed");
-        assert_eq!(text("caf\u{e9}"), "caf\u{e9}");
-    }
-}
-
 /// Names of the roles of `root` that `key` belongs to.
 pub(super) fn roles_of(root: &TrustRoot, key: &KeyId) -> Vec<&'static str> {
     let r = &root.roles;
@@ -126,4 +105,25 @@ pub(super) fn tally(t: &Tally, root: &TrustRoot) -> String {
         s.push_str(&format!("  key {}  {why}\n", v.key));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_saturates_instead_of_panicking() {
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(LAST_RFC3339), "9999-12-31T23:59:59Z");
+        assert!(time(LAST_RFC3339 + 1).starts_with("after 9999"));
+        assert!(time(u64::MAX).starts_with("after 9999"));
+    }
+
+    #[test]
+    fn text_defuses_escapes_and_bidi() {
+        assert_eq!(text("fix: ok"), "fix: ok");
+        assert_eq!(text("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(text("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(text("caf\u{e9}"), "caf\u{e9}");
+    }
 }
