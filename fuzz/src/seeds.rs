@@ -468,6 +468,11 @@ pub fn hostile() -> Vec<(String, Vec<u8>)> {
         ("nested-33", [vec![0x81; 33], vec![0x00]].concat()),
         ("nested-34", [vec![0x81; 34], vec![0x00]].concat()),
         ("nested-200", [vec![0x81; 200], vec![0x00]].concat()),
+        // Found by the canonical target: 33 containers, the innermost empty.
+        (
+            "nested-32-around-empty-array",
+            [vec![0x81; 32], vec![0x80]].concat(),
+        ),
     ];
     let mut trailing = control.clone();
     trailing.push(0x00);

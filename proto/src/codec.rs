@@ -10,8 +10,8 @@
 //!    definite lengths only; integers and lengths in their shortest encoding; no tags; no
 //!    floating-point numbers; of the simple values only `false`, `true` and `null`; map
 //!    keys are text strings, in the order of RFC 8949 §4.2.1 (shorter key first, then
-//!    bytewise), with no duplicates; text strings are UTF-8; nesting at most
-//!    [`MAX_DEPTH`] deep.
+//!    bytewise), with no duplicates; text strings are UTF-8; arrays and maps nested at
+//!    most [`MAX_DEPTH`] deep (the count serde's reader applies too).
 //! 3. serde maps the items onto the message type (unknown fields, wrong types and integers
 //!    outside the field's width are errors).
 //! 4. The value is encoded again and must give back the very same bytes. This closes every
@@ -33,7 +33,8 @@ use serde::de::DeserializeOwned;
 
 use crate::ProtoError;
 
-/// Maximum CBOR nesting depth accepted. Our messages nest at most ~6 deep.
+/// Most arrays and maps nested in one another (a top-level map is 1 deep). Our messages
+/// nest at most ~6 deep.
 pub const MAX_DEPTH: usize = 32;
 
 /// Encodes `value` as canonical CBOR.
@@ -269,16 +270,19 @@ impl Reader<'_> {
         Ok((major, arg))
     }
 
-    /// Reads one item (recursively), returning where it started.
+    /// Reads one item (recursively), returning where it started. `depth` is the number of
+    /// arrays and maps it is inside.
     fn item(&mut self, depth: usize) -> Result<usize, ProtoError> {
-        if depth > MAX_DEPTH {
+        let at = self.pos;
+        let (major, arg) = self.head()?;
+        // Containers are counted, as serde's reader counts them: an empty array at depth 32
+        // is a 33rd level (found by fuzzing: the two readers disagreed).
+        if matches!(major, ARRAY | MAP) && depth >= MAX_DEPTH {
             return Err(ProtoError::Malformed {
                 what: self.what,
                 detail: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
-        let at = self.pos;
-        let (major, arg) = self.head()?;
         match major {
             UINT | NINT | SIMPLE => {}
             BYTES => {
