@@ -62,6 +62,9 @@ impl EventLoop {
                 yamux::Config::default,
             )
             .map_err(|e| NetError::Config(format!("transport: {e}")))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| NetError::Config(format!("DNS resolver: {e}")))?
             .with_behaviour(|key| {
                 behaviour::build(key, &cfg)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)

@@ -1,6 +1,7 @@
 //! # upswarm-net — the libp2p side of a daemon
 //!
-//! One task, the [`EventLoop`], owns the libp2p `Swarm`: TCP + Noise + Yamux, identify,
+//! One task, the [`EventLoop`], owns the libp2p `Swarm`: TCP + Noise + Yamux and QUIC
+//! (v1), over IPv4 and IPv6, with `/dns`, `/dns4` and `/dns6` addresses resolved; identify,
 //! ping, connection limits, a block list, Kademlia under upswarm's own protocol name,
 //! gossipsub in explicit-validation mode, and the fetch request-response protocol. The rest
 //! of the daemon talks to it through a cheap, cloneable [`Client`] (commands over a bounded
@@ -49,9 +50,11 @@ pub struct NetConfig {
     pub network: String,
     /// The node's identity.
     pub keypair: identity::Keypair,
-    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`.
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`, `/ip6/::/tcp/4001`,
+    /// `/ip4/0.0.0.0/udp/4001/quic-v1`.
     pub listen: Vec<Multiaddr>,
-    /// Bootstrap peers (`/ip4/…/tcp/…/p2p/<peer id>`).
+    /// Bootstrap peers (`/ip4/…/tcp/…/p2p/<peer id>`, `/dns4/seed.example/tcp/4001/p2p/…`,
+    /// `/ip6/…/udp/…/quic-v1/p2p/…`).
     pub bootstrap: Vec<Multiaddr>,
     /// Most established connections.
     pub max_connections: u32,
