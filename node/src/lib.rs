@@ -11,3 +11,4 @@ pub mod cli;
 pub mod daemon;
 pub mod files;
 pub mod parse;
+pub mod procs;
