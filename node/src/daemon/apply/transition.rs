@@ -147,13 +147,13 @@ impl Procedure {
             });
         });
         info!(step = step.name(), to = %j.to.version, "apply step");
-        crash_point(When::Entry, step, &j.to.version);
+        crash_point(When::Entry, step, j);
         Ok(())
     }
 
     /// `step` was carried out.
     fn done(&self, j: &Journal, step: Step) {
-        crash_point(When::Done, step, &j.to.version);
+        crash_point(When::Done, step, j);
     }
 
     fn save_record(&self, rec: &InstallRecord) -> Result<(), ApplyError> {
