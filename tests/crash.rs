@@ -246,7 +246,7 @@ enum At {
 fn fill(dir: &std::path::Path) {
     let big = dir.join("big");
     std::fs::create_dir_all(&big).unwrap();
-    for i in 0..40_000 {
+    for i in 0..8_000 {
         std::fs::write(big.join(format!("f{i}")), [7u8; 512]).unwrap();
     }
 }
@@ -280,8 +280,10 @@ fn sigkill_at_the_entry_and_in_the_middle_of_every_step_then_restart_finishes_th
         (Some("health_check"), Middle, SlowStart, Op::Apply),
         (Some("commit"), Entry, Healthy, Op::Apply),
         (Some("commit"), Done, Healthy, Op::Apply),
-        // A manual rollback (back to the previous version, restoring its data backup).
+        // A manual rollback (back to the previous version, restoring its data backup);
+        // the second one to another version (a crash point names the version).
         (Some("restore"), Entry, Healthy, Op::Rollback),
+        (None, Entry, Healthy, Op::Apply),
         (None, Entry, Healthy, Op::Apply),
         (Some("restore"), Middle, Healthy, Op::Rollback),
         // Rollbacks of failed releases.
@@ -394,10 +396,10 @@ fn sigkill_at_the_entry_and_in_the_middle_of_every_step_then_restart_finishes_th
                 node.crash_and_restart();
             }
         }
-        let _ = std::fs::remove_file(&slow_hook);
-        let _ = std::fs::remove_dir_all(node.appdata().join("big"));
         node.current = next;
         node.settle(&target, outcome, 1);
+        let _ = std::fs::remove_file(&slow_hook);
+        let _ = std::fs::remove_dir_all(node.appdata().join("big"));
     }
     eprintln!("== matrix done in {:.1}s", started.elapsed().as_secs_f64());
 }
