@@ -295,7 +295,8 @@ fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
     cli.kill().unwrap();
     cli.wait().unwrap();
     let done = wait_for(Duration::from_secs(60), || {
-        outcomes(&net, node, "1.1.0") == ["applied"] && version_served(port).as_deref() == Some("1.1.0")
+        outcomes(&net, node, "1.1.0") == ["applied"]
+            && version_served(port).as_deref() == Some("1.1.0")
     });
     assert!(done, "{:?}\n{}", d.history(), d.log());
     let s = d.status().unwrap();
@@ -311,12 +312,14 @@ fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
     let fix = net.demo_release("1.1.1", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &fix).0);
     assert!(
-        wait_for(Duration::from_secs(60), || outcomes(&net, node, "1.1.1") == ["applied"]),
+        wait_for(Duration::from_secs(60), || outcomes(&net, node, "1.1.1")
+            == ["applied"]),
         "{:?}\n{}",
         d.history(),
         d.log()
     );
-    assert!(wait_for(Duration::from_secs(10), || version_served(port).as_deref()
+    assert!(wait_for(Duration::from_secs(10), || version_served(port)
+        .as_deref()
         == Some("1.1.1")));
     assert_eq!(managed_processes(&net, node).len(), 1);
 }
@@ -352,7 +355,9 @@ fn a_hanging_pre_upgrade_hook_is_killed_at_its_timeout_and_the_apply_refused_wit
     );
     let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v1).0);
-    assert!(wait_for(Duration::from_secs(60), || outcomes(&net, node, "1.0.0") == ["applied"]));
+    assert!(wait_for(Duration::from_secs(60), || outcomes(
+        &net, node, "1.0.0"
+    ) == ["applied"]));
     let v2 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &v2).0);
     let refused = wait_for(Duration::from_secs(60), || {
@@ -370,7 +375,11 @@ fn a_hanging_pre_upgrade_hook_is_killed_at_its_timeout_and_the_apply_refused_wit
         "{e}"
     );
     // The hook and what it started were killed, not left behind.
-    let child: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let child: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || !upswarm::procs::alive(child)),
         "the hook's child {child} still runs"
@@ -409,23 +418,58 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
     let (ok, out) = d.cli(&["pin", &long]);
     assert!(!ok, "{out}");
     assert!(out.contains("version") && out.contains("400"), "{out}");
-    assert!(!out.contains(&"a".repeat(200)), "the error echoes the whole input: {out}");
+    assert!(
+        !out.contains(&"a".repeat(200)),
+        "the error echoes the whole input: {out}"
+    );
     let token = std::fs::read_to_string(d.data_dir().join("api.token")).unwrap();
     let token = token.trim();
     // Raw requests: (path, body) → each a 4xx naming the field, nothing changed.
     let huge = "x".repeat(300 * 1024);
     let cases: Vec<(&str, String, &str)> = vec![
         ("/v1/pin", format!("{{\"version\": \"{long}\"}}"), "version"),
-        ("/v1/pin", "{\"version\": \"not.a.version\"}".into(), "version"),
+        (
+            "/v1/pin",
+            "{\"version\": \"not.a.version\"}".into(),
+            "version",
+        ),
         ("/v1/pin", "{\"version\": 7}".into(), "version"),
-        ("/v1/pin", "{\"version\": \"1.0.0\", \"extra\": 1}".into(), "extra"),
-        ("/v1/apply", format!("{{\"version\": \"{long}\"}}"), "version"),
-        ("/v1/defer", format!("{{\"version\": \"{long}\"}}"), "version"),
+        (
+            "/v1/pin",
+            "{\"version\": \"1.0.0\", \"extra\": 1}".into(),
+            "extra",
+        ),
+        (
+            "/v1/apply",
+            format!("{{\"version\": \"{long}\"}}"),
+            "version",
+        ),
+        (
+            "/v1/defer",
+            format!("{{\"version\": \"{long}\"}}"),
+            "version",
+        ),
         ("/v1/rollback", "{\"version\": \"1.0\"}".into(), "version"),
-        ("/v1/vote", format!("{{\"proposal\": \"{}\"}}", "ab".repeat(5000)), "proposal"),
-        ("/v1/peers", format!("{{\"addr\": \"{}\"}}", "/ip4".repeat(1000)), "addr"),
-        ("/v1/control", format!("{{\"envelope_hex\": \"{}\"}}", "00".repeat(70_000)), "envelope_hex"),
-        ("/v1/publish", format!("{{\"dir\": \"/{}\"}}", "d".repeat(5000)), "dir"),
+        (
+            "/v1/vote",
+            format!("{{\"proposal\": \"{}\"}}", "ab".repeat(5000)),
+            "proposal",
+        ),
+        (
+            "/v1/peers",
+            format!("{{\"addr\": \"{}\"}}", "/ip4".repeat(1000)),
+            "addr",
+        ),
+        (
+            "/v1/control",
+            format!("{{\"envelope_hex\": \"{}\"}}", "00".repeat(70_000)),
+            "envelope_hex",
+        ),
+        (
+            "/v1/publish",
+            format!("{{\"dir\": \"/{}\"}}", "d".repeat(5000)),
+            "dir",
+        ),
         ("/v1/pin", huge.clone(), "length limit"),
     ];
     for (path, body, field) in &cases {
@@ -445,9 +489,15 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
         &format!("/v1/explain?version={}", &long[..300]),
     )
     .unwrap();
-    assert!((400..500).contains(&code) && answer.contains("version"), "{code} {answer}");
+    assert!(
+        (400..500).contains(&code) && answer.contains("version"),
+        "{code} {answer}"
+    );
     let after = d.status().unwrap();
-    assert_eq!(state(&after), state(&serde_json::json!({ "managed": before })));
+    assert_eq!(
+        state(&after),
+        state(&serde_json::json!({ "managed": before }))
+    );
     assert_eq!(after["managed"]["pinned"], "1.0.0");
     // The daemon still works: unpin, and rollback has nothing to go back to, as before.
     assert!(d.cli(&["unpin"]).0);
@@ -491,54 +541,91 @@ fn sigterm_stops_the_managed_program_even_a_script_and_a_restart_runs_exactly_on
         &[0],
         &managed_config(port, "")
             .replace("command = \"app\"", "command = \"run.sh\"")
-            .replace(
-                "args = [",
-                "args = [\"{version_dir}/app\", ",
-            ),
+            .replace("args = [", "args = [\"{version_dir}/app\", "),
     );
     let src = net.path().join("script-src");
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("run.sh"), "#!/bin/sh\n\"$@\"\necho \"app exited: $?\"\n").unwrap();
+    std::fs::write(
+        src.join("run.sh"),
+        "#!/bin/sh\n\"$@\"\necho \"app exited: $?\"\n",
+    )
+    .unwrap();
     std::fs::copy(common::daemon::demo_app_binary(), src.join("app")).unwrap();
-    std::fs::write(src.join("demo.toml"), "version = \"1.0.0\"\nmode = \"healthy\"\n").unwrap();
+    std::fs::write(
+        src.join("demo.toml"),
+        "version = \"1.0.0\"\nmode = \"healthy\"\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
     let out = net.path().join("rel-script");
     let run = |args: &[&str]| {
         let o = common::upswarm().args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     run(&[
-        "release", "create", "--name", "demo", "--version", "1.0.0", "--type", "hotfix",
-        "--channel", "stable", "--platform", "any", "--chunk-size", "256KiB",
-        "--artifact", &format!("run.sh={}", src.join("run.sh").display()),
-        "--artifact", &format!("app={}", src.join("app").display()),
-        "--artifact", &format!("demo.toml={}", src.join("demo.toml").display()),
-        "--out", &out.to_string_lossy(),
+        "release",
+        "create",
+        "--name",
+        "demo",
+        "--version",
+        "1.0.0",
+        "--type",
+        "hotfix",
+        "--channel",
+        "stable",
+        "--platform",
+        "any",
+        "--chunk-size",
+        "256KiB",
+        "--artifact",
+        &format!("run.sh={}", src.join("run.sh").display()),
+        "--artifact",
+        &format!("app={}", src.join("app").display()),
+        "--artifact",
+        &format!("demo.toml={}", src.join("demo.toml").display()),
+        "--out",
+        &out.to_string_lossy(),
     ]);
     for k in ["s10.key", "s11.key", "s12.key"] {
         run(&[
-            "release", "sign", "--key", &net.path().join(k).to_string_lossy(),
+            "release",
+            "sign",
+            "--key",
+            &net.path().join(k).to_string_lossy(),
             &out.join("manifest.cbor").to_string_lossy(),
         ]);
     }
     assert!(net.publish(0, &out).0);
     assert!(
-        wait_for(Duration::from_secs(60), || version_served(port).as_deref() == Some("1.0.0")),
+        wait_for(Duration::from_secs(60), || version_served(port).as_deref()
+            == Some("1.0.0")),
         "{}",
         net.daemons[node].log()
     );
-    assert!(wait_for(Duration::from_secs(20), || outcomes(&net, node, "1.0.0") == ["applied"]));
+    assert!(wait_for(Duration::from_secs(20), || outcomes(
+        &net, node, "1.0.0"
+    ) == ["applied"]));
     // Two processes: the script and the program it runs.
-    assert!(wait_for(Duration::from_secs(10), || managed_processes(&net, node).len() == 2));
+    assert!(wait_for(Duration::from_secs(10), || managed_processes(
+        &net, node
+    )
+    .len()
+        == 2));
 
     // SIGTERM: the daemon stops the program (the script's whole process group) and exits.
     let status = net.daemons[node].stop(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status:?}");
     assert!(
-        wait_for(Duration::from_secs(10), || managed_processes(&net, node).is_empty()),
+        wait_for(Duration::from_secs(10), || managed_processes(&net, node)
+            .is_empty()),
         "left running after SIGTERM: {:?}",
         managed_processes(&net, node)
     );
@@ -547,7 +634,9 @@ fn sigterm_stops_the_managed_program_even_a_script_and_a_restart_runs_exactly_on
 
     // Restart: exactly one instance, and the status is true.
     net.daemons[node].start();
-    assert!(wait_for(Duration::from_secs(30), || version_served(port).as_deref() == Some("1.0.0")));
+    assert!(wait_for(Duration::from_secs(30), || version_served(port)
+        .as_deref()
+        == Some("1.0.0")));
     let s = net.daemons[node].status().unwrap();
     assert_eq!(s["managed"]["program"]["running"], true, "{s}");
     assert_eq!(managed_processes(&net, node).len(), 2);
@@ -556,13 +645,25 @@ fn sigterm_stops_the_managed_program_even_a_script_and_a_restart_runs_exactly_on
     // start time (whatever the executable) and runs exactly one instance again.
     let before = managed_processes(&net, node);
     net.daemons[node].kill();
-    assert_eq!(managed_processes(&net, node), before, "SIGKILL took the program along");
+    assert_eq!(
+        managed_processes(&net, node),
+        before,
+        "SIGKILL took the program along"
+    );
     net.daemons[node].start();
-    assert!(wait_for(Duration::from_secs(30), || {
-        let now = managed_processes(&net, node);
-        now.len() == 2 && now.iter().all(|p| !before.contains(p))
-    }), "{:?} vs {:?}\n{}", managed_processes(&net, node), before, net.daemons[node].log());
-    assert!(wait_for(Duration::from_secs(30), || version_served(port).as_deref() == Some("1.0.0")));
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let now = managed_processes(&net, node);
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        }),
+        "{:?} vs {:?}\n{}",
+        managed_processes(&net, node),
+        before,
+        net.daemons[node].log()
+    );
+    assert!(wait_for(Duration::from_secs(30), || version_served(port)
+        .as_deref()
+        == Some("1.0.0")));
     let s = net.daemons[node].status().unwrap();
     assert_eq!(s["managed"]["program"]["running"], true, "{s}");
     assert!(s["managed"]["applying"].is_null(), "{s}");

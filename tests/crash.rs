@@ -16,6 +16,8 @@
 //! that take no time are crashed right after they were carried out, before the next one
 //! is journaled, with the `fault-injection` build's crash points.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Without the `fault-injection` build the matrix test is left out, and its helpers idle.
+#![cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 
 mod common;
 
@@ -416,7 +418,7 @@ fn thirty_sigkills_at_random_moments_of_applies_then_restart_finishes_the_job() 
     let mut node = Node::new(None);
     // How long an apply takes here, from the command to its end: the kills are spread
     // over that span.
-    let mut span = |node: &mut Node, v: &str, demo: Demo| {
+    let span = |node: &mut Node, v: &str, demo: Demo| {
         node.publish(v, demo);
         let t = Instant::now();
         let (ok, out) = node.cli(&["apply", v]);
@@ -435,11 +437,22 @@ fn thirty_sigkills_at_random_moments_of_applies_then_restart_finishes_the_job() 
     let (mut kills, mut interrupted) = (0, 0);
     while interrupted < 30 {
         kills += 1;
-        assert!(kills <= 120, "only {interrupted} of {kills} kills landed in an apply");
+        assert!(
+            kills <= 120,
+            "only {interrupted} of {kills} kills landed in an apply"
+        );
         let v = format!("2.{kills}.0");
         // Every third release fails its health check (and is rolled back).
-        let demo = if kills % 3 == 0 { Demo::Crash } else { Demo::Healthy };
-        let span = if demo.healthy() { healthy_span } else { crash_span };
+        let demo = if kills % 3 == 0 {
+            Demo::Crash
+        } else {
+            Demo::Healthy
+        };
+        let span = if demo.healthy() {
+            healthy_span
+        } else {
+            crash_span
+        };
         node.publish(&v, demo);
         let delay = span.mul_f64(rng.random_range(0.0..1.0));
         let mut cli = node.spawn_cli(&["apply", &v]);

@@ -129,8 +129,8 @@ impl LocalDaemon {
             .arg(&self.config)
             .env("UPSWARM_LOG", &self.log_filter)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = spawn_marked(&mut cmd, &self.net_dir, Stdio::from(log))
-            .map_err(|e| match e {
+        let child =
+            spawn_marked(&mut cmd, &self.net_dir, Stdio::from(log)).map_err(|e| match e {
                 SpawnFailure::Stopping => LocalnetError::Stopping,
                 SpawnFailure::Io(source) => LocalnetError::Spawn {
                     what: format!("daemon {}", self.name),
@@ -288,7 +288,10 @@ fn spawn_marked(cmd: &mut Command, net_dir: &Path, stderr: Stdio) -> Result<Chil
 
 /// Runs a short command (e.g. `upswarm release create`) marked as part of the network in
 /// `net_dir`, and waits for its output.
-pub fn run_marked(cmd: &mut Command, net_dir: &Path) -> Result<std::process::Output, LocalnetError> {
+pub fn run_marked(
+    cmd: &mut Command,
+    net_dir: &Path,
+) -> Result<std::process::Output, LocalnetError> {
     let stopping = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if *stopping {
         return Err(LocalnetError::Stopping);
@@ -303,10 +306,12 @@ pub fn run_marked(cmd: &mut Command, net_dir: &Path) -> Result<std::process::Out
             source,
         })?;
     drop(stopping);
-    child.wait_with_output().map_err(|source| LocalnetError::Spawn {
-        what: format!("{cmd:?}"),
-        source,
-    })
+    child
+        .wait_with_output()
+        .map_err(|source| LocalnetError::Spawn {
+            what: format!("{cmd:?}"),
+            source,
+        })
 }
 
 /// A free loopback port for a demo program, below Linux's ephemeral range (32768–60999):

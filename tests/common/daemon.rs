@@ -96,11 +96,7 @@ impl Testnet {
 
     /// Writes the configuration of a daemon without starting it. Returns its index.
     pub fn add(&mut self, name: &str, bootstrap: &[usize], extra: &str, denied: &[&str]) -> usize {
-        let mut d = LocalDaemon::new(
-            Path::new(env!("CARGO_BIN_EXE_upswarm")),
-            self.path(),
-            name,
-        );
+        let mut d = LocalDaemon::new(Path::new(env!("CARGO_BIN_EXE_upswarm")), self.path(), name);
         d.log_filter = "info,upswarm=debug".into();
         fs::create_dir_all(&d.dir).unwrap();
         let boot: Vec<String> = bootstrap

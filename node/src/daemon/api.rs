@@ -60,7 +60,9 @@ fn bounded_version<'de, D: serde::Deserializer<'de>>(
     let Some(s) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
-    parse_version(&s).map(Some).map_err(serde::de::Error::custom)
+    parse_version(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses a version given to the API, within the bound.
@@ -424,8 +426,7 @@ fn envelope(b: Body<ControlRequest>) -> Result<Vec<u8>, Failure> {
             ),
         ));
     }
-    hex::decode(hex_text)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex: not hex"))
+    hex::decode(hex_text).map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex: not hex"))
 }
 
 /// Body of `POST /v1/control`, `/v1/proposal` and `/v1/root`: a signed envelope,
@@ -482,7 +483,10 @@ async fn vote(
         .ok_or_else(|| {
             error(
                 StatusCode::BAD_REQUEST,
-                format!("proposal: {} is not a proposal id (64 hex digits)", short(&req.proposal)),
+                format!(
+                    "proposal: {} is not a proposal id (64 hex digits)",
+                    short(&req.proposal)
+                ),
             )
         })?;
     api.ask(|reply| CoreMsg::Vote {

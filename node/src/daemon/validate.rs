@@ -203,12 +203,20 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         p.add("transfer.max_in_flight", "must be between 1 and 4096");
     }
     if t.max_in_flight_per_peer == 0 || t.max_in_flight_per_peer > 1024 {
-        p.add("transfer.max_in_flight_per_peer", "must be between 1 and 1024");
+        p.add(
+            "transfer.max_in_flight_per_peer",
+            "must be between 1 and 1024",
+        );
     }
     if t.ban_after_faults == 0 {
         p.add("transfer.ban_after_faults", "must be at least 1");
     }
-    p.duration("transfer.request_timeout", t.request_timeout, 100 * MS, HOUR);
+    p.duration(
+        "transfer.request_timeout",
+        t.request_timeout,
+        100 * MS,
+        HOUR,
+    );
 
     if let Some(m) = &c.managed {
         if m.command.trim().is_empty() {
@@ -251,7 +259,12 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
                 }
             }
         }
-        p.duration("managed.shutdown_grace", m.shutdown_grace, Duration::ZERO, HOUR);
+        p.duration(
+            "managed.shutdown_grace",
+            m.shutdown_grace,
+            Duration::ZERO,
+            HOUR,
+        );
         p.duration("managed.restart_backoff", m.restart_backoff, 10 * MS, HOUR);
         if m.keep_versions == 0 || m.keep_versions > 1000 {
             p.add("managed.keep_versions", "must be between 1 and 1000");
@@ -303,11 +316,21 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             p.add(format!("policy.windows[{i}]"), e);
         }
     }
-    p.duration("policy.delay_after_release", pol.delay_after_release, Duration::ZERO, 365 * DAY);
+    p.duration(
+        "policy.delay_after_release",
+        pol.delay_after_release,
+        Duration::ZERO,
+        365 * DAY,
+    );
     p.duration("policy.defer_period", pol.defer_period, SEC, 365 * DAY);
 
     p.duration("rollout.spread", c.rollout.spread, Duration::ZERO, 7 * DAY);
-    p.duration("rollout.resync_interval", c.rollout.resync_interval, 100 * MS, DAY);
+    p.duration(
+        "rollout.resync_interval",
+        c.rollout.resync_interval,
+        100 * MS,
+        DAY,
+    );
 
     for (i, w) in c.voting.withhold.iter().enumerate() {
         if w.is_empty() {
@@ -398,7 +421,11 @@ mod tests {
         );
         assert_eq!(
             f,
-            ["policy.windows[0]", "policy.windows[1]", "policy.windows[2]"]
+            [
+                "policy.windows[0]",
+                "policy.windows[1]",
+                "policy.windows[2]"
+            ]
         );
         assert_eq!(
             fields("[managed]\ncommand = \"app\"\n[managed.health]\nhttp = \"not a url\"\n"),
@@ -433,7 +460,9 @@ mod tests {
         let e = check(&c, Path::new("/etc/upswarm/node.toml")).unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains("/etc/upswarm/node.toml: network_options.dht_refresh: 0s is out of range"),
+            text.contains(
+                "/etc/upswarm/node.toml: network_options.dht_refresh: 0s is out of range"
+            ),
             "{text}"
         );
     }

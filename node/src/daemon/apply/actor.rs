@@ -320,9 +320,7 @@ impl ApplyActor {
     ) -> Running {
         let rec = self.record.take().unwrap_or_default();
         let restore = match (req.kind, &rec.last_backup) {
-            (Kind::Rollback, Some((v, path))) if *v == req.target.to.version => {
-                Some(path.clone())
-            }
+            (Kind::Rollback, Some((v, path))) if *v == req.target.to.version => Some(path.clone()),
             _ => None,
         };
         self.last_id = next_id(self.last_id);
@@ -383,8 +381,7 @@ impl ApplyActor {
         } = fin;
         let current = record.current.clone();
         self.record = Some(record);
-        let retry =
-            unfinished.then(|| tokio::time::Instant::now() + RETRY_AFTER);
+        let retry = unfinished.then(|| tokio::time::Instant::now() + RETRY_AFTER);
         if let Some(j) = journal {
             let ended = match &result {
                 Ok(o) => Some((*o, None)),
@@ -433,7 +430,12 @@ impl ApplyActor {
         self.set_prefs(p)
     }
 
-    fn defer(&mut self, release: Hash32, max: u32, period: Duration) -> Result<Deferral, ApplyError> {
+    fn defer(
+        &mut self,
+        release: Hash32,
+        max: u32,
+        period: Duration,
+    ) -> Result<Deferral, ApplyError> {
         let mut p = self.prefs.clone();
         let d = p.deferrals.entry(release).or_default();
         if d.count >= max {
@@ -534,7 +536,10 @@ impl ApplyHandle {
         }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApplyError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ApplyError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(make(tx))

@@ -235,21 +235,45 @@ mod tests {
 
     #[tokio::test]
     async fn exit_codes_and_output_are_kept() {
-        let r = run(&sh("echo out; echo err >&2; exit 3"), "test", &[], Duration::from_secs(10))
-            .await
-            .unwrap();
+        let r = run(
+            &sh("echo out; echo err >&2; exit 3"),
+            "test",
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.code, Some(3));
         assert!(!r.timed_out && !r.success());
-        assert!(r.output.contains("out") && r.output.contains("err"), "{}", r.output);
-        let ok = run(&sh("exit 0"), "test", &[("X", "1".into())], Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert!(ok.success());
-        assert!(run(&[], "test", &[], Duration::from_secs(1)).await.unwrap().success());
         assert!(
-            run(&["/nonexistent/hook".into()], "test", &[], Duration::from_secs(1))
+            r.output.contains("out") && r.output.contains("err"),
+            "{}",
+            r.output
+        );
+        let ok = run(
+            &sh("exit 0"),
+            "test",
+            &[("X", "1".into())],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert!(ok.success());
+        assert!(
+            run(&[], "test", &[], Duration::from_secs(1))
                 .await
-                .is_err()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            run(
+                &["/nonexistent/hook".into()],
+                "test",
+                &[],
+                Duration::from_secs(1)
+            )
+            .await
+            .is_err()
         );
     }
 

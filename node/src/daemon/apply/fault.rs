@@ -14,7 +14,7 @@
 //! transition's first run, never in one resumed after a restart, so one setting can stay
 //! in place for a whole crash test.
 
-use super::record::{Journal, Kind, Step};
+use super::record::{Journal, Step};
 
 /// Where in a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub(super) fn crash_point(when: When, step: Step, j: &Journal) {
         };
         let kind_ok = match kind {
             None => true,
-            Some("apply") => j.kind == Kind::Apply,
-            Some("rollback") => j.kind == Kind::Rollback,
+            Some("apply") => j.kind == super::record::Kind::Apply,
+            Some("rollback") => j.kind == super::record::Kind::Rollback,
             Some(_) => false,
         };
         let when_ok = match w {

@@ -406,7 +406,11 @@ async fn run_hook(argv: &[String], what: &str, timeout: Duration) -> Result<(), 
     if r.output.trim().is_empty() {
         info!("{what} {argv:?}: {}", r.how);
     } else {
-        info!("{what} {argv:?}: {}; output:\n{}", r.how, r.output.trim_end());
+        info!(
+            "{what} {argv:?}: {}; output:\n{}",
+            r.how,
+            r.output.trim_end()
+        );
     }
     if r.success() {
         Ok(())

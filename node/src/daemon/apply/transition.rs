@@ -163,7 +163,12 @@ impl Procedure {
     }
 
     /// Writes the history entry (once per transition id) and clears the journal.
-    fn finish(&self, j: &Journal, outcome: Outcome, reason: Option<String>) -> Result<(), ApplyError> {
+    fn finish(
+        &self,
+        j: &Journal,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) -> Result<(), ApplyError> {
         let now = unix_ms();
         let entry = HistoryEntry {
             at: now / 1000,
@@ -184,7 +189,11 @@ impl Procedure {
         Ok(())
     }
 
-    async fn forward(&self, j: &mut Journal, rec: &mut InstallRecord) -> Result<Outcome, ApplyError> {
+    async fn forward(
+        &self,
+        j: &mut Journal,
+        rec: &mut InstallRecord,
+    ) -> Result<Outcome, ApplyError> {
         let to_dir = versions::dir(&self.layout.versions, &j.to.version);
         if j.step <= Step::Prechecks {
             self.enter(j, Step::Prechecks)?;
@@ -221,7 +230,9 @@ impl Procedure {
         if j.step <= Step::Switch {
             self.enter(j, Step::Switch)?;
             if let Err(e) = versions::switch(&self.layout.current, &to_dir) {
-                return self.roll_back(j, rec, Some(format!("switch failed: {e}"))).await;
+                return self
+                    .roll_back(j, rec, Some(format!("switch failed: {e}")))
+                    .await;
             }
             self.done(j, Step::Switch);
         }
@@ -231,7 +242,11 @@ impl Procedure {
                 && let Err(e) = restore(&src, &data).await
             {
                 return self
-                    .roll_back(j, rec, Some(format!("restoring the data backup failed: {e}")))
+                    .roll_back(
+                        j,
+                        rec,
+                        Some(format!("restoring the data backup failed: {e}")),
+                    )
                     .await;
             }
             self.done(j, Step::Restore);
@@ -267,8 +282,12 @@ impl Procedure {
         }
         self.save_record(rec)?;
         self.done(j, Step::Commit);
-        let mut protect: Vec<semver::Version> =
-            rec.previous.iter().take(1).map(|v| v.version.clone()).collect();
+        let mut protect: Vec<semver::Version> = rec
+            .previous
+            .iter()
+            .take(1)
+            .map(|v| v.version.clone())
+            .collect();
         protect.push(j.to.version.clone());
         let removed = versions::prune(&self.layout.versions, self.managed.keep_versions, &protect);
         if !removed.is_empty() {
@@ -346,7 +365,9 @@ impl Procedure {
         j.backup = Some(dest.clone());
         j.backup_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
         self.store.save_journal(j)?;
-        let old = rec.last_backup.replace((from.version.clone(), dest.clone()));
+        let old = rec
+            .last_backup
+            .replace((from.version.clone(), dest.clone()));
         self.save_record(rec)?;
         if let Some((_, old)) = old
             && old != dest
@@ -394,8 +415,14 @@ impl Procedure {
         }
         match run.code {
             Some(0) => None,
-            Some(2) => Some(("pre-upgrade hook asked to retry later (exit 2)".into(), false)),
-            _ => Some((format!("pre-upgrade hook refused the update ({})", run.how), true)),
+            Some(2) => Some((
+                "pre-upgrade hook asked to retry later (exit 2)".into(),
+                false,
+            )),
+            _ => Some((
+                format!("pre-upgrade hook refused the update ({})", run.how),
+                true,
+            )),
         }
     }
 

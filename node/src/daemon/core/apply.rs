@@ -36,9 +36,7 @@ impl Core {
         }
     }
 
-    pub(super) fn policy_installed(
-        installed: &crate::daemon::apply::Installed,
-    ) -> PolicyInstalled {
+    pub(super) fn policy_installed(installed: &crate::daemon::apply::Installed) -> PolicyInstalled {
         PolicyInstalled {
             current: installed.current.as_ref().map(|v| v.version.clone()),
             pinned: installed.pinned.clone(),

@@ -163,7 +163,12 @@ impl Core {
                 kind: Kind::Apply,
                 to,
                 ..
-            } => self.send_report(to.release, HealthStatus::Installed, &to.version, "installing"),
+            } => self.send_report(
+                to.release,
+                HealthStatus::Installed,
+                &to.version,
+                "installing",
+            ),
             ApplyEvent::Started { .. } => {}
             ApplyEvent::Finished {
                 kind,
