@@ -65,6 +65,11 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             if let Some((step, v)) = &m.applying {
                 println!("          applying {v}: {step}");
             }
+            if m.recovering {
+                println!(
+                    "          recovering: finishing an update interrupted by a restart; no other may start yet"
+                );
+            }
             if let Some(pin) = &m.pinned {
                 println!("          pinned to {pin}");
             }

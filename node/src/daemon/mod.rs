@@ -179,6 +179,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(seeder::serve(ctx.clone(), fetches));
 
+    // Bound before the managed program can start: a port in use stops the daemon here,
+    // with nothing to clean up.
+    let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)
+        .await
+        .with_context(|| format!("api.listen: cannot bind {}", ctx.config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+
     let (apply, apply_events) = match ctx.config.managed.clone() {
         Some(managed) => {
             let (actor, handle, events) = apply::ApplyActor::new(
@@ -207,18 +214,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         apply_events,
     );
     node.load().await;
-    node.load_voting()?;
+    let ready = node.load_voting().and_then(|()| {
+        crate::files::write_atomic(
+            &data_dir.join(paths::API_ADDR),
+            format!("{api_addr}\n").as_bytes(),
+        )
+    });
+    if let Err(e) = ready {
+        // The apply actor may have started the program: stop it before giving up.
+        if let Some(a) = &apply {
+            a.shutdown().await;
+        }
+        return Err(e);
+    }
     tokio::spawn(node.run().instrument(tracing::info_span!("core")));
-
-    let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)
-        .await
-        .with_context(|| format!("api.listen: cannot bind {}", ctx.config.api.listen))?;
-    let api_addr = listener.local_addr()?;
-    crate::files::write_atomic(
-        &data_dir.join(paths::API_ADDR),
-        format!("{api_addr}\n").as_bytes(),
-    )?;
     info!(%api_addr, "control API listening");
+
     let app = api::router(ctx.clone(), core_tx, apply.clone(), &token);
     // On SIGTERM / SIGINT: stop accepting API calls; stop a transition in progress at its
     // journaled step (the next start finishes it) and stop the managed program, so no

@@ -275,7 +275,7 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         }
         p.argv("managed.health.command", &h.command);
         p.duration("managed.health.timeout", h.timeout, 10 * MS, HOUR);
-        p.duration("managed.health.interval", h.interval, 10 * MS, HOUR);
+        p.duration("managed.health.interval", h.interval, MS, HOUR);
         p.duration("managed.health.deadline", h.deadline, 100 * MS, DAY);
         if h.successes == 0 || h.successes > 1000 {
             p.add("managed.health.successes", "must be between 1 and 1000");

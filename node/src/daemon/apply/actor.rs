@@ -21,7 +21,8 @@
 //!    atomically.
 //!
 //! Shutdown order: the running transition is dropped (its step is journaled), then the
-//! managed program is stopped, then the actor returns.
+//! managed program is stopped (supervise mode; in external mode it belongs to its service
+//! manager), then the actor returns.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ use super::record::{
 };
 use super::supervisor::{Layout, ProgramStatus, Supervisor};
 use super::transition::{Finished, Procedure, RETRY_AFTER, next_id, unix_ms};
-use crate::daemon::config::Managed;
+use crate::daemon::config::{Managed, ManagedMode};
 
 /// The transition in progress, as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,7 +251,10 @@ impl ApplyActor {
                                 let _ = reply.send(Err(ApplyError::ShuttingDown));
                             }
                         }
-                        if let Err(e) = self.proc.sup.stop().await {
+                        // In external mode the program belongs to its service manager.
+                        if self.proc.managed.mode == ManagedMode::Supervise
+                            && let Err(e) = self.proc.sup.stop().await
+                        {
                             error!("stopping the managed program: {e}");
                         }
                         let _ = reply.send(());
@@ -546,5 +550,107 @@ impl ApplyHandle {
             .await
             .map_err(|_| ApplyError::ShuttingDown)?;
         rx.await.map_err(|_| ApplyError::ShuttingDown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &std::path::Path) -> ApplySettings {
+        let managed: Managed = toml::from_str(
+            "command = \"/bin/sh\"\nargs = [\"-c\", \"sleep 600\"]\nshutdown_grace = \"2s\"\n\
+             [health]\ninterval = \"10ms\"\nsuccesses = 2\n\
+             [hooks]\npre_upgrade = [\"sh\", \"-c\", \"echo migrating; sleep 1\"]\n",
+        )
+        .unwrap();
+        ApplySettings {
+            managed,
+            data_dir: dir.to_path_buf(),
+            skip_backup: false,
+            platform: "any".into(),
+        }
+    }
+
+    fn request(dir: &std::path::Path, v: &str) -> TransitionRequest {
+        let source = dir.join(format!("release-{v}"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("payload"), v).unwrap();
+        TransitionRequest {
+            kind: Kind::Apply,
+            origin: Origin::Manual,
+            target: Target {
+                to: VersionRef {
+                    version: v.parse().unwrap(),
+                    release: Hash32([v.len() as u8; 32]),
+                },
+                source,
+            },
+            mark_failed: None,
+        }
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..3000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition never held");
+    }
+
+    #[tokio::test]
+    async fn one_transition_at_a_time_and_a_caller_that_goes_away_does_not_cancel_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("state.db")).unwrap();
+        let (actor, handle, mut events) = ApplyActor::new(settings(dir.path()), &db).unwrap();
+        tokio::spawn(actor.run());
+        until(|| handle.view().recovered).await;
+
+        // The first caller starts an apply, then goes away while the hook runs.
+        let h = handle.clone();
+        let req = request(dir.path(), "1.0.0");
+        let caller = tokio::spawn(async move { h.transition(req).await });
+        until(|| handle.view().applying.is_some()).await;
+        let second = handle.transition(request(dir.path(), "1.0.0")).await;
+        assert!(
+            matches!(&second, Err(ApplyError::Busy(m)) if m.contains("1.0.0")),
+            "{second:?}"
+        );
+        assert!(
+            second
+                .unwrap_err()
+                .to_string()
+                .contains("update already in progress")
+        );
+        caller.abort();
+        // An edit is served meanwhile.
+        let pinned = handle.pin(Some("1.0.0".parse().unwrap())).await.unwrap();
+        assert_eq!(pinned.pinned, Some("1.0.0".parse().unwrap()));
+
+        loop {
+            match events.recv().await.unwrap() {
+                ApplyEvent::Finished { outcome, .. } => {
+                    assert_eq!(outcome, Outcome::Applied);
+                    break;
+                }
+                ApplyEvent::Started { origin, .. } => assert_eq!(origin, Origin::Manual),
+            }
+        }
+        let v = handle.view();
+        assert!(v.idle());
+        assert_eq!(v.installed.current.unwrap().version.to_string(), "1.0.0");
+        assert_eq!(v.installed.pinned, Some("1.0.0".parse().unwrap()));
+        assert!(handle.program().running);
+        let h = handle.history().await.unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].outcome, Outcome::Applied);
+        assert!(h[0].hook_output.as_deref().unwrap().contains("migrating"));
+
+        // Shutdown stops the program.
+        let pid = handle.program().pid.unwrap() as i32;
+        handle.shutdown().await;
+        assert!(!crate::procs::alive(pid));
     }
 }

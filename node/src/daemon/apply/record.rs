@@ -370,3 +370,88 @@ impl ApplyStore {
             .collect::<Result<Vec<_>, _>>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_steps_resume_by_redoing_them_and_restart_the_program_before_judging_it() {
+        for s in Step::ALL {
+            let r = s.resume_point();
+            match s {
+                Step::Start | Step::HealthCheck | Step::Commit => assert_eq!(r, Step::Start),
+                Step::RbStart | Step::RbHealthCheck | Step::RbCommit => {
+                    assert_eq!(r, Step::RbStart)
+                }
+                other => assert_eq!(r, other, "{other:?} is redone"),
+            }
+            assert_eq!(Step::from_name(s.name()), Some(s));
+        }
+    }
+
+    fn v(version: &str, n: u8) -> VersionRef {
+        VersionRef {
+            version: version.parse().unwrap(),
+            release: Hash32([n; 32]),
+        }
+    }
+
+    #[test]
+    fn the_single_record_of_earlier_versions_is_split_and_history_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let legacy: Tree<LegacyInstalled> = db.tree("installed").unwrap();
+        legacy
+            .put(
+                LEGACY_KEY,
+                &LegacyInstalled {
+                    current: Some(v("1.1.0", 2)),
+                    previous: vec![v("1.0.0", 1)],
+                    pinned: Some("1.1.0".parse().unwrap()),
+                    ..LegacyInstalled::default()
+                },
+            )
+            .unwrap();
+        let store = ApplyStore::open(&db).unwrap();
+        let (r, p, j) = store.load().unwrap();
+        assert_eq!(r.current, Some(v("1.1.0", 2)));
+        assert_eq!(r.previous, vec![v("1.0.0", 1)]);
+        assert_eq!(p.pinned, Some("1.1.0".parse().unwrap()));
+        assert!(j.is_none());
+        assert!(legacy.get(LEGACY_KEY).unwrap().is_none());
+        // Loaded again: the same, from the new keys.
+        let (r2, p2, _) = store.load().unwrap();
+        assert_eq!(r2.current, r.current);
+        assert_eq!(p2.pinned, p.pinned);
+        // The same transition finished twice is one entry.
+        let e = HistoryEntry {
+            at: 1,
+            outcome: Outcome::Applied,
+            kind: Kind::Apply,
+            origin: Origin::Auto,
+            from: None,
+            to: "1.2.0".into(),
+            release: "ab".into(),
+            reason: None,
+            backup_ms: None,
+            duration_ms: 5,
+            hook_output: None,
+            restarts: 1,
+        };
+        store.record_history(7, &e).unwrap();
+        store.record_history(7, &e).unwrap();
+        store.record_history(8, &e).unwrap();
+        assert_eq!(store.history().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_not_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let raw: Tree<String> = db.tree("installed").unwrap();
+        raw.put(RECORD_KEY, &"not a record".to_string()).unwrap();
+        let store = ApplyStore::open(&db).unwrap();
+        assert!(store.load().is_err());
+    }
+}
