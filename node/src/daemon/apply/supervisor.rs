@@ -50,9 +50,45 @@ pub struct ProgramStatus {
     pub last_exit: Option<String>,
 }
 
+/// Why the program could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("the supervisor task has stopped")]
+    SupervisorGone,
+    #[error("{}: no current version to start: {source}", path.display())]
+    NoCurrentVersion {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external-mode hook failed (or timed out).
+    #[error("{what} {argv:?}: {how}")]
+    Hook {
+        what: &'static str,
+        argv: Vec<String>,
+        how: String,
+    },
+    #[error(transparent)]
+    HookDidNotRun(#[from] command::SpawnError),
+}
+
+type Reply = oneshot::Sender<Result<(), ProgramError>>;
+
 enum Cmd {
-    Start(oneshot::Sender<Result<(), String>>),
-    Stop(oneshot::Sender<Result<(), String>>),
+    Start(Reply),
+    Stop(Reply),
 }
 
 /// Handle to the supervisor task.
@@ -120,23 +156,22 @@ impl Supervisor {
     }
 
     /// Starts the program from the current version (no-op if it runs).
-    pub async fn start(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Start(tx))
-            .await
-            .map_err(|_| "supervisor stopped".to_string())?;
-        rx.await.map_err(|_| "supervisor stopped".to_string())?
+    pub async fn start(&self) -> Result<(), ProgramError> {
+        self.ask(Cmd::Start).await
     }
 
     /// Stops the program and waits until it has exited.
-    pub async fn stop(&self) -> Result<(), String> {
+    pub async fn stop(&self) -> Result<(), ProgramError> {
+        self.ask(Cmd::Stop).await
+    }
+
+    async fn ask(&self, make: impl FnOnce(Reply) -> Cmd) -> Result<(), ProgramError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Cmd::Stop(tx))
+            .send(make(tx))
             .await
-            .map_err(|_| "supervisor stopped".to_string())?;
-        rx.await.map_err(|_| "supervisor stopped".to_string())?
+            .map_err(|_| ProgramError::SupervisorGone)?;
+        rx.await.map_err(|_| ProgramError::SupervisorGone)?
     }
 
     pub fn status(&self) -> ProgramStatus {
@@ -235,7 +270,7 @@ impl Actor {
         }
     }
 
-    async fn launch(&mut self) -> Result<(), String> {
+    async fn launch(&mut self) -> Result<(), ProgramError> {
         if self.config.mode == ManagedMode::External {
             run_hook(
                 &self.config.hooks.start,
@@ -249,11 +284,11 @@ impl Actor {
             });
             return Ok(());
         }
-        let version_dir = fs::canonicalize(&self.layout.current).map_err(|e| {
-            format!(
-                "{}: no current version to start: {e}",
-                self.layout.current.display()
-            )
+        let version_dir = fs::canonicalize(&self.layout.current).map_err(|source| {
+            ProgramError::NoCurrentVersion {
+                path: self.layout.current.clone(),
+                source,
+            }
         })?;
         let version = version_dir
             .file_name()
@@ -276,12 +311,16 @@ impl Actor {
                         .unwrap_or_default(),
                 )
         };
+        let log_error = |source| ProgramError::Io {
+            path: self.layout.log.clone(),
+            source,
+        };
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.layout.log)
-            .map_err(|e| format!("{}: {e}", self.layout.log.display()))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+            .map_err(log_error)?;
+        let log2 = log.try_clone().map_err(log_error)?;
         let cwd = self
             .config
             .working_dir
@@ -289,7 +328,10 @@ impl Actor {
             .or_else(|| data_dir.clone())
             .unwrap_or_else(|| version_dir.clone());
         if let Some(d) = &data_dir {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            fs::create_dir_all(d).map_err(|source| ProgramError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
         let mut cmd = Command::new(&program);
         cmd.args(self.config.args.iter().map(|a| subst(a)))
@@ -306,9 +348,10 @@ impl Actor {
         if let Some(d) = &data_dir {
             cmd.env("UPSWARM_DATA_DIR", d);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let child = cmd.spawn().map_err(|source| ProgramError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         let pid = child.id();
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
             let start = procs::stat(pid).map_or(0, |s| s.start_time);
@@ -331,7 +374,7 @@ impl Actor {
         Ok(())
     }
 
-    async fn halt(&mut self) -> Result<(), String> {
+    async fn halt(&mut self) -> Result<(), ProgramError> {
         if self.config.mode == ManagedMode::External {
             run_hook(
                 &self.config.hooks.stop,
@@ -399,10 +442,12 @@ async fn stop_child(child: &mut Child, signal: Signal, grace: Duration) -> Strin
     how
 }
 
-async fn run_hook(argv: &[String], what: &str, timeout: Duration) -> Result<(), String> {
-    let r = command::run(argv, what, &[], timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn run_hook(
+    argv: &[String],
+    what: &'static str,
+    timeout: Duration,
+) -> Result<(), ProgramError> {
+    let r = command::run(argv, what, &[], timeout).await?;
     if r.output.trim().is_empty() {
         info!("{what} {argv:?}: {}", r.how);
     } else {
@@ -415,7 +460,11 @@ async fn run_hook(argv: &[String], what: &str, timeout: Duration) -> Result<(), 
     if r.success() {
         Ok(())
     } else {
-        Err(format!("{what} {argv:?}: {}", r.how))
+        Err(ProgramError::Hook {
+            what,
+            argv: argv.to_vec(),
+            how: r.how,
+        })
     }
 }
 

@@ -254,7 +254,7 @@ impl Procedure {
         if j.step <= Step::Start {
             self.enter(j, Step::Start)?;
             if let Err(e) = self.sup.start().await {
-                return self.roll_back(j, rec, Some(e)).await;
+                return self.roll_back(j, rec, Some(e.to_string())).await;
             }
             self.done(j, Step::Start);
         }
@@ -478,7 +478,11 @@ impl Procedure {
         let reason = j.failure.clone().unwrap_or_default();
         if j.step <= Step::RbStop {
             self.enter(j, Step::RbStop)?;
-            self.sup.stop().await.map_err(unfinished(Step::RbStop))?;
+            self.sup
+                .stop()
+                .await
+                .map_err(|e| e.to_string())
+                .map_err(unfinished(Step::RbStop))?;
             self.done(j, Step::RbStop);
         }
         if j.step <= Step::RbSwitch {
