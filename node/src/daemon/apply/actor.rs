@@ -162,7 +162,13 @@ pub struct ApplyActor {
     inbox: mpsc::Receiver<Request>,
     events: mpsc::Sender<ApplyEvent>,
     last_id: u64,
+    /// Releases whose automatic apply was postponed (hook exit 2, disk space): not offered
+    /// again before this instant (a manual apply may go at any time).
+    postponed: std::collections::HashMap<Hash32, tokio::time::Instant>,
 }
+
+/// How long an automatically applied release that was postponed waits before the next try.
+const POSTPONE_FOR: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for ApplyActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +228,7 @@ impl ApplyActor {
             inbox,
             events: events_tx,
             last_id: 0,
+            postponed: std::collections::HashMap::new(),
         };
         Ok((actor, handle, events_rx))
     }
@@ -261,7 +268,18 @@ impl ApplyActor {
                         break;
                     }
                     Some(Request::Transition { req, reply }) => {
-                        if running.is_some() || retry.is_some() {
+                        let now = tokio::time::Instant::now();
+                        self.postponed.retain(|_, until| *until > now);
+                        if req.origin == Origin::Auto
+                            && self.postponed.contains_key(&req.target.to.release)
+                        {
+                            // Tried a moment ago and postponed: not yet.
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Err(ApplyError::Postponed(
+                                    "postponed a moment ago; tried again later".into(),
+                                )));
+                            }
+                        } else if running.is_some() || retry.is_some() {
                             if let Some(reply) = reply {
                                 let _ = reply.send(Err(ApplyError::Busy(self.busy_with())));
                             }
@@ -397,6 +415,10 @@ impl ApplyActor {
                 }
             };
             if let Some((outcome, reason)) = ended {
+                if outcome == Outcome::Postponed && j.origin == Origin::Auto {
+                    self.postponed
+                        .insert(j.to.release, tokio::time::Instant::now() + POSTPONE_FOR);
+                }
                 let _ = self
                     .events
                     .send(ApplyEvent::Finished {
