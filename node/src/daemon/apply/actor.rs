@@ -281,7 +281,12 @@ impl ApplyActor {
                             }
                         } else if running.is_some() || retry.is_some() {
                             if let Some(reply) = reply {
-                                let _ = reply.send(Err(ApplyError::Busy(self.busy_with())));
+                                let what = if running.is_none() {
+                                    "an update that could not finish is tried again shortly".into()
+                                } else {
+                                    self.busy_with()
+                                };
+                                let _ = reply.send(Err(ApplyError::Busy(what)));
                             }
                         } else {
                             running = Some(self.begin(req, reply).await);

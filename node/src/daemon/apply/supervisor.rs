@@ -473,16 +473,19 @@ async fn run_hook(
 /// file names it with its start time, or when its environment carries this daemon's
 /// [`SUPERVISED_BY`] mark — whatever its executable. Returns how many processes were
 /// stopped.
-pub async fn reap_orphans(config: &Managed, layout: &Layout) -> usize {
+pub async fn reap_orphans(config: &Managed, layout: &Layout, ours: Option<u32>) -> usize {
     if config.mode == ManagedMode::External {
         return 0;
     }
+    // The program this daemon runs now (a retried recovery) is not an orphan.
+    let ours = ours.and_then(|p| i32::try_from(p).ok());
     let mut groups: Vec<i32> = Vec::new();
     if let Ok(text) = fs::read_to_string(&layout.pidfile) {
         let mut it = text.split_whitespace();
         let pid = it.next().and_then(|p| p.parse::<i32>().ok());
         let start = it.next().and_then(|s| s.parse::<u64>().ok());
         match (pid, start) {
+            (Some(pid), _) if Some(pid) == ours => {}
             (Some(pid), Some(start)) if procs::same_process(pid, start) => groups.push(pid),
             (Some(pid), None) if legacy_ours(pid, layout) => groups.push(pid),
             _ => {}
@@ -495,15 +498,21 @@ pub async fn reap_orphans(config: &Managed, layout: &Layout) -> usize {
             groups.push(g);
         }
     }
-    // Never signal our own group (a program that somehow shares it).
+    // Never signal our own group (a program that somehow shares it), nor our program's.
     let own = procs::stat(std::process::id() as i32).map(|s| s.pgrp);
-    groups.retain(|g| Some(*g) != own);
+    groups.retain(|g| Some(*g) != own && Some(*g) != ours);
+    let marked: Vec<i32> = marked
+        .into_iter()
+        .filter(|p| ours.is_none() || procs::stat(*p).map(|s| s.pgrp) != ours)
+        .collect();
     let mut pids = marked;
     pids.extend(groups.iter().copied());
     pids.sort_unstable();
     pids.dedup();
     if pids.is_empty() {
-        let _ = fs::remove_file(&layout.pidfile);
+        if ours.is_none() {
+            let _ = fs::remove_file(&layout.pidfile);
+        }
         return 0;
     }
     warn!(
@@ -528,9 +537,13 @@ pub async fn reap_orphans(config: &Managed, layout: &Layout) -> usize {
     }
     // Anything it started that is still around.
     for p in procs::with_env(&layout.marker()) {
-        procs::signal(p, Signal::SIGKILL);
+        if ours.is_none() || procs::stat(p).map(|s| s.pgrp) != ours {
+            procs::signal(p, Signal::SIGKILL);
+        }
     }
-    let _ = fs::remove_file(&layout.pidfile);
+    if ours.is_none() {
+        let _ = fs::remove_file(&layout.pidfile);
+    }
     pids.len()
 }
 

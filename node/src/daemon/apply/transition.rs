@@ -95,7 +95,7 @@ impl Procedure {
     /// After a (re)start: stops a program a killed daemon left running, then finishes the
     /// transition the journal holds, or (nothing to finish) starts the current version.
     pub(super) async fn recover(self, journal: Option<Journal>, rec: InstallRecord) -> Finished {
-        let reaped = reap_orphans(&self.managed, &self.layout).await;
+        let reaped = reap_orphans(&self.managed, &self.layout, self.sup.status().pid).await;
         if reaped > 0 {
             info!(
                 processes = reaped,
