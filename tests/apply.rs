@@ -268,7 +268,11 @@ fn managed_processes(net: &Testnet, i: usize) -> Vec<i32> {
 fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
     let _g = serial();
     // Hotfixes are automatic here; minor releases wait for `upswarm apply`.
-    let (net, node, port) = setup("\n[policy]\nauto = [\"hotfix\"]\n");
+    let hooks = common::daemon::HookSink::start();
+    let (net, node, port) = setup(&format!(
+        "\n[policy]\nauto = [\"hotfix\"]\n[webhooks]\nurls = [\"http://127.0.0.1:{}/hook\"]\n",
+        hooks.port
+    ));
     let d = &net.daemons[node];
     // 1.1.0 (minor, manual) starts slowly: the apply lasts a few seconds.
     let slow = net.demo_release_with(
@@ -308,6 +312,17 @@ fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
         .find(|e| e["to"] == "1.1.0")
         .unwrap();
     assert_eq!(entry["origin"], "manual", "{entry}");
+    // A manual transition is reported like an automatic one.
+    let manual_webhook = || {
+        hooks.bodies.lock().unwrap().iter().any(|b| {
+            b["event"] == "applied" && b["version"] == "1.1.0" && b["origin"] == "manual"
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), manual_webhook),
+        "{:?}",
+        hooks.bodies.lock().unwrap()
+    );
     // Automatic applies are not blocked: a hotfix goes in by itself.
     let fix = net.demo_release("1.1.1", "healthy", "hotfix", &[]);
     assert!(net.publish(0, &fix).0);
