@@ -313,11 +313,12 @@ fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
         .unwrap();
     assert_eq!(entry["origin"], "manual", "{entry}");
     // A manual transition is reported like an automatic one.
-    let manual_webhook = || {
-        hooks.bodies.lock().unwrap().iter().any(|b| {
-            b["event"] == "applied" && b["version"] == "1.1.0" && b["origin"] == "manual"
-        })
-    };
+    let manual_webhook =
+        || {
+            hooks.bodies.lock().unwrap().iter().any(|b| {
+                b["event"] == "applied" && b["version"] == "1.1.0" && b["origin"] == "manual"
+            })
+        };
     assert!(
         wait_for(Duration::from_secs(20), manual_webhook),
         "{:?}",

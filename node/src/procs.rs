@@ -161,6 +161,11 @@ mod tests {
         let st = stat(pid).expect("child stat");
         assert!(same_process(pid, st.start_time));
         assert!(!same_process(pid, st.start_time + 1));
+        // Until the child has exec'd, /proc shows the environment it was forked with.
+        let start = Instant::now();
+        while with_env(&marker).is_empty() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(with_env(&marker), vec![pid]);
         signal(pid, Signal::SIGKILL);
         let _ = child.wait();

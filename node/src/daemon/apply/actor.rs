@@ -235,7 +235,7 @@ impl ApplyActor {
 
     /// Runs until shut down (or until every handle is dropped).
     pub async fn run(mut self) {
-        let mut running = Some(self.recovery());
+        let mut running = Some(self.recovery(true));
         let mut retry: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
@@ -246,7 +246,7 @@ impl ApplyActor {
                 }
                 _ = sleep_until(retry) => {
                     retry = None;
-                    running = Some(self.recovery());
+                    running = Some(self.recovery(false));
                 }
                 req = self.inbox.recv() => match req {
                     None => break,
@@ -321,7 +321,7 @@ impl ApplyActor {
         }
     }
 
-    fn recovery(&mut self) -> Running {
+    fn recovery(&mut self, restarted: bool) -> Running {
         let record = self.record.take().unwrap_or_default();
         let journal = match self.store.journal() {
             Ok(j) => j,
@@ -335,7 +335,7 @@ impl ApplyActor {
         }
         self.view.send_modify(|v| v.recovered = false);
         Running {
-            fut: Box::pin(self.proc.clone().recover(journal, record)),
+            fut: Box::pin(self.proc.clone().recover(journal, record, restarted)),
             reply: None,
         }
     }

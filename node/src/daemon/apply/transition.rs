@@ -94,7 +94,13 @@ impl Procedure {
 
     /// After a (re)start: stops a program a killed daemon left running, then finishes the
     /// transition the journal holds, or (nothing to finish) starts the current version.
-    pub(super) async fn recover(self, journal: Option<Journal>, rec: InstallRecord) -> Finished {
+    /// `restarted`: the daemon just started (not a retry of a step that failed).
+    pub(super) async fn recover(
+        self,
+        journal: Option<Journal>,
+        rec: InstallRecord,
+        restarted: bool,
+    ) -> Finished {
         let reaped = reap_orphans(&self.managed, &self.layout, self.sup.status().pid).await;
         if reaped > 0 {
             info!(
@@ -120,7 +126,9 @@ impl Procedure {
             j.id = unix_ms().saturating_mul(1000);
             j.started_at_ms = j.started_at.saturating_mul(1000);
         }
-        j.restarts = j.restarts.saturating_add(1);
+        if restarted {
+            j.restarts = j.restarts.saturating_add(1);
+        }
         let was = j.step;
         j.step = j.step.resume_point();
         warn!(
