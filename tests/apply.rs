@@ -489,7 +489,12 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
         ("/v1/pin", huge.clone(), "length limit"),
     ];
     for (path, body, field) in &cases {
-        let (code, answer) = http_post(d.api_port(), path, token, body).unwrap();
+        let Some((code, answer)) = http_post(d.api_port(), path, token, body) else {
+            // A body over the size limit may be cut off with the connection (the server
+            // stops reading it): refused all the same.
+            assert_eq!(*field, "length limit", "{path}: no answer");
+            continue;
+        };
         assert!(
             (400..500).contains(&code),
             "{path} {}: HTTP {code} {answer}",
@@ -521,21 +526,35 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
     assert!(!ok && out.contains("no earlier version"), "{out}");
 }
 
-/// POST `body` to `path` on loopback with the token; returns (status, body).
+/// POST `body` to `path` on loopback with the token; returns (status, body). The body is
+/// sent only once the server asks for it (`Expect: 100-continue`): a body refused for its
+/// size is then never written into a connection the server has closed.
 fn http_post(port: u16, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let head = format!(
-        "POST {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).ok()?;
-    // A refused body may be answered before it is all sent.
-    let _ = s.write_all(body.as_bytes());
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).ok()?;
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    if text.starts_with("HTTP/1.1 100") {
+        // Skip the rest of the interim response, then send the body.
+        let mut b = [0u8; 1];
+        let mut tail = String::new();
+        while !tail.ends_with("\r\n\r\n") {
+            s.read_exact(&mut b).ok()?;
+            tail.push(b[0] as char);
+        }
+        s.write_all(body.as_bytes()).ok()?;
+        text.clear();
+    }
+    s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let answer = text
         .split_once("\r\n\r\n")
