@@ -1,5 +1,7 @@
 //! Process-level tests of applying updates: the real daemon supervising the real demo
-//! program, health checks, automatic rollback, crash recovery at every apply step.
+//! program, health checks, automatic rollback, a client that goes away mid-apply, hooks
+//! that hang, hostile API input, what SIGTERM does to the managed program. (Crashes at
+//! every apply step: `tests/crash.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -257,96 +259,448 @@ fn maintenance_windows_hold_updates() {
         == Some("1.0.1")));
 }
 
-/// Kills the daemon (SIGKILL) while it sits at `step` of applying 1.1.0 (`mode` decides
-/// whether 1.1.0 is healthy), restarts it, and checks the node ends on `expect` — running,
-/// healthy, one program instance, no apply in progress.
-fn kill_during(step: &str, mode: &str, expect: &str) {
-    let _g = serial();
-    let (mut net, node, port) = setup("");
-    // Restart with the pause configured for 1.1.0 only.
-    {
-        let d = &mut net.daemons[node];
-        let text = std::fs::read_to_string(&d.config).unwrap().replace(
-            "[managed]\n",
-            &format!("[fault_injection]\napply_pause_at = \"{step}@1.1.0\"\n[managed]\n"),
-        );
-        std::fs::write(&d.config, text).unwrap();
-        d.kill();
-        d.start();
-    }
-    assert!(wait_for(Duration::from_secs(20), || version_served(port)
-        .as_deref()
-        == Some("1.0.0")));
-    let v2 = net.demo_release("1.1.0", mode, "hotfix", &[]);
-    assert!(net.publish(0, &v2).0);
-    let at_step = wait_for(Duration::from_secs(60), || {
-        net.daemons[node]
-            .status()
-            .is_some_and(|s| s["managed"]["applying"][0] == step)
-    });
-    assert!(
-        at_step,
-        "never reached {step}:\n{}",
-        net.daemons[node].log()
-    );
-    net.daemons[node].kill();
-    net.daemons[node].start();
-    let done = wait_for(Duration::from_secs(90), || {
-        net.daemons[node]
-            .status()
-            .is_some_and(|s| s["managed"]["applying"].is_null())
-            && version_served(port).as_deref() == Some(expect)
-            && healthy(port)
-    });
-    assert!(
-        done,
-        "after a kill at {step}: serving {:?}\n{}",
-        version_served(port),
-        net.daemons[node].log()
-    );
-    // Exactly one program instance: the pid file names a live process and the port answers.
-    let s = net.daemons[node].status().unwrap();
-    assert_eq!(s["managed"]["current"], expect, "{s}");
-    assert!(s["managed"]["program"]["running"].as_bool().unwrap(), "{s}");
+/// Processes of node `i`'s managed program.
+fn managed_processes(net: &Testnet, i: usize) -> Vec<i32> {
+    net.daemons[i].managed_processes()
 }
 
 #[test]
-fn sigkill_during_prechecks() {
-    kill_during("prechecks", "healthy", "1.1.0");
+fn a_client_killed_mid_apply_does_not_stop_it_and_automatic_applies_go_on() {
+    let _g = serial();
+    // Hotfixes are automatic here; minor releases wait for `upswarm apply`.
+    let hooks = common::daemon::HookSink::start();
+    let (net, node, port) = setup(&format!(
+        "\n[policy]\nauto = [\"hotfix\"]\n[webhooks]\nurls = [\"http://127.0.0.1:{}/hook\"]\n",
+        hooks.port
+    ));
+    let d = &net.daemons[node];
+    // 1.1.0 (minor, manual) starts slowly: the apply lasts a few seconds.
+    let slow = net.demo_release_with(
+        "1.1.0",
+        "mode = \"slow\"\nstart_delay = \"3s\"\n",
+        "minor",
+        &[],
+    );
+    assert!(net.publish(0, &slow).0);
+    assert!(wait_for(Duration::from_secs(60), || net.complete(node, "1.1.0")));
+    let mut cli = common::upswarm()
+        .args(["apply", "1.1.0", "--api", &d.api, "--token-file"])
+        .arg(d.data_dir().join("api.token"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let applying = wait_for(Duration::from_secs(60), || {
+        d.status_fast()
+            .is_some_and(|s| !s["managed"]["applying"].is_null())
+    });
+    assert!(applying, "{}", d.log());
+    // The operator's terminal goes away: SIGKILL to the CLI mid-apply.
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let done = wait_for(Duration::from_secs(60), || {
+        outcomes(&net, node, "1.1.0") == ["applied"]
+            && version_served(port).as_deref() == Some("1.1.0")
+    });
+    assert!(done, "{:?}\n{}", d.history(), d.log());
+    let s = d.status().unwrap();
+    assert!(s["managed"]["applying"].is_null(), "{s}");
+    assert_eq!(s["managed"]["current"], "1.1.0");
+    let entry = d
+        .history()
+        .into_iter()
+        .find(|e| e["to"] == "1.1.0")
+        .unwrap();
+    assert_eq!(entry["origin"], "manual", "{entry}");
+    // A manual transition is reported like an automatic one.
+    let manual_webhook =
+        || {
+            hooks.bodies.lock().unwrap().iter().any(|b| {
+                b["event"] == "applied" && b["version"] == "1.1.0" && b["origin"] == "manual"
+            })
+        };
+    assert!(
+        wait_for(Duration::from_secs(20), manual_webhook),
+        "{:?}",
+        hooks.bodies.lock().unwrap()
+    );
+    // Automatic applies are not blocked: a hotfix goes in by itself.
+    let fix = net.demo_release("1.1.1", "healthy", "hotfix", &[]);
+    assert!(net.publish(0, &fix).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || outcomes(&net, node, "1.1.1")
+            == ["applied"]),
+        "{:?}\n{}",
+        d.history(),
+        d.log()
+    );
+    assert!(wait_for(Duration::from_secs(10), || version_served(port)
+        .as_deref()
+        == Some("1.1.1")));
+    assert_eq!(managed_processes(&net, node).len(), 1);
 }
+
 #[test]
-fn sigkill_during_backup() {
-    kill_during("backup", "healthy", "1.1.0");
+fn a_hanging_pre_upgrade_hook_is_killed_at_its_timeout_and_the_apply_refused_with_its_output() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    net.spawn("p", &[], "");
+    let port = free_port();
+    let hook = net.path().join("migrate.sh");
+    let marker = net.path().join("hook-child.pid");
+    std::fs::write(
+        &hook,
+        format!(
+            "echo \"migrating $UPSWARM_FROM -> $UPSWARM_TO\"\n\
+             echo 'step 1 of 2 done' >&2\n\
+             if [ \"$UPSWARM_TO\" = 1.1.0 ]; then sleep 600 & echo $! > {m}; wait; fi\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let node = net.spawn(
+        "node",
+        &[0],
+        &managed_config(
+            port,
+            &format!(
+                "[managed.hooks]\npre_upgrade = [\"sh\", \"{}\"]\ntimeout = \"3s\"\n",
+                hook.display()
+            ),
+        ),
+    );
+    let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);
+    assert!(net.publish(0, &v1).0);
+    assert!(wait_for(Duration::from_secs(60), || outcomes(
+        &net, node, "1.0.0"
+    ) == ["applied"]));
+    let v2 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);
+    assert!(net.publish(0, &v2).0);
+    let refused = wait_for(Duration::from_secs(60), || {
+        outcomes(&net, node, "1.1.0") == ["refused"]
+    });
+    let d = &net.daemons[node];
+    assert!(refused, "{:?}\n{}", d.history(), d.log());
+    let h = d.history();
+    let e = h.iter().find(|e| e["to"] == "1.1.0").unwrap();
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.contains("timed out after 3s"), "{e}");
+    let output = e["hook_output"].as_str().unwrap();
+    assert!(
+        output.contains("migrating 1.0.0 -> 1.1.0") && output.contains("step 1 of 2 done"),
+        "{e}"
+    );
+    // The hook and what it started were killed, not left behind.
+    let child: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || !upswarm::procs::alive(child)),
+        "the hook's child {child} still runs"
+    );
+    // Nothing changed: 1.0.0 serves, healthy; not retried; the log has the output too.
+    assert_eq!(version_served(port).as_deref(), Some("1.0.0"));
+    assert!(healthy(port));
+    assert!(d.log().contains("step 1 of 2 done"));
+    let (ok, text) = d.cli(&["history"]);
+    assert!(ok && text.contains("| step 1 of 2 done"), "{text}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(outcomes(&net, node, "1.1.0"), ["refused"]);
+    let s = d.status().unwrap();
+    assert!(s["managed"]["applying"].is_null(), "{s}");
 }
+
 #[test]
-fn sigkill_during_pre_hook() {
-    kill_during("pre_hook", "healthy", "1.1.0");
+fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
+    let _g = serial();
+    let (net, node, _port) = setup("");
+    let d = &net.daemons[node];
+    let (ok, out) = d.cli(&["pin", "1.0.0"]);
+    assert!(ok, "{out}");
+    let before = d.status().unwrap()["managed"].clone();
+    let state = |s: &serde_json::Value| {
+        let m = &s["managed"];
+        (
+            m["current"].clone(),
+            m["previous"].clone(),
+            m["failed"].clone(),
+            m["pinned"].clone(),
+        )
+    };
+    let long = format!("1.0.0-{}", "a".repeat(4091));
+    assert_eq!(long.len(), 4097);
+    let (ok, out) = d.cli(&["pin", &long]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("version") && out.contains("400"), "{out}");
+    assert!(
+        !out.contains(&"a".repeat(200)),
+        "the error echoes the whole input: {out}"
+    );
+    let token = std::fs::read_to_string(d.data_dir().join("api.token")).unwrap();
+    let token = token.trim();
+    // Raw requests: (path, body) → each a 4xx naming the field, nothing changed.
+    let huge = "x".repeat(300 * 1024);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("/v1/pin", format!("{{\"version\": \"{long}\"}}"), "version"),
+        (
+            "/v1/pin",
+            "{\"version\": \"not.a.version\"}".into(),
+            "version",
+        ),
+        ("/v1/pin", "{\"version\": 7}".into(), "version"),
+        (
+            "/v1/pin",
+            "{\"version\": \"1.0.0\", \"extra\": 1}".into(),
+            "extra",
+        ),
+        (
+            "/v1/apply",
+            format!("{{\"version\": \"{long}\"}}"),
+            "version",
+        ),
+        (
+            "/v1/defer",
+            format!("{{\"version\": \"{long}\"}}"),
+            "version",
+        ),
+        ("/v1/rollback", "{\"version\": \"1.0\"}".into(), "version"),
+        (
+            "/v1/vote",
+            format!("{{\"proposal\": \"{}\"}}", "ab".repeat(5000)),
+            "proposal",
+        ),
+        (
+            "/v1/peers",
+            format!("{{\"addr\": \"{}\"}}", "/ip4".repeat(1000)),
+            "addr",
+        ),
+        (
+            "/v1/control",
+            format!("{{\"envelope_hex\": \"{}\"}}", "00".repeat(70_000)),
+            "envelope_hex",
+        ),
+        (
+            "/v1/publish",
+            format!("{{\"dir\": \"/{}\"}}", "d".repeat(5000)),
+            "dir",
+        ),
+        ("/v1/pin", huge.clone(), "length limit"),
+    ];
+    for (path, body, field) in &cases {
+        let Some((code, answer)) = http_post(d.api_port(), path, token, body) else {
+            // A body over the size limit may be cut off with the connection (the server
+            // stops reading it): refused all the same.
+            assert_eq!(*field, "length limit", "{path}: no answer");
+            continue;
+        };
+        assert!(
+            (400..500).contains(&code),
+            "{path} {}: HTTP {code} {answer}",
+            &body[..body.len().min(80)]
+        );
+        assert!(
+            answer.to_lowercase().contains(&field.to_lowercase()),
+            "{path}: the error does not name {field}: {answer}"
+        );
+    }
+    let (code, answer) = http_get(
+        d.api_port(),
+        &format!("/v1/explain?version={}", &long[..300]),
+    )
+    .unwrap();
+    assert!(
+        (400..500).contains(&code) && answer.contains("version"),
+        "{code} {answer}"
+    );
+    let after = d.status().unwrap();
+    assert_eq!(
+        state(&after),
+        state(&serde_json::json!({ "managed": before }))
+    );
+    assert_eq!(after["managed"]["pinned"], "1.0.0");
+    // The daemon still works: unpin, and rollback has nothing to go back to, as before.
+    assert!(d.cli(&["unpin"]).0);
+    let (ok, out) = d.cli(&["rollback"]);
+    assert!(!ok && out.contains("no earlier version"), "{out}");
 }
-#[test]
-fn sigkill_during_stop() {
-    kill_during("stop", "healthy", "1.1.0");
+
+/// POST `body` to `path` on loopback with the token; returns (status, body). The body is
+/// sent only once the server asks for it (`Expect: 100-continue`): a body refused for its
+/// size is then never written into a connection the server has closed.
+fn http_post(port: u16, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).ok()?;
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    if text.starts_with("HTTP/1.1 100") {
+        // Skip the rest of the interim response, then send the body.
+        let mut b = [0u8; 1];
+        let mut tail = String::new();
+        while !tail.ends_with("\r\n\r\n") {
+            s.read_exact(&mut b).ok()?;
+            tail.push(b[0] as char);
+        }
+        s.write_all(body.as_bytes()).ok()?;
+        text.clear();
+    }
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let answer = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, answer))
 }
+
 #[test]
-fn sigkill_during_switch() {
-    kill_during("switch", "healthy", "1.1.0");
-}
-#[test]
-fn sigkill_during_start() {
-    kill_during("start", "healthy", "1.1.0");
-}
-#[test]
-fn sigkill_during_health_check() {
-    kill_during("health_check", "healthy", "1.1.0");
-}
-#[test]
-fn sigkill_during_commit() {
-    kill_during("commit", "healthy", "1.1.0");
-}
-#[test]
-fn sigkill_during_rollback_switch() {
-    kill_during("rb_switch", "unhealthy", "1.0.0");
-}
-#[test]
-fn sigkill_during_rollback_restore() {
-    kill_during("rb_restore", "unhealthy", "1.0.0");
+fn sigterm_stops_the_managed_program_even_a_script_and_a_restart_runs_exactly_one() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    net.spawn("p", &[], "");
+    let port = free_port();
+    // The program is a shell script that runs the demo program as its child (not exec):
+    // an interpreter, whose executable is not under versions/.
+    let node = net.spawn(
+        "node",
+        &[0],
+        &managed_config(port, "")
+            .replace("command = \"app\"", "command = \"run.sh\"")
+            .replace("args = [", "args = [\"{version_dir}/app\", "),
+    );
+    let src = net.path().join("script-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("run.sh"),
+        "#!/bin/sh\n\"$@\"\necho \"app exited: $?\"\n",
+    )
+    .unwrap();
+    std::fs::copy(common::daemon::demo_app_binary(), src.join("app")).unwrap();
+    std::fs::write(
+        src.join("demo.toml"),
+        "version = \"1.0.0\"\nmode = \"healthy\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let out = net.path().join("rel-script");
+    let run = |args: &[&str]| {
+        let o = common::upswarm().args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "release",
+        "create",
+        "--name",
+        "demo",
+        "--version",
+        "1.0.0",
+        "--type",
+        "hotfix",
+        "--channel",
+        "stable",
+        "--platform",
+        "any",
+        "--chunk-size",
+        "256KiB",
+        "--artifact",
+        &format!("run.sh={}", src.join("run.sh").display()),
+        "--artifact",
+        &format!("app={}", src.join("app").display()),
+        "--artifact",
+        &format!("demo.toml={}", src.join("demo.toml").display()),
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    for k in ["s10.key", "s11.key", "s12.key"] {
+        run(&[
+            "release",
+            "sign",
+            "--key",
+            &net.path().join(k).to_string_lossy(),
+            &out.join("manifest.cbor").to_string_lossy(),
+        ]);
+    }
+    assert!(net.publish(0, &out).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || version_served(port).as_deref()
+            == Some("1.0.0")),
+        "{}",
+        net.daemons[node].log()
+    );
+    assert!(wait_for(Duration::from_secs(20), || outcomes(
+        &net, node, "1.0.0"
+    ) == ["applied"]));
+    // Two processes: the script and the program it runs.
+    assert!(wait_for(Duration::from_secs(10), || managed_processes(
+        &net, node
+    )
+    .len()
+        == 2));
+
+    // SIGTERM: the daemon stops the program (the script's whole process group) and exits.
+    let status = net.daemons[node].stop(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || managed_processes(&net, node)
+            .is_empty()),
+        "left running after SIGTERM: {:?}",
+        managed_processes(&net, node)
+    );
+    assert!(http_get(port, "/version").is_none());
+    assert!(!net.daemons[node].data_dir().join("managed.pid").exists());
+
+    // Restart: exactly one instance, and the status is true.
+    net.daemons[node].start();
+    assert!(wait_for(Duration::from_secs(30), || version_served(port)
+        .as_deref()
+        == Some("1.0.0")));
+    let s = net.daemons[node].status().unwrap();
+    assert_eq!(s["managed"]["program"]["running"], true, "{s}");
+    assert_eq!(managed_processes(&net, node).len(), 2);
+
+    // SIGKILL leaves the script and its child running; the next start finds them by pid and
+    // start time (whatever the executable) and runs exactly one instance again.
+    let before = managed_processes(&net, node);
+    net.daemons[node].kill();
+    assert_eq!(
+        managed_processes(&net, node),
+        before,
+        "SIGKILL took the program along"
+    );
+    net.daemons[node].start();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let now = managed_processes(&net, node);
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        }),
+        "{:?} vs {:?}\n{}",
+        managed_processes(&net, node),
+        before,
+        net.daemons[node].log()
+    );
+    assert!(wait_for(Duration::from_secs(30), || version_served(port)
+        .as_deref()
+        == Some("1.0.0")));
+    let s = net.daemons[node].status().unwrap();
+    assert_eq!(s["managed"]["program"]["running"], true, "{s}");
+    assert!(s["managed"]["applying"].is_null(), "{s}");
+    assert_eq!(net.daemons[node].history().len(), 1);
 }

@@ -10,4 +10,6 @@
 pub mod cli;
 pub mod daemon;
 pub mod files;
+pub mod localnet;
 pub mod parse;
+pub mod procs;

@@ -1,12 +1,15 @@
 //! Real `upswarm daemon` processes on loopback, each with its own data directory, for the
-//! process-level tests.
+//! process-level tests — on the harness `upswarm testnet` uses too
+//! ([`upswarm::localnet`]): every process a test starts is stopped when its [`Testnet`]
+//! is dropped, also when the test fails or panics.
 
 use std::fs;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use upswarm::localnet::{self, LocalDaemon};
 
 use super::{FAR, key, roles, signed_root, upswarm};
 
@@ -16,15 +19,20 @@ pub struct Testnet {
     pub daemons: Vec<Daemon>,
 }
 
-/// One daemon process.
-pub struct Daemon {
-    pub name: String,
-    pub dir: PathBuf,
-    pub config: PathBuf,
-    child: Option<Child>,
-    pub api: String,
-    pub addr: String,
-    pub peer_id: String,
+/// One daemon process (the shared harness's [`LocalDaemon`], with test helpers).
+pub struct Daemon(LocalDaemon);
+
+impl Deref for Daemon {
+    type Target = LocalDaemon;
+    fn deref(&self) -> &LocalDaemon {
+        &self.0
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut LocalDaemon {
+        &mut self.0
+    }
 }
 
 /// Polls `f` every 200 ms until it returns true or `timeout` passes.
@@ -81,11 +89,9 @@ impl Testnet {
         extra: &str,
         denied: &[&str],
     ) -> usize {
-        let addrs: Vec<String> = bootstrap
-            .iter()
-            .map(|&i| self.daemons[i].addr.clone())
-            .collect();
-        self.spawn_at(name, &addrs, extra, denied)
+        let i = self.add(name, bootstrap, extra, denied);
+        self.daemons[i].start();
+        i
     }
 
     /// Starts a daemon bootstrapped to the given multiaddrs (daemons' or other peers').
@@ -96,8 +102,31 @@ impl Testnet {
         extra: &str,
         denied: &[&str],
     ) -> usize {
-        let dir = self.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
+        let i = self.add_at(name, bootstrap, extra, denied);
+        self.daemons[i].start();
+        i
+    }
+
+    /// Writes the configuration of a daemon without starting it. Returns its index.
+    pub fn add(&mut self, name: &str, bootstrap: &[usize], extra: &str, denied: &[&str]) -> usize {
+        let addrs: Vec<String> = bootstrap
+            .iter()
+            .map(|&i| self.daemons[i].addr.clone())
+            .collect();
+        self.add_at(name, &addrs, extra, denied)
+    }
+
+    /// Like [`Testnet::add`], bootstrapped to multiaddrs.
+    pub fn add_at(
+        &mut self,
+        name: &str,
+        bootstrap: &[String],
+        extra: &str,
+        denied: &[&str],
+    ) -> usize {
+        let mut d = LocalDaemon::new(Path::new(env!("CARGO_BIN_EXE_upswarm")), self.path(), name);
+        d.log_filter = "info,upswarm=debug".into();
+        fs::create_dir_all(&d.dir).unwrap();
         let boot: Vec<String> = bootstrap.iter().map(|a| format!("\"{a}\"")).collect();
         let (top, sections) = split_extra(extra);
         let config = format!(
@@ -111,20 +140,14 @@ impl Testnet {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let config_path = dir.join("node.toml");
-        fs::write(&config_path, config).unwrap();
-        let mut d = Daemon {
-            name: name.into(),
-            dir,
-            config: config_path,
-            child: None,
-            api: String::new(),
-            addr: String::new(),
-            peer_id: String::new(),
-        };
-        d.start();
-        self.daemons.push(d);
+        fs::write(&d.config, config).unwrap();
+        self.daemons.push(Daemon(d));
         self.daemons.len() - 1
+    }
+
+    /// Processes this network started that are still alive.
+    pub fn leftovers(&self) -> Vec<i32> {
+        localnet::leftovers(self.path())
     }
 
     /// Creates and signs (with s10 and s11) a release of a `size`-byte artifact.
@@ -237,55 +260,9 @@ impl Testnet {
 impl Daemon {
     /// Starts (or restarts) the process and waits for its API and listen address.
     pub fn start(&mut self) {
-        let data = self.dir.join("data");
-        let _ = fs::remove_file(data.join("api.addr"));
-        let _ = fs::remove_file(data.join("listen.addrs"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_upswarm"))
-            .args(["daemon", "--config"])
-            .arg(&self.config)
-            .env("UPSWARM_LOG", "info,upswarm=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let ok = wait_for(Duration::from_secs(20), || {
-            data.join("api.addr").exists() && data.join("listen.addrs").exists()
-        });
-        assert!(
-            ok,
-            "daemon {} did not start; log:\n{}",
-            self.name,
-            self.log()
-        );
-        self.api = fs::read_to_string(data.join("api.addr"))
-            .unwrap()
-            .trim()
-            .to_string();
-        self.addr = fs::read_to_string(data.join("listen.addrs"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        self.peer_id = self.addr.rsplit('/').next().unwrap().to_string();
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Err(e) = self.0.start() {
+            panic!("{e}");
         }
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
     /// `upswarm status --json`.
@@ -309,17 +286,13 @@ impl Daemon {
 
 impl Drop for Testnet {
     fn drop(&mut self) {
-        self.daemons.clear();
+        // Every daemon stops its program on SIGTERM; whatever is left is killed.
+        let mut daemons: Vec<LocalDaemon> = self.daemons.drain(..).map(|d| d.0).collect();
+        localnet::stop_network(&mut daemons, self.dir.path(), Duration::from_secs(10));
         if std::env::var_os("UPSWARM_KEEP_TEST_DIRS").is_some() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
             eprintln!("keeping test directory {}", dir.keep().display());
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -357,9 +330,9 @@ pub fn demo_app_binary() -> PathBuf {
 }
 
 /// A free loopback port for a demo program (below the ephemeral range; see
-/// [`upswarm::cli::testnet::free_port`]).
+/// [`upswarm::localnet::free_port`]).
 pub fn free_port() -> u16 {
-    upswarm::cli::testnet::free_port().expect("a free loopback port")
+    localnet::free_port().expect("a free loopback port")
 }
 
 /// `GET path` on loopback; returns (status code, body), or None if nothing answers.
@@ -387,12 +360,29 @@ impl Testnet {
         ty: &str,
         extra_args: &[&str],
     ) -> PathBuf {
+        self.demo_release_with(
+            version,
+            &format!("mode = \"{mode}\"\nstart_delay = \"2s\"\n"),
+            ty,
+            extra_args,
+        )
+    }
+
+    /// A release of the demo program behaving as `behaviour` (lines of its `demo.toml`:
+    /// `mode`, `start_delay`, `stop_delay`).
+    pub fn demo_release_with(
+        &self,
+        version: &str,
+        behaviour: &str,
+        ty: &str,
+        extra_args: &[&str],
+    ) -> PathBuf {
         let src = self.path().join(format!("demo-src-{version}"));
         fs::create_dir_all(&src).unwrap();
         fs::copy(demo_app_binary(), src.join("app")).unwrap();
         fs::write(
             src.join("demo.toml"),
-            format!("version = \"{version}\"\nmode = \"{mode}\"\nstart_delay = \"2s\"\n"),
+            format!("version = \"{version}\"\n{behaviour}"),
         )
         .unwrap();
         let out = self.path().join(format!("rel-demo-{version}"));
@@ -478,6 +468,33 @@ impl Daemon {
             .ok()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
+    }
+
+    /// The port of this daemon's control API.
+    pub fn api_port(&self) -> u16 {
+        self.api
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("an API address")
+    }
+
+    /// `GET /v1/status`, directly (fast enough to poll for an apply step).
+    pub fn status_fast(&self) -> Option<Value> {
+        let (code, body) = http_get(self.api_port(), "/v1/status")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// Processes of this daemon's managed program: those whose environment names this
+    /// daemon's `activations.json` (every program the daemon starts gets it).
+    pub fn managed_processes(&self) -> Vec<i32> {
+        let entry = format!(
+            "UPSWARM_ACTIVATIONS={}",
+            self.data_dir().join("activations.json").display()
+        );
+        let mut pids = upswarm::procs::with_env(&entry);
+        pids.sort_unstable();
+        pids
     }
 
     /// The managed program's current version per the daemon.

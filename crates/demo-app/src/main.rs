@@ -8,6 +8,7 @@
 //! version = "1.1.0"
 //! mode = "healthy"      # healthy | unhealthy (health returns 503) | crash (exits at start) | slow
 //! start_delay = "3s"    # how long a "slow" start takes before it listens
+//! stop_delay = "2s"     # on SIGTERM / SIGINT, keep serving this long before exiting
 //! ```
 //!
 //! It records each start in `<data dir>/starts` (one line: the version), so tests can
@@ -32,6 +33,8 @@ struct Behaviour {
     mode: String,
     #[serde(default, with = "humantime_serde")]
     start_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    stop_delay: Option<Duration>,
 }
 
 fn healthy() -> String {
@@ -120,13 +123,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     eprintln!("demo-app {} listening on {}", b.version, args.listen);
-    let shutdown = async {
+    let stop_delay = b.stop_delay;
+    let shutdown = async move {
         use tokio::signal::unix::{SignalKind, signal};
         if let (Ok(mut t), Ok(mut i)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) {
             tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+        }
+        if let Some(d) = stop_delay {
+            eprintln!("demo-app: stopping in {d:?}, as configured");
+            tokio::time::sleep(d).await;
         }
     };
     axum::serve(listener, app)

@@ -39,11 +39,14 @@ pub enum Command {
     /// Releases: create from build outputs, co-sign, verify, inspect, publish.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
-    /// Run the daemon.
+    /// Run the daemon (until SIGTERM or SIGINT, which also stop the managed program).
     Daemon {
         /// The configuration file (see docs/operator-guide.md).
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
+        /// Only validate the configuration file (every field, as at start) and exit.
+        #[arg(long)]
+        check_config: bool,
     },
     /// What the daemon is doing: peers, releases, downloads.
     Status {
@@ -189,7 +192,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(c) => key::run(c),
         Command::Root(c) => root::run(c),
         Command::Release(c) => release::run(c),
-        Command::Daemon { config } => node::daemon(&config),
+        Command::Daemon {
+            config,
+            check_config,
+        } => node::daemon(&config, check_config),
         Command::Status { api, json } => node::status(&api, json),
         Command::Releases { api, json } => node::releases(&api, json),
         Command::Check { api, json } => node::check(&api, json),

@@ -7,14 +7,28 @@ use std::time::Duration;
 use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
 use crate::daemon::api::{TransitionResult, VersionRequest};
-use crate::daemon::apply::updater::{HistoryEntry, Outcome};
+use crate::daemon::apply::{HistoryEntry, Outcome};
 use crate::daemon::core::{CheckItem, ExplainView, ReleaseView, StatusView};
 use crate::daemon::state::DownloadState;
 use crate::daemon::{self, Config};
 
-pub(super) fn daemon(config: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config)?;
-    block_on(daemon::run(config))
+/// `upswarm daemon`: validates the configuration completely, then (unless `check_only`)
+/// runs until SIGTERM / SIGINT.
+pub(super) fn daemon(path: &Path, check_only: bool) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    if check_only {
+        println!("{}: the configuration is valid", path.display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
+    let result = rt.block_on(daemon::run(config));
+    // A backup copy still running in the blocking pool does not hold the exit up for long
+    // (the journal has the step; the next start repeats it).
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
@@ -50,6 +64,11 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             );
             if let Some((step, v)) = &m.applying {
                 println!("          applying {v}: {step}");
+            }
+            if m.recovering {
+                println!(
+                    "          recovering: finishing an update interrupted by a restart; no other may start yet"
+                );
             }
             if let Some(pin) = &m.pinned {
                 println!("          pinned to {pin}");
@@ -176,7 +195,7 @@ pub(super) fn history(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
         } else {
             for e in &h {
                 println!(
-                    "{}  {:?} {} -> {}: {:?}{}{}",
+                    "{}  {:?} {} -> {}: {:?}{}{}{}",
                     show::time(e.at),
                     e.kind,
                     e.from.as_deref().unwrap_or("(none)"),
@@ -188,8 +207,19 @@ pub(super) fn history(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                     e.backup_ms
                         .map(|b| format!(" (backup {b} ms)"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if e.restarts > 0 {
+                        format!(" (finished after {} daemon restart(s))", e.restarts)
+                    } else {
+                        String::new()
+                    }
                 );
+                if let Some(out) = &e.hook_output {
+                    println!("    pre-upgrade hook output:");
+                    for line in out.lines() {
+                        println!("    | {line}");
+                    }
+                }
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use upswarm_proto::{Electorate, ReleaseRole, Role, Roles, TrustRoot, UpdateType, Voter};
 use upswarm_trust::{SecretKey, unix_now, write_keypair};
 
-use super::client::block_on;
+use crate::localnet::{self, LocalDaemon};
 
 /// Which story to play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,18 +43,8 @@ pub struct TestnetArgs {
 }
 
 struct Node {
-    dir: PathBuf,
-    child: Child,
-    api: String,
-    addr: String,
+    daemon: LocalDaemon,
     port: Option<u16>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Net {
@@ -68,15 +58,10 @@ struct Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Stop the daemons (and through their supervision the demo programs) first.
-        for n in &mut self.nodes {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(n.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        self.nodes.clear();
+        // Each daemon stops its demo program on SIGTERM; then whatever is left of anything
+        // this testnet started is killed.
+        let mut daemons: Vec<LocalDaemon> = self.nodes.drain(..).map(|n| n.daemon).collect();
+        localnet::stop_network(&mut daemons, &self.dir, Duration::from_secs(10));
         if self.keep
             && let Some(t) = self.tmp.take()
         {
@@ -86,27 +71,8 @@ impl Drop for Net {
     }
 }
 
-/// A free loopback port for a demo program, below Linux's ephemeral range (32768–60999):
-/// a port the kernel handed out with `bind(0)` could be taken by one of the daemons'
-/// outgoing connections before the program binds it.
-pub fn free_port() -> anyhow::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    for _ in 0..12_000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (std::process::id().wrapping_mul(7919).wrapping_add(n) % 12_000);
-        let port = u16::try_from(port)?;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no free loopback port between 20000 and 32000")
-}
-
-fn run(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(exe)
-        .args(args)
-        .output()
+fn run(exe: &Path, net_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = localnet::run_marked(Command::new(exe).args(args), net_dir)
         .with_context(|| format!("running upswarm {args:?}"))?;
     if !out.status.success() {
         bail!(
@@ -181,9 +147,13 @@ impl Net {
             .nodes
             .iter()
             .take(2)
-            .map(|n| format!("\"{}\"", n.addr))
+            .map(|n| format!("\"{}\"", n.daemon.addr))
             .collect();
-        let port = if managed { Some(free_port()?) } else { None };
+        let port = if managed {
+            Some(localnet::free_port()?)
+        } else {
+            None
+        };
         let mut cfg = format!(
             "network = \"testnet\"\ndata_dir = \"data\"\ntrust_root = \"../root.cbor\"\nproducts = [\"demo\"]\n\
              [network_options]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{}]\ndht_refresh = \"3s\"\n\
@@ -201,41 +171,9 @@ impl Net {
             ));
         }
         fs::write(dir.join("node.toml"), cfg)?;
-        let log = fs::File::create(dir.join("daemon.log"))?;
-        let child = Command::new(&self.exe)
-            .args(["daemon", "--config"])
-            .arg(dir.join("node.toml"))
-            .env("UPSWARM_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting a daemon")?;
-        let data = dir.join("data");
-        let start = Instant::now();
-        while !(data.join("api.addr").exists() && data.join("listen.addrs").exists()) {
-            if start.elapsed() > Duration::from_secs(20) {
-                bail!(
-                    "daemon {name} did not start; see {}",
-                    dir.join("daemon.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let api = fs::read_to_string(data.join("api.addr"))?
-            .trim()
-            .to_string();
-        let addr = fs::read_to_string(data.join("listen.addrs"))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        self.nodes.push(Node {
-            dir,
-            child,
-            api,
-            addr,
-            port,
-        });
+        let mut daemon = LocalDaemon::new(&self.exe, &self.dir, name);
+        daemon.start()?;
+        self.nodes.push(Node { daemon, port });
         Ok(())
     }
 
@@ -283,11 +221,12 @@ impl Net {
             &out_s,
         ];
         args.extend_from_slice(extra);
-        run(&self.exe, &args)?;
+        run(&self.exe, &self.dir, &args)?;
         let m = out.join("manifest.cbor").to_string_lossy().into_owned();
         for k in ["signer-1", "signer-3"] {
             run(
                 &self.exe,
+                &self.dir,
                 &[
                     "release",
                     "sign",
@@ -305,19 +244,24 @@ impl Net {
     }
 
     fn token(n: &Node) -> String {
-        n.dir.join("data/api.token").to_string_lossy().into_owned()
+        n.daemon
+            .data_dir()
+            .join("api.token")
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn publish(&self, dir: &Path) -> anyhow::Result<()> {
         let s = self.seed();
         run(
             &self.exe,
+            &self.dir,
             &[
                 "release",
                 "publish",
                 &dir.to_string_lossy(),
                 "--api",
-                &s.api,
+                &s.daemon.api,
                 "--token-file",
                 &Self::token(s),
             ],
@@ -376,7 +320,7 @@ async fn snapshot(net: &Net, version: &str) -> Snapshot {
             None => continue,
         };
         *versions.entry(v).or_default() += 1;
-        if let Some(h) = get(&n.api, "/v1/history").await
+        if let Some(h) = get(&n.daemon.api, "/v1/history").await
             && h.as_array().is_some_and(|a| {
                 a.iter()
                     .any(|e| e["to"] == version && e["outcome"] == "rolled_back")
@@ -384,7 +328,7 @@ async fn snapshot(net: &Net, version: &str) -> Snapshot {
         {
             rolled_back += 1;
         }
-        if let Some(e) = get(&n.api, &format!("/v1/explain?version={version}")).await {
+        if let Some(e) = get(&n.daemon.api, &format!("/v1/explain?version={version}")).await {
             let ev = &e["rollout"]["evaluation"];
             open = format!(
                 "{}/{}",
@@ -393,7 +337,7 @@ async fn snapshot(net: &Net, version: &str) -> Snapshot {
             );
             halted |= !ev["halted"].is_null();
         }
-        if let Some(a) = get(&n.api, "/v1/activations").await
+        if let Some(a) = get(&n.daemon.api, "/v1/activations").await
             && let Some(first) = a.as_array().and_then(|a| a.first())
         {
             total += 1;
@@ -473,8 +417,36 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("upswarm-testnet.")
         .tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Ctrl-C or SIGTERM: stop every process this testnet started, then exit. The handlers
+    // are in place before the first daemon starts.
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = rt.enter();
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let (dir, keep) = (dir.clone(), a.keep);
+        rt.spawn(async move {
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+            };
+            eprintln!("\n== interrupted: stopping every process this testnet started");
+            localnet::stop_everything_for_exit(&dir, Duration::from_secs(10));
+            if keep {
+                eprintln!("kept the testnet directory {}", dir.display());
+            } else {
+                let _ = fs::remove_dir_all(&dir);
+            }
+            std::process::exit(code);
+        });
+    }
     let mut net = Net {
-        dir: tmp.path().to_path_buf(),
+        dir,
         exe,
         demo,
         nodes: Vec::new(),
@@ -498,7 +470,7 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
     let v1 = net.release("1.0.0", "healthy", "hotfix", &[])?;
     net.publish(&v1)?;
     let n = a.nodes;
-    block_on(async {
+    rt.block_on(async {
         watch(&net, "1.0.0", a.timeout, |s| {
             s.versions.get("1.0.0") == Some(&n)
         })
@@ -562,6 +534,7 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                 let file = net.path("proposal.cbor");
                 run(
                     &net.exe,
+                    &net.dir,
                     &[
                         "proposal",
                         "create",
@@ -580,6 +553,7 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                 for k in ["signer-1", "signer-2"] {
                     run(
                         &net.exe,
+                        &net.dir,
                         &[
                             "proposal",
                             "sign",
@@ -592,12 +566,13 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                 let s = net.seed();
                 run(
                     &net.exe,
+                    &net.dir,
                     &[
                         "proposal",
                         "publish",
                         &file,
                         "--api",
-                        &s.api,
+                        &s.daemon.api,
                         "--token-file",
                         &Net::token(s),
                     ],

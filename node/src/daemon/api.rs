@@ -2,11 +2,16 @@
 //!
 //! Reading endpoints are open to local processes; mutating ones need the token the daemon
 //! writes to `<data_dir>/api.token` (mode 0600), sent as `Authorization: Bearer <token>`.
+//!
+//! Every input is checked at the door: bodies are at most [`MAX_BODY`] bytes, unknown
+//! fields are refused, and every field has a bound (versions: valid semver of at most
+//! [`MAX_VERSION_LEN`] characters; paths, addresses, ids, envelopes: a length and a
+//! charset). A refused request changes nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
-use super::apply::updater::{HistoryEntry, Kind, Outcome, Updater};
+use super::apply::{
+    ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, Outcome, TransitionRequest,
+};
 use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, StatusView};
 use super::voting::ActivationView;
 
@@ -23,17 +30,51 @@ use super::voting::ActivationView;
 struct Api {
     ctx: Arc<Ctx>,
     core: mpsc::Sender<CoreMsg>,
-    updater: Option<Updater>,
+    apply: Option<ApplyHandle>,
     token_hash: blake3::Hash,
 }
 
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 256 * 1024;
+/// Longest version string accepted (semver allows any length; no real one comes close).
+pub const MAX_VERSION_LEN: usize = 128;
+/// Longest path accepted.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest multiaddr accepted.
+pub const MAX_ADDR_LEN: usize = 1024;
+
 /// Body of `POST /v1/apply`, `/v1/rollback`, `/v1/pin`, `/v1/defer`.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VersionRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_version")]
     pub version: Option<semver::Version>,
     #[serde(default)]
     pub force: bool,
+}
+
+/// A version field: at most [`MAX_VERSION_LEN`] characters of valid semver.
+fn bounded_version<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<semver::Version>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_version(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Parses a version given to the API, within the bound.
+pub fn parse_version(s: &str) -> Result<semver::Version, String> {
+    if s.len() > MAX_VERSION_LEN {
+        return Err(format!(
+            "version: {} characters, more than the limit of {MAX_VERSION_LEN}",
+            s.len()
+        ));
+    }
+    s.parse::<semver::Version>()
+        .map_err(|e| format!("version: {s:?} is not a semantic version: {e}"))
 }
 
 /// Answer of `POST /v1/apply` and `/v1/rollback`.
@@ -45,6 +86,7 @@ pub struct TransitionResult {
 
 /// Body of `POST /v1/publish`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// A release directory (as made by `upswarm release create`) on this machine.
     pub dir: PathBuf,
@@ -74,13 +116,13 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Failure {
 pub fn router(
     ctx: Arc<Ctx>,
     core: mpsc::Sender<CoreMsg>,
-    updater: Option<Updater>,
+    apply_handle: Option<ApplyHandle>,
     token: &str,
 ) -> Router {
     let api = Api {
         ctx,
         core,
-        updater,
+        apply: apply_handle,
         token_hash: blake3::hash(token.as_bytes()),
     };
     Router::new()
@@ -102,6 +144,7 @@ pub fn router(
         .route("/v1/peers", post(add_peer))
         .route("/v1/root", post(root))
         .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
 
@@ -155,6 +198,12 @@ async fn publish(
     api.authorised(&headers)?;
     let Json(req) =
         body.map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    if req.dir.as_os_str().len() > MAX_PATH_LEN {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("dir: longer than {MAX_PATH_LEN} bytes"),
+        ));
+    }
     if !req.dir.is_absolute() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -194,8 +243,8 @@ fn body<T>(b: Body<T>) -> Result<T, Failure> {
 }
 
 impl Api {
-    fn updater(&self) -> Result<&Updater, Failure> {
-        self.updater.as_ref().ok_or_else(|| {
+    fn apply(&self) -> Result<&ApplyHandle, Failure> {
+        self.apply.as_ref().ok_or_else(|| {
             error(
                 StatusCode::CONFLICT,
                 "this daemon manages no program (no [managed] section in its configuration)",
@@ -204,22 +253,40 @@ impl Api {
     }
 }
 
+/// The HTTP answer to an apply actor's error.
+fn apply_failure(e: ApplyError) -> Failure {
+    let status = match &e {
+        ApplyError::Busy(_) => StatusCode::CONFLICT,
+        ApplyError::Refused(_) | ApplyError::Postponed(_) | ApplyError::Invalid(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ApplyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        ApplyError::Unfinished { .. } | ApplyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
 async fn check(State(api): State<Api>) -> Result<Json<Vec<CheckItem>>, Failure> {
-    api.updater()?;
+    api.apply()?;
     Ok(Json(api.ask(CoreMsg::Check).await?))
 }
 
 async fn history(State(api): State<Api>) -> Result<Json<Vec<HistoryEntry>>, Failure> {
-    Ok(Json(api.updater()?.history()))
+    api.apply()?
+        .history()
+        .await
+        .map(Json)
+        .map_err(apply_failure)
 }
 
+/// `upswarm apply` / `upswarm rollback`: resolved by the core, run by the apply actor. The
+/// transition runs on the actor's task: a client that goes away does not stop it.
 async fn transition(
     api: &Api,
     req: VersionRequest,
     rollback: bool,
 ) -> Result<Json<TransitionResult>, Failure> {
-    let u = api.updater()?.clone();
-    let guard = u.try_begin().map_err(|e| error(StatusCode::CONFLICT, e))?;
+    let a = api.apply()?.clone();
     let target = api
         .ask(|reply| CoreMsg::Resolve {
             version: req.version,
@@ -235,10 +302,15 @@ async fn transition(
     } else {
         Kind::Apply
     };
-    let outcome = u
-        .transition(&guard, kind, target)
+    let outcome = a
+        .transition(TransitionRequest {
+            kind,
+            origin: Origin::Manual,
+            target,
+            mark_failed: None,
+        })
         .await
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        .map_err(apply_failure)?;
     Ok(Json(TransitionResult { version, outcome }))
 }
 
@@ -268,15 +340,9 @@ async fn pin(
     api.authorised(&headers)?;
     let v = body(b)?
         .version
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "pin needs a version"))?;
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "version: pin needs a version"))?;
     let shown = v.to_string();
-    api.updater()?
-        .edit(|i| {
-            i.pinned = Some(v);
-            Ok(())
-        })
-        .await
-        .map_err(|e| error(StatusCode::CONFLICT, e))?;
+    api.apply()?.pin(Some(v)).await.map_err(apply_failure)?;
     Ok(Json(serde_json::json!({ "pinned": shown })))
 }
 
@@ -285,13 +351,7 @@ async fn unpin(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
-    api.updater()?
-        .edit(|i| {
-            i.pinned = None;
-            Ok(())
-        })
-        .await
-        .map_err(|e| error(StatusCode::CONFLICT, e))?;
+    api.apply()?.pin(None).await.map_err(apply_failure)?;
     Ok(Json(serde_json::json!({ "pinned": null })))
 }
 
@@ -302,6 +362,7 @@ async fn defer(
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
     let req = body(b)?;
+    let a = api.apply()?.clone();
     let target = api
         .ask(|reply| CoreMsg::Resolve {
             version: req.version,
@@ -312,25 +373,17 @@ async fn defer(
         .await?
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let policy = &api.ctx.config.policy;
-    let (max, period) = (policy.max_defers, policy.defer_period.as_secs());
-    let id = target.to.release;
-    let i = api
-        .updater()?
-        .edit(|i| {
-            let d = i.deferrals.entry(id).or_default();
-            if d.count >= max {
-                return Err(format!(
-                    "{} was deferred {} times already; the limit is {max}",
-                    target.to.version, d.count
-                ));
-            }
-            d.count += 1;
-            d.until = upswarm_trust::unix_now() + period;
-            Ok(())
-        })
+    let max = policy.max_defers;
+    let d = a
+        .defer(target.to.release, max, policy.defer_period)
         .await
-        .map_err(|e| error(StatusCode::CONFLICT, e))?;
-    let d = i.deferrals.get(&id).copied().unwrap_or_default();
+        .map_err(|e| match e {
+            ApplyError::Invalid(msg) => error(
+                StatusCode::CONFLICT,
+                format!("{}: {msg}", target.to.version),
+            ),
+            other => apply_failure(other),
+        })?;
     Ok(Json(
         serde_json::json!({ "version": target.to.version.to_string(), "deferred_until": d.until, "count": d.count, "max": max }),
     ))
@@ -338,7 +391,9 @@ async fn defer(
 
 /// Query of `GET /v1/explain`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExplainQuery {
+    #[serde(default, deserialize_with = "bounded_version")]
     pub version: Option<semver::Version>,
 }
 
@@ -358,13 +413,26 @@ async fn explain(
 
 /// The envelope bytes of a [`ControlRequest`]-shaped body.
 fn envelope(b: Body<ControlRequest>) -> Result<Vec<u8>, Failure> {
-    hex::decode(body(b)?.envelope_hex.trim())
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex is not hex"))
+    let hex_text = body(b)?.envelope_hex;
+    let hex_text = hex_text.trim();
+    // The largest signed message carried (a manifest) is 64 KiB.
+    let limit = 2 * upswarm_proto::manifest::MAX_MANIFEST_BYTES;
+    if hex_text.len() > limit {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "envelope_hex: {} characters, more than the limit of {limit}",
+                hex_text.len()
+            ),
+        ));
+    }
+    hex::decode(hex_text).map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex: not hex"))
 }
 
 /// Body of `POST /v1/control`, `/v1/proposal` and `/v1/root`: a signed envelope,
 /// hex-encoded.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ControlRequest {
     pub envelope_hex: String,
 }
@@ -393,6 +461,7 @@ async fn activations(State(api): State<Api>) -> Result<Json<Vec<ActivationView>>
 
 /// Body of `POST /v1/vote`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VoteRequest {
     /// Proposal id (64 hex digits).
     pub proposal: String,
@@ -408,12 +477,18 @@ async fn vote(
 ) -> Result<Json<ActivationView>, Failure> {
     api.authorised(&headers)?;
     let req = body(b)?;
-    let proposal = upswarm_proto::Hash32::from_hex(&req.proposal).map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("{:?} is not a proposal id (64 hex digits)", req.proposal),
-        )
-    })?;
+    let proposal = (req.proposal.len() == 64)
+        .then(|| upswarm_proto::Hash32::from_hex(&req.proposal).ok())
+        .flatten()
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "proposal: {} is not a proposal id (64 hex digits)",
+                    short(&req.proposal)
+                ),
+            )
+        })?;
     api.ask(|reply| CoreMsg::Vote {
         proposal,
         withhold: req.withhold,
@@ -445,6 +520,7 @@ async fn proposal(
 
 /// Body of `POST /v1/peers`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerRequest {
     pub addr: String,
 }
@@ -456,10 +532,16 @@ async fn add_peer(
 ) -> Result<Json<serde_json::Value>, Failure> {
     api.authorised(&headers)?;
     let req = body(b)?;
+    if req.addr.len() > MAX_ADDR_LEN {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("addr: longer than {MAX_ADDR_LEN} characters"),
+        ));
+    }
     let addr: upswarm_net::Multiaddr = req.addr.parse().map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,
-            format!("{:?} is not a multiaddr", req.addr),
+            format!("addr: {} is not a multiaddr", short(&req.addr)),
         )
     })?;
     api.ctx
@@ -487,4 +569,14 @@ async fn root(
             )
         })?;
     Ok(Json(serde_json::json!({ "root_version": version })))
+}
+
+/// A value for an error message: quoted, cut short if long.
+fn short(s: &str) -> String {
+    if s.chars().count() > 80 {
+        let head: String = s.chars().take(80).collect();
+        format!("{head:?}… ({} characters)", s.chars().count())
+    } else {
+        format!("{s:?}")
+    }
 }

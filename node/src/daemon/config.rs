@@ -51,9 +51,6 @@ pub struct Config {
     pub voting: VotingOptions,
     #[serde(default)]
     pub webhooks: Webhooks,
-    /// Deliberate misbehaviour, for testing other nodes' defences. Never set in production.
-    #[serde(default)]
-    pub fault_injection: FaultInjection,
 }
 
 /// Peer-to-peer networking.
@@ -112,17 +109,6 @@ pub struct Api {
     /// HTTP listen address; keep it on loopback. Default `127.0.0.1:7780`.
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
-}
-
-/// Deliberate misbehaviour for tests of other nodes' defences.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultInjection {
-    /// `STEP` or `STEP@VERSION`: sleep 60 s right after journaling this apply step
-    /// (`prechecks`, `backup`, `pre_hook`, `stop`, `switch`, `start`, `health_check`,
-    /// `commit`, `rb_stop`, …), once per data directory, so a test can kill the daemon there.
-    #[serde(default)]
-    pub apply_pause_at: Option<String>,
 }
 
 /// Phased rollout behaviour of this node.
@@ -218,7 +204,8 @@ pub struct Managed {
     /// The program's own data directory: backed up before each update, restored on rollback.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
-    /// Signal that asks the program to stop. Default `SIGTERM`.
+    /// Signal sent to the program's process group to ask it to stop (`SIGTERM`, `SIGINT`,
+    /// `SIGQUIT`, `SIGHUP`, `SIGUSR1`, …). Default `SIGTERM`.
     #[serde(default = "default_stop_signal")]
     pub stop_signal: String,
     /// How long to wait for it to exit before SIGKILL. Default `10s`.
@@ -261,9 +248,12 @@ pub struct HealthCheck {
 }
 
 /// Operator commands run around an update. Exit codes of `pre_upgrade`: 0 proceed;
-/// 2 not now (retried later, the release is not marked failed); anything else refuses the
-/// release (marked failed, nothing changed).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// 2 not now (retried later, the release is not marked failed); anything else — and a run
+/// longer than its timeout, which is killed — refuses the release (marked failed, nothing
+/// changed). Each hook runs in its own process group; its output (the first 1 KiB and the
+/// last 3 KiB) goes to the log and, for `pre_upgrade`, to the history entry. A hook may be
+/// run again after a daemon restart: make it idempotent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     #[serde(default)]
@@ -274,6 +264,48 @@ pub struct Hooks {
     /// External mode: stop the program and return once it has exited.
     #[serde(default)]
     pub stop: Vec<String>,
+    /// How long one hook may run before its whole process group is killed. Default `5m`.
+    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Overrides `timeout` for `pre_upgrade` (a long migration).
+    #[serde(default, with = "humantime_serde")]
+    pub pre_upgrade_timeout: Option<Duration>,
+    /// Overrides `timeout` for `start`.
+    #[serde(default, with = "humantime_serde")]
+    pub start_timeout: Option<Duration>,
+    /// Overrides `timeout` for `stop`.
+    #[serde(default, with = "humantime_serde")]
+    pub stop_timeout: Option<Duration>,
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            pre_upgrade: Vec::new(),
+            start: Vec::new(),
+            stop: Vec::new(),
+            timeout: default_hook_timeout(),
+            pre_upgrade_timeout: None,
+            start_timeout: None,
+            stop_timeout: None,
+        }
+    }
+}
+
+impl Hooks {
+    pub fn pre_upgrade_timeout(&self) -> Duration {
+        self.pre_upgrade_timeout.unwrap_or(self.timeout)
+    }
+    pub fn start_timeout(&self) -> Duration {
+        self.start_timeout.unwrap_or(self.timeout)
+    }
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout.unwrap_or(self.timeout)
+    }
 }
 
 fn default_mode() -> ManagedMode {
@@ -429,30 +461,8 @@ impl Config {
             m.data_dir = m.data_dir.as_ref().map(|d| base.join(d));
             m.working_dir = m.working_dir.as_ref().map(|d| base.join(d));
         }
-        config
-            .check()
-            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        super::validate::check(&config, path)?;
         Ok(config)
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.channels.is_empty(),
-            "`channels` must list at least one channel"
-        );
-        anyhow::ensure!(
-            self.transfer.max_in_flight >= 1,
-            "`transfer.max_in_flight` must be at least 1"
-        );
-        anyhow::ensure!(
-            self.transfer.max_in_flight_per_peer >= 1,
-            "`transfer.max_in_flight_per_peer` must be at least 1"
-        );
-        anyhow::ensure!(
-            self.transfer.ban_after_faults >= 1,
-            "`transfer.ban_after_faults` must be at least 1"
-        );
-        Ok(())
     }
 }
 

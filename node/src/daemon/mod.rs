@@ -3,6 +3,8 @@
 //! Tasks and channels (see `docs/architecture.md` for the picture):
 //! - the **network** task (`upswarm_net::EventLoop`) owns the libp2p swarm;
 //! - the **core** task owns the release state and decides on every manifest heard of;
+//! - the **apply** task owns the apply lifecycle: installed versions, journal, history and
+//!   the supervised program (`apply::ApplyActor`);
 //! - the **seeder** serves inbound fetch requests from the chunk store;
 //! - one **download** task per release being fetched;
 //! - the **API** server answers the CLI.
@@ -19,6 +21,7 @@ pub mod rollout;
 mod seeder;
 pub mod signed;
 pub mod state;
+pub mod validate;
 pub mod voting;
 
 use std::fs;
@@ -28,7 +31,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 use upswarm_content::ChunkStore;
 use upswarm_net::{Client, Multiaddr, NetConfig, PeerId, identity};
 use upswarm_proto::TrustRoot;
@@ -181,9 +184,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (core_tx, core_rx) = mpsc::channel(256);
     tokio::spawn(seeder::serve(ctx.clone(), fetches, core_tx.clone()));
 
-    let updater = match ctx.config.managed.clone() {
-        Some(m) => Some(apply::updater::Updater::new(ctx.clone(), m)?),
-        None => None,
+    // Bound before the managed program can start: a port in use stops the daemon here,
+    // with nothing to clean up.
+    let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)
+        .await
+        .with_context(|| format!("api.listen: cannot bind {}", ctx.config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+
+    let (apply, apply_events) = match ctx.config.managed.clone() {
+        Some(managed) => {
+            let (actor, handle, events) = apply::ApplyActor::new(
+                apply::ApplySettings {
+                    managed,
+                    data_dir: data_dir.clone(),
+                    skip_backup: ctx.config.policy.skip_backup,
+                    platform: ctx.config.platform.clone(),
+                },
+                &ctx.state.db,
+            )
+            .context("loading the installed state")?;
+            tokio::spawn(actor.run().instrument(tracing::info_span!("apply")));
+            (Some(handle), Some(events))
+        }
+        None => (None, None),
     };
     let mut node = core::Core::new(
         ctx.clone(),
@@ -191,28 +214,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         core_rx,
         core_tx.clone(),
         events,
-        updater.clone(),
+        apply.clone(),
+        apply_events,
     );
     node.load().await;
-    node.load_voting()?;
-    tokio::spawn(node.run());
-
-    let listener = tokio::net::TcpListener::bind(ctx.config.api.listen)
-        .await
-        .with_context(|| format!("api.listen: cannot bind {}", ctx.config.api.listen))?;
-    let api_addr = listener.local_addr()?;
-    crate::files::write_atomic(
-        &data_dir.join(paths::API_ADDR),
-        format!("{api_addr}\n").as_bytes(),
-    )?;
+    let ready = node.load_voting().and_then(|()| {
+        crate::files::write_atomic(
+            &data_dir.join(paths::API_ADDR),
+            format!("{api_addr}\n").as_bytes(),
+        )
+    });
+    if let Err(e) = ready {
+        // The apply actor may have started the program: stop it before giving up.
+        if let Some(a) = &apply {
+            a.shutdown().await;
+        }
+        return Err(e);
+    }
+    tokio::spawn(node.run().instrument(tracing::info_span!("core")));
     info!(%api_addr, "control API listening");
-    let app = api::router(ctx.clone(), core_tx, updater, &token);
+
+    let app = api::router(ctx.clone(), core_tx, apply.clone(), &token);
+    // On SIGTERM / SIGINT: stop accepting API calls; stop a transition in progress at its
+    // journaled step (the next start finishes it) and stop the managed program, so no
+    // program outlives its daemon; flush the state.
+    let shutdown = {
+        let apply = apply.clone();
+        async move {
+            shutdown_signal().await;
+            info!("shutting down");
+            if let Some(a) = apply {
+                a.shutdown().await;
+            }
+        }
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("control API")?;
-    info!("shutting down");
     ctx.state.db.flush()?;
+    info!("stopped");
     Ok(())
 }
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::command;
 use super::supervisor::ProgramStatus;
 use crate::daemon::config::HealthCheck;
 
@@ -65,16 +65,20 @@ async fn probe(check: &HealthCheck, client: &reqwest::Client) -> Result<(), Stri
             return Err(format!("GET {url}: HTTP {}", resp.status()));
         }
     }
-    if let Some((prog, args)) = check.command.split_first() {
-        let run = Command::new(prog).args(args).output();
-        let out = tokio::time::timeout(check.timeout, run)
+    if !check.command.is_empty() {
+        let run = command::run(&check.command, "health command", &[], check.timeout)
             .await
-            .map_err(|_| format!("health command {prog:?} timed out"))?
-            .map_err(|e| format!("health command {prog:?}: {e}"))?;
-        if !out.status.success() {
+            .map_err(|e| e.to_string())?;
+        if !run.success() {
             return Err(format!(
-                "health command {prog:?} exited with {}",
-                out.status
+                "health command {:?}: {}{}",
+                check.command,
+                run.how,
+                if run.output.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", run.output.trim())
+                }
             ));
         }
     }

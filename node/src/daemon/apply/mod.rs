@@ -1,13 +1,28 @@
 //! Applying updates to the managed program: versions side by side, a journaled apply
 //! procedure, health checks and automatic rollback, operator policy.
 //!
+//! One owner: the [`actor::ApplyActor`] owns the installed state, the journal, the history
+//! and the supervised program; everyone else holds an [`actor::ApplyHandle`].
+//!
 //! Every step is recorded durably in the journal BEFORE it is carried out, and every step
-//! can be carried out again, so a daemon killed at any point resumes (or rolls back) to a
-//! consistent state on its next start (see [`updater::Updater::recover`]).
+//! can be carried out again, so a daemon killed at any point finishes the transition on its
+//! next start (see [`transition`] for the rules).
 
+pub mod actor;
 pub mod backup;
+pub mod command;
+pub mod error;
+mod fault;
 pub mod health;
 pub mod policy;
+pub mod record;
 pub mod supervisor;
-pub mod updater;
+mod transition;
 pub mod versions;
+
+pub use actor::{
+    ApplyActor, ApplyEvent, ApplyHandle, ApplySettings, ApplyView, Applying, Target,
+    TransitionRequest,
+};
+pub use error::ApplyError;
+pub use record::{HistoryEntry, Installed, Kind, Origin, Outcome, Step, VersionRef};

@@ -1,23 +1,37 @@
 //! Running the managed program: as our child (restarted with backoff when it exits), or
 //! through the operator's hooks in external mode.
 //!
-//! One task owns the child process; others send it `Start` / `Stop` and watch its status.
-//! `Stop` returns only once the process has exited (not after a fixed sleep), so the next
-//! version never starts while the old one still holds its files and locks.
+//! One task owns the child process; the apply actor sends it `Start` / `Stop` and watches
+//! its status. `Stop` returns only once the program has exited (not after a fixed sleep),
+//! so the next version never starts while the old one still holds its files and locks.
+//!
+//! The program runs in a process group of its own (the stop signal goes to the whole
+//! group, so a script and the processes it started stop together), with
+//! `UPSWARM_SUPERVISED_BY=<data dir>` in its environment, and its pid and start time in
+//! `<data_dir>/managed.pid`. A daemon that was killed leaves its program running; the next
+//! start finds it by either mark — whatever its executable, an interpreter included — and
+//! stops it before starting exactly one instance ([`reap_orphans`]).
+//!
+//! Not here: deciding when to start or stop (the apply actor does).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
+use super::command;
 use crate::daemon::config::{Managed, ManagedMode};
+use crate::procs;
+
+/// Environment variable naming the daemon data directory of the supervisor, set for the
+/// managed program (and inherited by everything it starts).
+pub const SUPERVISED_BY: &str = "UPSWARM_SUPERVISED_BY";
 
 /// What the supervisor knows about the program.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,9 +50,45 @@ pub struct ProgramStatus {
     pub last_exit: Option<String>,
 }
 
+/// Why the program could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("the supervisor task has stopped")]
+    SupervisorGone,
+    #[error("{}: no current version to start: {source}", path.display())]
+    NoCurrentVersion {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external-mode hook failed (or timed out).
+    #[error("{what} {argv:?}: {how}")]
+    Hook {
+        what: &'static str,
+        argv: Vec<String>,
+        how: String,
+    },
+    #[error(transparent)]
+    HookDidNotRun(#[from] command::SpawnError),
+}
+
+type Reply = oneshot::Sender<Result<(), ProgramError>>;
+
 enum Cmd {
-    Start(oneshot::Sender<Result<(), String>>),
-    Stop(oneshot::Sender<Result<(), String>>),
+    Start(Reply),
+    Stop(Reply),
 }
 
 /// Handle to the supervisor task.
@@ -48,14 +98,18 @@ pub struct Supervisor {
     status: watch::Receiver<ProgramStatus>,
 }
 
-/// Where things live for the supervisor.
+/// Where things live for the apply actor and the supervisor.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The daemon's data directory.
+    pub root: PathBuf,
     /// `<data_dir>/current`, a symlink to the version directory in use.
     pub current: PathBuf,
     /// `<data_dir>/versions`.
     pub versions: PathBuf,
-    /// `<data_dir>/managed.pid`.
+    /// `<data_dir>/backups`: data backups, one per version left.
+    pub backups: PathBuf,
+    /// `<data_dir>/managed.pid`: `PID START_TIME` of the running program.
     pub pidfile: PathBuf,
     /// `<data_dir>/managed.log`.
     pub log: PathBuf,
@@ -66,12 +120,19 @@ pub struct Layout {
 impl Layout {
     pub fn new(data_dir: &Path) -> Self {
         Layout {
+            root: data_dir.to_path_buf(),
             current: data_dir.join("current"),
             versions: data_dir.join("versions"),
+            backups: data_dir.join("backups"),
             pidfile: data_dir.join("managed.pid"),
             log: data_dir.join("managed.log"),
             activations: data_dir.join("activations.json"),
         }
+    }
+
+    /// The `KEY=VALUE` environment entry that marks this daemon's managed program.
+    pub fn marker(&self) -> String {
+        format!("{SUPERVISED_BY}={}", self.root.display())
     }
 }
 
@@ -90,28 +151,27 @@ impl Supervisor {
             backoff: None,
             up_since: None,
         };
-        tokio::spawn(actor.run());
+        tokio::spawn(actor.run().instrument(tracing::info_span!("supervisor")));
         Supervisor { tx, status }
     }
 
     /// Starts the program from the current version (no-op if it runs).
-    pub async fn start(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Start(tx))
-            .await
-            .map_err(|_| "supervisor stopped".to_string())?;
-        rx.await.map_err(|_| "supervisor stopped".to_string())?
+    pub async fn start(&self) -> Result<(), ProgramError> {
+        self.ask(Cmd::Start).await
     }
 
     /// Stops the program and waits until it has exited.
-    pub async fn stop(&self) -> Result<(), String> {
+    pub async fn stop(&self) -> Result<(), ProgramError> {
+        self.ask(Cmd::Stop).await
+    }
+
+    async fn ask(&self, make: impl FnOnce(Reply) -> Cmd) -> Result<(), ProgramError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Cmd::Stop(tx))
+            .send(make(tx))
             .await
-            .map_err(|_| "supervisor stopped".to_string())?;
-        rx.await.map_err(|_| "supervisor stopped".to_string())?
+            .map_err(|_| ProgramError::SupervisorGone)?;
+        rx.await.map_err(|_| ProgramError::SupervisorGone)?
     }
 
     pub fn status(&self) -> ProgramStatus {
@@ -139,6 +199,22 @@ struct Actor {
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The configured stop signal (validated at load; SIGTERM if it somehow does not parse).
+pub fn stop_signal(name: &str) -> Signal {
+    parse_signal(name).unwrap_or(Signal::SIGTERM)
+}
+
+/// `SIGTERM`, `TERM`, `sigterm` … as a signal.
+pub fn parse_signal(name: &str) -> Option<Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>().ok()
+}
+
 impl Actor {
     async fn run(mut self) {
         loop {
@@ -157,13 +233,16 @@ impl Actor {
                         let _ = reply.send(self.halt().await);
                     }
                     None => {
-                        // The daemon is going away: leave the program running; the next
-                        // daemon start finds it through the pid file.
+                        // Every handle is gone (the daemon is going away without a shutdown
+                        // that stopped the program): leave it; the next start reaps it.
                         break;
                     }
                 },
                 exit = wait(&mut self.child), if self.child.is_some() => {
-                    self.child = None;
+                    let pgid = self.child.take().and_then(|c| c.id()).and_then(|p| i32::try_from(p).ok());
+                    // What it started in its group goes with it (a restart must not meet a
+                    // leftover holding the port).
+                    if let Some(g) = pgid { procs::signal_group(g, Signal::SIGKILL); }
                     let _ = fs::remove_file(&self.layout.pidfile);
                     let how = match exit { Ok(s) => s.to_string(), Err(e) => e.to_string() };
                     warn!("managed program exited unexpectedly: {how}");
@@ -191,20 +270,25 @@ impl Actor {
         }
     }
 
-    async fn launch(&mut self) -> Result<(), String> {
+    async fn launch(&mut self) -> Result<(), ProgramError> {
         if self.config.mode == ManagedMode::External {
-            run_hook(&self.config.hooks.start, "start", &[]).await?;
+            run_hook(
+                &self.config.hooks.start,
+                "start hook",
+                self.config.hooks.start_timeout(),
+            )
+            .await?;
             self.status.send_modify(|s| {
                 s.running = true;
                 s.starts += 1;
             });
             return Ok(());
         }
-        let version_dir = fs::canonicalize(&self.layout.current).map_err(|e| {
-            format!(
-                "{}: no current version to start: {e}",
-                self.layout.current.display()
-            )
+        let version_dir = fs::canonicalize(&self.layout.current).map_err(|source| {
+            ProgramError::NoCurrentVersion {
+                path: self.layout.current.clone(),
+                source,
+            }
         })?;
         let version = version_dir
             .file_name()
@@ -227,12 +311,16 @@ impl Actor {
                         .unwrap_or_default(),
                 )
         };
+        let log_error = |source| ProgramError::Io {
+            path: self.layout.log.clone(),
+            source,
+        };
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.layout.log)
-            .map_err(|e| format!("{}: {e}", self.layout.log.display()))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+            .map_err(log_error)?;
+        let log2 = log.try_clone().map_err(log_error)?;
         let cwd = self
             .config
             .working_dir
@@ -240,7 +328,10 @@ impl Actor {
             .or_else(|| data_dir.clone())
             .unwrap_or_else(|| version_dir.clone());
         if let Some(d) = &data_dir {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            fs::create_dir_all(d).map_err(|source| ProgramError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
         let mut cmd = Command::new(&program);
         cmd.args(self.config.args.iter().map(|a| subst(a)))
@@ -248,19 +339,28 @@ impl Actor {
             .env("UPSWARM_VERSION", &version)
             .env("UPSWARM_VERSION_DIR", &version_dir)
             .env("UPSWARM_ACTIVATIONS", &self.layout.activations)
+            .env(SUPERVISED_BY, &self.layout.root)
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
+            .stderr(Stdio::from(log2))
+            .process_group(0);
         if let Some(d) = &data_dir {
             cmd.env("UPSWARM_DATA_DIR", d);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let child = cmd.spawn().map_err(|source| ProgramError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         let pid = child.id();
-        if let Some(pid) = pid {
-            let _ = crate::files::write_atomic(&self.layout.pidfile, format!("{pid}\n").as_bytes());
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            let start = procs::stat(pid).map_or(0, |s| s.start_time);
+            if let Err(e) = crate::files::write_atomic(
+                &self.layout.pidfile,
+                format!("{pid} {start}\n").as_bytes(),
+            ) {
+                warn!("{e:#}");
+            }
         }
         info!(program = %program.display(), ?pid, %version, "managed program started");
         self.child = Some(child);
@@ -274,20 +374,21 @@ impl Actor {
         Ok(())
     }
 
-    async fn halt(&mut self) -> Result<(), String> {
+    async fn halt(&mut self) -> Result<(), ProgramError> {
         if self.config.mode == ManagedMode::External {
-            run_hook(&self.config.hooks.stop, "stop", &[]).await?;
+            run_hook(
+                &self.config.hooks.stop,
+                "stop hook",
+                self.config.hooks.stop_timeout(),
+            )
+            .await?;
             self.status.send_modify(|s| s.running = false);
             return Ok(());
         }
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let signal = self
-            .config
-            .stop_signal
-            .parse::<Signal>()
-            .unwrap_or(Signal::SIGTERM);
+        let signal = stop_signal(&self.config.stop_signal);
         let how = stop_child(&mut child, signal, self.config.shutdown_grace).await;
         let _ = fs::remove_file(&self.layout.pidfile);
         self.status.send_modify(|s| {
@@ -315,82 +416,143 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Signals the child, waits up to `grace` for it to exit, then kills it. Returns how it ended.
+/// Signals the child's process group, waits up to `grace` for the child to exit, then
+/// kills the group. Whatever else is left in the group is killed once the child has gone.
+/// Returns how it ended.
 async fn stop_child(child: &mut Child, signal: Signal, grace: Duration) -> String {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = kill(Pid::from_raw(pid), signal);
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    if let Some(g) = pgid {
+        procs::signal_group(g, signal);
     }
-    match tokio::time::timeout(grace, child.wait()).await {
+    let how = match tokio::time::timeout(grace, child.wait()).await {
         Ok(Ok(status)) => status.to_string(),
         Ok(Err(e)) => e.to_string(),
         Err(_) => {
             warn!("managed program did not stop within {grace:?}; killing it");
+            if let Some(g) = pgid {
+                procs::signal_group(g, Signal::SIGKILL);
+            }
             let _ = child.kill().await;
             "killed after the shutdown grace period".to_string()
         }
+    };
+    if let Some(g) = pgid {
+        procs::signal_group(g, Signal::SIGKILL);
     }
+    how
 }
 
-/// Runs an operator hook; returns its exit code (or an error if it could not run).
-pub async fn run_hook_code(
+async fn run_hook(
     argv: &[String],
-    what: &str,
-    env: &[(&str, String)],
-) -> Result<i32, String> {
-    let Some((prog, args)) = argv.split_first() else {
-        return Ok(0);
-    };
-    let out = Command::new(prog)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{what} hook {prog:?} could not run: {e}"))?;
-    Ok(out.status.code().unwrap_or(-1))
-}
-
-async fn run_hook(argv: &[String], what: &str, env: &[(&str, String)]) -> Result<(), String> {
-    match run_hook_code(argv, what, env).await? {
-        0 => Ok(()),
-        code => Err(format!("{what} hook {argv:?} exited with {code}")),
+    what: &'static str,
+    timeout: Duration,
+) -> Result<(), ProgramError> {
+    let r = command::run(argv, what, &[], timeout).await?;
+    if r.output.trim().is_empty() {
+        info!("{what} {argv:?}: {}", r.how);
+    } else {
+        info!(
+            "{what} {argv:?}: {}; output:\n{}",
+            r.how,
+            r.output.trim_end()
+        );
+    }
+    if r.success() {
+        Ok(())
+    } else {
+        Err(ProgramError::Hook {
+            what,
+            argv: argv.to_vec(),
+            how: r.how,
+        })
     }
 }
 
-/// A managed program left running by a daemon that was killed: stop it, so that the new
-/// daemon starts exactly one. Only a process whose executable lives under our `versions`
-/// directory is touched.
-pub async fn reap_orphan(layout: &Layout, grace: Duration) {
-    let Ok(text) = fs::read_to_string(&layout.pidfile) else {
-        return;
-    };
-    let _ = fs::remove_file(&layout.pidfile);
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
+/// Stops a managed program left running by a daemon that was killed (or stopped without
+/// stopping it), so that the new daemon starts exactly one. A process is ours when the pid
+/// file names it with its start time, or when its environment carries this daemon's
+/// [`SUPERVISED_BY`] mark — whatever its executable. Returns how many processes were
+/// stopped.
+pub async fn reap_orphans(config: &Managed, layout: &Layout, ours: Option<u32>) -> usize {
+    if config.mode == ManagedMode::External {
+        return 0;
+    }
+    // The program this daemon runs now (a retried recovery) is not an orphan.
+    let ours = ours.and_then(|p| i32::try_from(p).ok());
+    let mut groups: Vec<i32> = Vec::new();
+    if let Ok(text) = fs::read_to_string(&layout.pidfile) {
+        let mut it = text.split_whitespace();
+        let pid = it.next().and_then(|p| p.parse::<i32>().ok());
+        let start = it.next().and_then(|s| s.parse::<u64>().ok());
+        match (pid, start) {
+            (Some(pid), _) if Some(pid) == ours => {}
+            (Some(pid), Some(start)) if procs::same_process(pid, start) => groups.push(pid),
+            (Some(pid), None) if legacy_ours(pid, layout) => groups.push(pid),
+            _ => {}
+        }
+    }
+    let marked = procs::with_env(&layout.marker());
+    for &p in &marked {
+        let g = procs::stat(p).map_or(p, |s| s.pgrp);
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    // Never signal our own group (a program that somehow shares it), nor our program's.
+    let own = procs::stat(std::process::id() as i32).map(|s| s.pgrp);
+    groups.retain(|g| Some(*g) != own && Some(*g) != ours);
+    let marked: Vec<i32> = marked
+        .into_iter()
+        .filter(|p| ours.is_none() || procs::stat(*p).map(|s| s.pgrp) != ours)
+        .collect();
+    let mut pids = marked;
+    pids.extend(groups.iter().copied());
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.is_empty() {
+        if ours.is_none() {
+            let _ = fs::remove_file(&layout.pidfile);
+        }
+        return 0;
+    }
+    warn!(
+        ?pids,
+        "stopping the managed program left running by a previous daemon"
+    );
+    let signal = stop_signal(&config.stop_signal);
+    for &g in &groups {
+        procs::signal_group(g, signal);
+    }
+    for &p in &pids {
+        procs::signal(p, signal);
+    }
+    if !procs::wait_gone(&pids, config.shutdown_grace).await {
+        for &g in &groups {
+            procs::signal_group(g, Signal::SIGKILL);
+        }
+        for &p in &pids {
+            procs::signal(p, Signal::SIGKILL);
+        }
+        procs::wait_gone(&pids, Duration::from_secs(5)).await;
+    }
+    // Anything it started that is still around.
+    for p in procs::with_env(&layout.marker()) {
+        if ours.is_none() || procs::stat(p).map(|s| s.pgrp) != ours {
+            procs::signal(p, Signal::SIGKILL);
+        }
+    }
+    if ours.is_none() {
+        let _ = fs::remove_file(&layout.pidfile);
+    }
+    pids.len()
+}
+
+/// A pid file written before start times were recorded: ours only if its executable lives
+/// under our `versions` directory.
+fn legacy_ours(pid: i32, layout: &Layout) -> bool {
     let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
-        return;
+        return false;
     };
     let versions = fs::canonicalize(&layout.versions).unwrap_or_else(|_| layout.versions.clone());
-    if !exe.starts_with(&versions) {
-        return;
-    }
-    warn!(pid, exe = %exe.display(), "stopping the managed program left by a previous daemon");
-    let pid = Pid::from_raw(pid);
-    let _ = kill(pid, Signal::SIGTERM);
-    let start = Instant::now();
-    while start.elapsed() < grace {
-        if kill(pid, None).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    // Wait for the kernel to reap it (it is not our child; init does).
-    for _ in 0..100 {
-        if kill(pid, None).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    exe.starts_with(&versions) && procs::alive(pid)
 }

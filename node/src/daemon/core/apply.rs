@@ -10,9 +10,9 @@ impl Core {
         v
     }
 
-    /// The updater, or why there is none.
-    fn managed_updater(&self) -> Result<&Updater, String> {
-        self.updater
+    /// The apply actor, or why there is none.
+    fn managed(&self) -> Result<&ApplyHandle, String> {
+        self.apply
             .as_ref()
             .ok_or_else(|| "this daemon manages no program (no [managed] section)".to_string())
     }
@@ -21,7 +21,7 @@ impl Core {
         &self,
         id: &Hash32,
         k: &Known,
-        installed: &crate::daemon::apply::updater::Installed,
+        installed: &crate::daemon::apply::Installed,
     ) -> Candidate {
         let m = &k.verified.manifest;
         Candidate {
@@ -36,9 +36,7 @@ impl Core {
         }
     }
 
-    pub(super) fn policy_installed(
-        installed: &crate::daemon::apply::updater::Installed,
-    ) -> PolicyInstalled {
+    pub(super) fn policy_installed(installed: &crate::daemon::apply::Installed) -> PolicyInstalled {
         PolicyInstalled {
             current: installed.current.as_ref().map(|v| v.version.clone()),
             pinned: installed.pinned.clone(),
@@ -46,10 +44,10 @@ impl Core {
     }
 
     pub(super) fn check(&self) -> Vec<CheckItem> {
-        let Some(u) = &self.updater else {
+        let Some(a) = &self.apply else {
             return Vec::new();
         };
-        let installed = u.installed();
+        let installed = a.installed();
         let pi = Self::policy_installed(&installed);
         let now = chrono::Utc::now();
         self.installable()
@@ -72,15 +70,17 @@ impl Core {
             .collect()
     }
 
-    /// Starts the newest release the policy lets this node apply now, if any.
+    /// Offers the apply actor the newest release the policy lets this node apply now, if
+    /// any (it starts it unless a transition runs or recovery is not over).
     pub(super) fn maybe_apply(&mut self) {
-        let Some(u) = self.updater.clone() else {
+        let Some(a) = self.apply.clone() else {
             return;
         };
-        if u.in_progress().is_some() {
+        let view = a.view();
+        if !view.idle() {
             return;
         }
-        let installed = u.installed();
+        let installed = view.installed;
         let pi = Self::policy_installed(&installed);
         let now = chrono::Utc::now();
         let pick = self.installable().into_iter().find_map(|(id, k)| {
@@ -89,31 +89,17 @@ impl Core {
                 .then(|| (*id, k.verified.manifest.version.clone()))
         });
         let Some((id, version)) = pick else { return };
-        let Ok(guard) = u.try_begin() else { return };
-        let target = Target {
-            to: VersionRef {
-                version,
-                release: id,
+        a.offer(TransitionRequest {
+            kind: Kind::Apply,
+            origin: Origin::Auto,
+            target: Target {
+                to: VersionRef {
+                    version,
+                    release: id,
+                },
+                source: release_dir(&self.ctx, &id),
             },
-            source: release_dir(&self.ctx, &id),
-        };
-        let to_self = self.to_self.clone();
-        self.send_report(
-            target.to.release,
-            HealthStatus::Installed,
-            &target.to.version,
-            "installing",
-        );
-        tokio::spawn(async move {
-            let to = target.to.clone();
-            let outcome = u.transition(&guard, Kind::Apply, target).await;
-            drop(guard);
-            let _ = to_self
-                .send(CoreMsg::Applied {
-                    target: Some(to),
-                    outcome,
-                })
-                .await;
+            mark_failed: None,
         });
     }
 
@@ -122,8 +108,7 @@ impl Core {
         version: Option<semver::Version>,
         force: bool,
     ) -> Result<Target, String> {
-        let u = self.managed_updater()?;
-        let installed = u.installed();
+        let installed = self.managed()?.installed();
         let list = self.installable();
         let (id, k) = match &version {
             Some(v) => list
@@ -161,8 +146,8 @@ impl Core {
         &self,
         version: Option<semver::Version>,
     ) -> Result<Target, String> {
-        let u = self.managed_updater()?;
-        let installed = u.installed();
+        let a = self.managed()?;
+        let installed = a.installed();
         let to = match version {
             None => installed
                 .previous
@@ -178,7 +163,7 @@ impl Core {
                     format!("{v} is not one of the earlier versions kept on this node")
                 })?,
         };
-        let dir = crate::daemon::apply::versions::dir(&u.layout().versions, &to.version);
+        let dir = crate::daemon::apply::versions::dir(&a.layout().versions, &to.version);
         if !dir.is_dir() {
             return Err(format!(
                 "{}: version {} is no longer kept on this node",

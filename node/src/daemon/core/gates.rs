@@ -24,7 +24,7 @@ impl Core {
         &self,
         id: &Hash32,
         k: &Known,
-        installed: &crate::daemon::apply::updater::Installed,
+        installed: &crate::daemon::apply::Installed,
         pi: &PolicyInstalled,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Hold> {
@@ -155,39 +155,85 @@ impl Core {
         self.gossip(Topic::Health, bytes, "a health report");
     }
 
-    pub(super) fn on_applied(
-        &mut self,
-        target: Option<VersionRef>,
-        outcome: Result<Outcome, String>,
-    ) {
-        let Some(t) = target else { return };
-        let details =
-            serde_json::json!({ "release": t.release.to_hex(), "version": t.version.to_string() });
-        match &outcome {
-            Ok(Outcome::Applied) => self.webhook("applied", details),
-            Ok(Outcome::RolledBack) => self.webhook("rolled_back", details),
-            Ok(Outcome::Refused) => self.webhook("failed", details),
-            _ => {}
-        }
-        match outcome {
-            Ok(Outcome::Applied) => {
-                self.send_report(t.release, HealthStatus::Healthy, &t.version, "healthy")
+    /// Reports what the apply actor did: health reports for the rollout (installing,
+    /// healthy, rolled back) and webhooks, for automatic and manual transitions alike.
+    pub(super) fn on_apply_event(&mut self, ev: ApplyEvent) {
+        match ev {
+            ApplyEvent::Started {
+                kind: Kind::Apply,
+                to,
+                ..
+            } => self.send_report(
+                to.release,
+                HealthStatus::Installed,
+                &to.version,
+                "installing",
+            ),
+            ApplyEvent::Started { .. } => {}
+            ApplyEvent::Finished {
+                kind,
+                origin,
+                from,
+                to,
+                outcome,
+                reason,
+                current,
+            } => {
+                let running = current.as_ref().map(|c| c.version.clone());
+                let details = serde_json::json!({
+                    "release": to.release.to_hex(),
+                    "version": to.version.to_string(),
+                    "from": from.as_ref().map(|f| f.version.to_string()),
+                    "origin": origin,
+                    "reason": reason,
+                });
+                match (kind, outcome) {
+                    (Kind::Apply, Outcome::Applied) => {
+                        self.webhook("applied", details);
+                        self.send_report(to.release, HealthStatus::Healthy, &to.version, "healthy");
+                    }
+                    (Kind::Apply, Outcome::RolledBack) => {
+                        self.webhook("rolled_back", details);
+                        self.send_report(
+                            to.release,
+                            HealthStatus::RolledBack,
+                            running.as_ref().unwrap_or(&to.version),
+                            "failed and rolled back",
+                        );
+                    }
+                    (Kind::Rollback, Outcome::Applied) => {
+                        // Back on an earlier version: by a yank of the one left (its
+                        // report says so) or by the operator (not a verdict on it).
+                        let details = serde_json::json!({
+                            "release": from.as_ref().map(|f| f.release.to_hex()),
+                            "version": from.as_ref().map(|f| f.version.to_string()),
+                            "to": to.version.to_string(),
+                            "origin": origin,
+                        });
+                        self.webhook("rolled_back", details);
+                        match (origin, &from) {
+                            (Origin::Yank, Some(f)) => self.send_report(
+                                f.release,
+                                HealthStatus::RolledBack,
+                                &to.version,
+                                "yanked; rolled back",
+                            ),
+                            _ => self.send_report(
+                                to.release,
+                                HealthStatus::Healthy,
+                                &to.version,
+                                "healthy (rolled back to by the operator)",
+                            ),
+                        }
+                    }
+                    (_, Outcome::Refused) | (Kind::Rollback, Outcome::RolledBack) => {
+                        self.webhook("failed", details)
+                    }
+                    (_, Outcome::Postponed) => {
+                        info!(version = %to.version, "apply postponed: {}", reason.unwrap_or_default())
+                    }
+                }
             }
-            Ok(Outcome::RolledBack) => {
-                let running = self
-                    .updater
-                    .as_ref()
-                    .and_then(|u| u.installed().current.map(|c| c.version))
-                    .unwrap_or_else(|| t.version.clone());
-                self.send_report(
-                    t.release,
-                    HealthStatus::RolledBack,
-                    &running,
-                    "failed and rolled back",
-                );
-            }
-            Ok(other) => debug!(version = %t.version, ?other, "apply ended without a change"),
-            Err(e) => info!(version = %t.version, "apply ended without a change: {e}"),
         }
     }
 
@@ -248,45 +294,30 @@ impl Core {
 
     /// A yanked release that this node runs is rolled back to the previous version.
     pub(super) fn obey_yank(&mut self) {
-        let Some(u) = self.updater.clone() else {
+        let Some(a) = self.apply.clone() else {
             return;
         };
-        let installed = u.installed();
-        let Some(current) = installed.current.clone() else {
+        let view = a.view();
+        let Some(current) = view.installed.current.clone() else {
             return;
         };
-        if !self.book.yanked(&current.release) || u.in_progress().is_some() {
+        // A yank rollback that failed leaves the yanked release marked failed: do not loop.
+        if !self.book.yanked(&current.release)
+            || !view.idle()
+            || view.installed.failed.contains(&current.release)
+        {
             return;
         }
         let Ok(target) = self.resolve_rollback(None) else {
             warn!(version = %current.version, "this version was yanked, but there is no earlier version to roll back to");
             return;
         };
-        let Ok(guard) = u.try_begin() else { return };
         warn!(version = %current.version, to = %target.to.version, "release yanked by the control role; rolling back");
-        let to_self = self.to_self.clone();
-        let yanked = current.clone();
-        tokio::spawn(async move {
-            let _ = u
-                .edit_locked(&guard, |i| {
-                    i.failed.insert(yanked.release);
-                })
-                .await;
-            let outcome = u.transition(&guard, Kind::Rollback, target).await;
-            drop(guard);
-            let outcome = outcome.map(|o| {
-                if o == Outcome::Applied {
-                    Outcome::RolledBack
-                } else {
-                    o
-                }
-            });
-            let _ = to_self
-                .send(CoreMsg::Applied {
-                    target: Some(yanked),
-                    outcome,
-                })
-                .await;
+        a.offer(TransitionRequest {
+            kind: Kind::Rollback,
+            origin: Origin::Yank,
+            target,
+            mark_failed: Some(current.release),
         });
     }
 
@@ -301,8 +332,8 @@ impl Core {
         };
         let m = &k.verified.manifest;
         let me = self.ctx.node_key.key_id();
-        let policy = self.updater.as_ref().and_then(|u| {
-            let installed = u.installed();
+        let policy = self.apply.as_ref().and_then(|a| {
+            let installed = a.installed();
             let c = self.candidate(id, k, &installed);
             policy::may_auto_apply(
                 &self.ctx.config.policy,

@@ -28,7 +28,9 @@ use upswarm_trust::{
 use super::Ctx;
 use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
 use super::apply::supervisor::ProgramStatus;
-use super::apply::updater::{Kind, Outcome, Target, Updater, VersionRef};
+use super::apply::{
+    ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
+};
 use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
 use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
@@ -52,15 +54,6 @@ pub enum CoreMsg {
         force: bool,
         rollback: bool,
         reply: oneshot::Sender<Result<Target, String>>,
-    },
-    /// A transition finished: report it.
-    Applied {
-        target: Option<VersionRef>,
-        outcome: Result<Outcome, String>,
-    },
-    /// A transition started (manual ones come through the API): report it.
-    Installing {
-        target: VersionRef,
     },
     /// Signed messages pulled from a peer.
     Resynced {
@@ -175,6 +168,9 @@ pub struct ManagedView {
     pub program: ProgramStatus,
     /// Apply step in progress and the version being applied.
     pub applying: Option<(String, String)>,
+    /// Finishing an update interrupted by a restart (no new update may start until done).
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// The verdict on a manifest heard of.
@@ -201,7 +197,9 @@ pub struct Core {
     inbox: mpsc::Receiver<CoreMsg>,
     to_self: mpsc::Sender<CoreMsg>,
     events: mpsc::Receiver<Event>,
-    updater: Option<Updater>,
+    /// The apply actor (with a `[managed]` section), and what it reports.
+    apply: Option<ApplyHandle>,
+    apply_events: Option<mpsc::Receiver<ApplyEvent>>,
     book: RolloutBook,
     /// Why the last signed message was rejected (for API callers).
     last_rejection: Option<String>,
@@ -237,10 +235,12 @@ impl Core {
         inbox: mpsc::Receiver<CoreMsg>,
         to_self: mpsc::Sender<CoreMsg>,
         events: mpsc::Receiver<Event>,
-        updater: Option<Updater>,
+        apply: Option<ApplyHandle>,
+        apply_events: Option<mpsc::Receiver<ApplyEvent>>,
     ) -> Self {
         Core {
-            updater,
+            apply,
+            apply_events,
             book: RolloutBook::default(),
             last_rejection: None,
             voting: VotingBook::default(),
@@ -315,23 +315,13 @@ impl Core {
 
     /// Runs until the inbox closes.
     pub async fn run(mut self) {
-        if let Some(u) = self.updater.clone() {
-            // Finish or undo an apply a killed daemon left behind, or start the program.
-            let to_self = self.to_self.clone();
-            tokio::spawn(async move {
-                u.recover().await;
-                let _ = to_self
-                    .send(CoreMsg::Applied {
-                        target: None,
-                        outcome: Ok(Outcome::Postponed),
-                    })
-                    .await;
-            });
-        }
         self.load_signed();
+        // Periods are validated at load; the floor keeps `interval` from ever panicking.
+        let period = |d: Duration| d.max(Duration::from_millis(100));
         let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
-        let mut resync_tick = tokio::time::interval(self.ctx.config.rollout.resync_interval);
-        let mut dht = tokio::time::interval(self.ctx.config.network_options.dht_refresh);
+        let mut resync_tick =
+            tokio::time::interval(period(self.ctx.config.rollout.resync_interval));
+        let mut dht = tokio::time::interval(period(self.ctx.config.network_options.dht_refresh));
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         loop {
@@ -341,6 +331,7 @@ impl Core {
                     None => break,
                 },
                 Some(ev) = self.events.recv() => self.on_event(ev).await,
+                Some(ev) = next_apply_event(&mut self.apply_events) => self.on_apply_event(ev),
                 _ = dht.tick() => self.query_dht(),
                 _ = apply_tick.tick() => {
                     self.lift_bans();
@@ -689,15 +680,6 @@ impl Core {
                     self.resolve_apply(version, force)
                 });
             }
-            CoreMsg::Applied { target, outcome } => self.on_applied(target, outcome),
-            CoreMsg::Installing { target } => {
-                self.send_report(
-                    target.release,
-                    HealthStatus::Installed,
-                    &target.version,
-                    "installing",
-                );
-            }
             CoreMsg::Resynced { kind, envelopes } => {
                 for e in envelopes {
                     let _ = self.on_signed(kind, &e);
@@ -949,20 +931,33 @@ impl Core {
             },
             root_version: self.chain.current().version(),
             releases,
-            managed: self.updater.as_ref().map(|u| {
-                let i = u.installed();
+            managed: self.apply.as_ref().map(|a| {
+                let v = a.view();
+                let i = &v.installed;
                 ManagedView {
                     current: i.current.as_ref().map(|v| v.version.to_string()),
                     previous: i.previous.iter().map(|v| v.version.to_string()).collect(),
                     pinned: i.pinned.as_ref().map(ToString::to_string),
                     failed: i.failed.iter().map(Hash32::to_hex).collect(),
-                    program: u.program(),
-                    applying: u.in_progress().map(|(s, v)| (s.name().to_string(), v)),
+                    program: a.program(),
+                    applying: v
+                        .applying
+                        .as_ref()
+                        .map(|a| (a.step.name().to_string(), a.to.to_string())),
+                    recovering: !v.recovered,
                 }
             }),
             alarms: self.alarms.clone(),
             counters: self.ctx.metrics.snapshot(),
         }
+    }
+}
+
+/// The next event of the apply actor (never, without one).
+async fn next_apply_event(rx: &mut Option<mpsc::Receiver<ApplyEvent>>) -> Option<ApplyEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

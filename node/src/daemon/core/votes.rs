@@ -26,10 +26,10 @@ impl Core {
 
     /// The protocols the software this node runs declares (its current release's manifest).
     pub(super) fn running_provides(&self) -> Vec<String> {
-        let Some(u) = &self.updater else {
+        let Some(a) = &self.apply else {
             return Vec::new();
         };
-        let Some(current) = u.installed().current else {
+        let Some(current) = a.installed().current else {
             return Vec::new();
         };
         self.releases
@@ -41,9 +41,9 @@ impl Core {
     /// Whether this node may attest readiness for `protocol` now: it runs, healthy, software
     /// that declares support for it, and no update is in progress.
     pub(super) fn ready_for(&self, protocol: &str) -> bool {
-        let Some(u) = &self.updater else { return false };
-        u.in_progress().is_none()
-            && u.program().running
+        let Some(a) = &self.apply else { return false };
+        a.view().idle()
+            && a.program().running
             && self.running_provides().iter().any(|p| p == protocol)
     }
 
