@@ -222,7 +222,10 @@ fn a_replayed_older_manifest_is_ignored() {
     let old_m = old.join("manifest.cbor").to_string_lossy().into_owned();
     let (mut replayer, _, _) = Evil::start(&[&late_addr], &["--gossip-release", &old_m]);
     let gossip = replayer.wait_event("gossip", Duration::from_secs(30));
-    assert!(gossip["result"].as_str().unwrap_or("").starts_with("Ok"), "{gossip}");
+    assert!(
+        gossip["result"].as_str().unwrap_or("").starts_with("Ok"),
+        "{gossip}"
+    );
     assert!(
         wait_for(Duration::from_secs(20), || net.daemons[late]
             .counter("gossip_rejected")

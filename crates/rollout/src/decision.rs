@@ -338,6 +338,14 @@ impl fmt::Display for Explanation {
                     "; {} more report(s) needed",
                     g.reports_needed - g.reports
                 )?,
+                None if g.phase > 0 && g.earlier_reports == 0 => writeln!(
+                    f,
+                    "; no phase opens before a first health report from phase{}",
+                    match g.phase - 1 {
+                        0 => " 0".to_string(),
+                        last => format!("s 0..={last}"),
+                    }
+                )?,
                 None => writeln!(f)?,
             }
         }
@@ -394,6 +402,9 @@ mod tests {
             phase,
             from_bp: 0,
             until_bp: 1000,
+            rank_phase: phase,
+            position: 0,
+            known_nodes: 50,
             delay_secs,
         }
     }
@@ -527,7 +538,8 @@ mod tests {
                 min_reports: 1,
             }],
         };
-        let c = Cohort::of(&plan, &release, &node, Duration::from_secs(100));
+        let c =
+            crate::Cohorts::new(&plan, &release, [node]).cohort(&node, Duration::from_secs(100));
         let e = evaluate_ranked(&plan, 1000, vec![], &ControlState::default(), &[1], 1000, 0);
         assert!(explain(&e, &c, 1000).status == RolloutStatus::Complete);
         let at = 1000 + c.delay_secs;

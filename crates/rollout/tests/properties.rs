@@ -222,7 +222,10 @@ fn reference(c: &Case) -> Outcome {
                     t >= START
                 } else {
                     let o = opened[k - 1].unwrap();
-                    (quorum[k - 1] >= needed[k - 1] && t >= o + c.plan.phases[k - 1].min_soak_secs)
+                    // Rules 3–5: the quorum, a first report from phases 0..k, the soak.
+                    (quorum[k - 1] >= needed[k - 1]
+                        && quorum[..k].iter().sum::<u32>() >= 1
+                        && t >= o + c.plan.phases[k - 1].min_soak_secs)
                         || control.advance_time(k).is_some_and(|a| a <= t)
                 };
                 if gate {
