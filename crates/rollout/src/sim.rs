@@ -185,7 +185,13 @@ impl fmt::Display for SimResult {
             .iter()
             .map(|c| format!("{:.2} %", pct(*c)))
             .collect();
-        writeln!(f, "cohorts:          {}", cohorts.join(" / "))?;
+        let sizes: Vec<String> = self.cohort_sizes.iter().map(ToString::to_string).collect();
+        writeln!(
+            f,
+            "cohorts:          {} ({} nodes)",
+            cohorts.join(" / "),
+            sizes.join(" / ")
+        )?;
         writeln!(
             f,
             "view lag:         {} (mean {:.1} s, max {} s)",
