@@ -579,6 +579,40 @@ mod tests {
         assert_eq!(none.sizes(), vec![0, 0, 0, 0]);
     }
 
+    /// The test vector of docs/wire-format.md §7: another implementation must print the same.
+    #[test]
+    fn the_wire_format_test_vector() {
+        let plan = two_phases(3400);
+        let release = Hash32([0x03; 32]);
+        let nodes: Vec<KeyId> = (1..=3u8).map(|i| KeyId([i; 32])).collect();
+        let cohorts = Cohorts::new(&plan, &release, nodes.iter().rev().copied());
+        let got: Vec<(KeyId, u64, usize, usize, usize, u64)> = cohorts
+            .placements()
+            .map(|p| {
+                let delay = install_delay(&release, &p.node, Duration::from_secs(60));
+                (
+                    p.node,
+                    p.rank.0,
+                    p.position,
+                    p.rank_phase,
+                    p.phase,
+                    delay.as_secs(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (nodes[0], 0x7d9e_ece5_7cb2_5a25, 0, 1, 0, 9),
+                (nodes[1], 0x9355_3b12_250e_badf, 1, 1, 1, 31),
+                (nodes[2], 0xdcf3_98ce_7370_2add, 2, 1, 1, 30),
+            ]
+        );
+        assert!(!below(Rank(0x7d9e_ece5_7cb2_5a25), 3400));
+        assert!(below(Rank(0x570a_3d70_a3d7_0a3c), 3400));
+        assert!(!below(Rank(0x570a_3d70_a3d7_0a3d), 3400));
+    }
+
     #[test]
     fn the_order_in_which_nodes_are_known_does_not_matter() {
         let plan = RolloutPlan::default_for(UpdateType::Major, false);
