@@ -363,6 +363,12 @@ fn three_nodes_get_a_canary_and_a_broken_release_never_passes_it() {
                     .contains("promoted from phase 1"),
                 "{e}"
             );
+            let (ok, text) = f.net.daemons[f.nodes[i]].cli(&["explain", "1.1.0"]);
+            assert!(ok, "{text}");
+            assert!(
+                text.contains("phase 0, promoted from phase 1 (10 %–100 % of nodes): node 1 of 3 known in install order"),
+                "{text}"
+            );
         } else {
             let h = history_of(&f, i, "1.1.0");
             let started =
