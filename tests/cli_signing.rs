@@ -534,3 +534,218 @@ fn hostile_times_text_and_broken_pipes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Three node ids in a file (with a comment and a blank line), read back.
+fn node_list(d: &Path) -> Vec<upswarm_proto::KeyId> {
+    let ids: Vec<upswarm_proto::KeyId> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|k| {
+            let out = ok(d, &["key", "gen", "--out", k]);
+            upswarm_proto::KeyId::from_hex(out.trim()).unwrap()
+        })
+        .collect();
+    fs::write(
+        d.join("nodes.txt"),
+        format!(
+            "# the fleet\n{}\n\n{}  # second\n{}\n",
+            ids[0].to_hex(),
+            ids[1].to_hex(),
+            ids[2].to_hex()
+        ),
+    )
+    .unwrap();
+    ids
+}
+
+/// The fleet before publication: three nodes, a 34 % canary phase that none of
+/// their ranks falls in. `release inspect --nodes` shows the canary the nodes will draw.
+#[test]
+fn release_inspect_previews_the_cohorts_of_a_node_list() {
+    let dir = setup();
+    let d = dir.path();
+    let ids = node_list(d);
+    let plan = upswarm_proto::RolloutPlan {
+        phases: vec![
+            upswarm_proto::Phase {
+                until_bp: 3400,
+                min_soak_secs: 30,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+            upswarm_proto::Phase {
+                until_bp: 10_000,
+                min_soak_secs: 0,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+        ],
+    };
+    // Re-create the release (another changelog, another id) until no rank is below 34 %.
+    let mut found = None;
+    for attempt in 0..60 {
+        let out = format!("rel{attempt}");
+        fs::write(d.join("changes.md"), format!("- attempt {attempt}\n")).unwrap();
+        ok(
+            d,
+            &[
+                "release",
+                "create",
+                "--name",
+                "demo",
+                "--version",
+                "1.0.0",
+                "--type",
+                "minor",
+                "--channel",
+                "stable",
+                "--artifact",
+                "node=app.bin",
+                "--changelog",
+                "changes.md",
+                "--phase",
+                "34:30s:10:1",
+                "--phase",
+                "100",
+                "--out",
+                &out,
+            ],
+        );
+        let manifest = format!("{out}/manifest.cbor");
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(d, &["release", "inspect", "--json", &manifest])).unwrap();
+        let id = upswarm_proto::Hash32::from_hex(v["release_id"].as_str().unwrap()).unwrap();
+        if ids
+            .iter()
+            .all(|n| upswarm_rollout::phase_of(&plan, upswarm_rollout::rank(&id, n)) == 1)
+        {
+            found = Some((manifest, id));
+            break;
+        }
+    }
+    let (manifest, id) = found.expect("a release that ranks no node below 34 %");
+    let cohorts = upswarm_rollout::Cohorts::new(&plan, &id, ids.iter().copied());
+    let order: Vec<upswarm_rollout::Placement> = cohorts.placements().collect();
+
+    let text = ok(
+        d,
+        &["release", "inspect", &manifest, "--nodes", "nodes.txt"],
+    );
+    for needle in [
+        "cohorts      3 node(s) from nodes.txt",
+        "  phase 0: 1 node(s)\n  phase 1: 2 node(s)\n",
+        "install order (phase by phase; inside a phase each node installs its delay after the phase opened, spread 1m)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    // One row per node, in install order: the lowest rank is the canary, promoted.
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("install order"))
+        .skip(2)
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for (row, p) in rows.iter().zip(&order) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[0], (p.position + 1).to_string(), "{row}");
+        assert_eq!(cols[1], p.phase.to_string(), "{row}");
+        assert_eq!(
+            cols[2],
+            format!("{:.4}", p.rank.fraction() * 100.0),
+            "{row}"
+        );
+        assert_eq!(cols[6], p.node.to_hex(), "{row}");
+    }
+    assert!(rows[0].ends_with("(promoted from phase 1)"), "{text}");
+    assert!(!rows[1].contains("promoted") && !rows[2].contains("promoted"));
+    assert!(rows[0].split_whitespace().nth(1) == Some("0"));
+
+    // The same as JSON, with install delays for the given spread.
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        d,
+        &[
+            "release",
+            "inspect",
+            "--json",
+            &manifest,
+            "--nodes",
+            "nodes.txt",
+            "--spread",
+            "90s",
+        ],
+    ))
+    .unwrap();
+    let c = &v["cohorts"];
+    assert_eq!(c["nodes"], 3);
+    assert_eq!(c["phase_sizes"], serde_json::json!([1, 2]));
+    assert_eq!(c["spread_secs"], 90);
+    for (i, p) in order.iter().enumerate() {
+        let o = &c["order"][i];
+        assert_eq!(o["node"], p.node.to_hex());
+        assert_eq!(o["phase"], p.phase);
+        assert_eq!(o["rank_phase"], 1);
+        assert_eq!(o["promoted"], i == 0);
+        let delay =
+            upswarm_rollout::install_delay(&id, &p.node, std::time::Duration::from_secs(90));
+        assert_eq!(o["install_delay_secs"], delay.as_secs());
+    }
+
+    // Bad lists: the line and what a node id is.
+    fs::write(
+        d.join("bad.txt"),
+        format!("{}\nnot-a-node\n", ids[0].to_hex()),
+    )
+    .unwrap();
+    let err = fails(d, &["release", "inspect", &manifest, "--nodes", "bad.txt"]);
+    assert!(
+        err.contains("bad.txt:2: \"not-a-node\" is not a node id (64 hex digits"),
+        "{err}"
+    );
+    fs::write(d.join("empty.txt"), "# nobody\n\n").unwrap();
+    let err = fails(
+        d,
+        &["release", "inspect", &manifest, "--nodes", "empty.txt"],
+    );
+    assert!(err.contains("empty.txt: no node ids in the list"), "{err}");
+    let err = fails(
+        d,
+        &["release", "inspect", &manifest, "--nodes", "missing.txt"],
+    );
+    assert!(err.contains("missing.txt"), "{err}");
+    let err = fails(d, &["release", "inspect", &manifest, "--spread", "10s"]);
+    assert!(err.contains("--nodes"), "{err}");
+}
+
+/// `upswarm sim --nodes 3`: a canary, and a bad release halts there.
+#[test]
+fn sim_of_three_nodes_has_a_canary_and_halts_a_bad_release_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = ok(d, &["sim", "--nodes", "3", "--report-loss", "0"]);
+    assert!(good.contains("(1 / 1 / 1 / 0 nodes)"), "{good}");
+    assert!(
+        good.contains("installed:        3 (100.00 % of nodes"),
+        "{good}"
+    );
+    for plan in [vec![], vec!["--phase", "34:30s:10:1", "--phase", "100"]] {
+        let mut args = vec![
+            "sim",
+            "--nodes",
+            "3",
+            "--failure",
+            "1",
+            "--report-loss",
+            "0",
+        ];
+        args.extend(plan);
+        let bad = ok(d, &args);
+        assert!(
+            bad.contains("installed:        1 (33.33 % of nodes"),
+            "{bad}"
+        );
+        assert!(
+            bad.contains("halted at") && bad.contains("phase 0 had 1 failure(s)"),
+            "{bad}"
+        );
+        assert!(bad.contains("phases opened at: [0s, -"), "{bad}");
+    }
+}

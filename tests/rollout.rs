@@ -140,10 +140,8 @@ fn two_phase_release(
             ],
         );
         let id = release_id(&dir);
-        let phases: Vec<usize> = ids
-            .iter()
-            .map(|n| upswarm_rollout::phase_of(&plan, upswarm_rollout::rank(&id, n)))
-            .collect();
+        let cohorts = upswarm_rollout::Cohorts::new(&plan, &id, ids.iter().copied());
+        let phases: Vec<usize> = ids.iter().map(|n| cohorts.phase(n)).collect();
         let canaries = phases.iter().filter(|p| **p == 0).count();
         if canaries >= 1 && canaries <= ids.len() / 2 {
             return (dir, phases);
@@ -253,6 +251,172 @@ fn twenty_nodes_good_release_in_phases_then_bad_release_halts_at_the_canaries() 
                 .starts_with("never"),
             "{e}"
         );
+    }
+    for (i, port) in f.ports.iter().enumerate() {
+        assert_eq!(version_served(*port).as_deref(), Some("1.1.0"), "node {i}");
+    }
+}
+
+/// Creates `version` with the plan `--phase 10:6s:10:1 --phase 100` (a canary phase of
+/// 10 %, 6 s soak, halt above 10 %, one report; then everyone), re-creating it until no
+/// node's rank falls below 10 %: by rank alone the canary phase would be empty. Returns the
+/// release directory and the index of the node that must be the canary (the lowest
+/// ranked).
+fn release_with_no_rank_in_the_canary_phase(
+    f: &Fleet,
+    version: &str,
+    mode: &str,
+) -> (std::path::PathBuf, usize) {
+    let ids = node_ids(f);
+    let plan = RolloutPlan {
+        phases: vec![
+            Phase {
+                until_bp: 1000,
+                min_soak_secs: 6,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+            Phase {
+                until_bp: 10_000,
+                min_soak_secs: 0,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+        ],
+    };
+    for attempt in 0..40 {
+        let dir = f.net.path().join(format!("rel-demo-{version}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let changelog = f.net.path().join("changes.md");
+        std::fs::write(&changelog, format!("- attempt {attempt}\n")).unwrap();
+        let dir = f.net.demo_release(
+            version,
+            mode,
+            "minor",
+            &[
+                "--phase",
+                "10:6s:10:1",
+                "--phase",
+                "100",
+                "--changelog",
+                &changelog.to_string_lossy(),
+            ],
+        );
+        let id = release_id(&dir);
+        let by_rank = |n: &KeyId| upswarm_rollout::phase_of(&plan, upswarm_rollout::rank(&id, n));
+        if ids.iter().all(|n| by_rank(n) == 1) {
+            let cohorts = upswarm_rollout::Cohorts::new(&plan, &id, ids.iter().copied());
+            assert_eq!(cohorts.sizes(), vec![1, ids.len() - 1]);
+            let first = cohorts.placements().next().unwrap().node;
+            let canary = ids.iter().position(|n| *n == first).unwrap();
+            return (dir, canary);
+        }
+    }
+    panic!("could not draw a release that ranks every node after 10 %");
+}
+
+/// The small fleet: three nodes, a canary phase whose share no node's rank falls
+/// in. The lowest-ranked node is the canary all the same: a good release reaches it first
+/// and the others only after its report; a broken one never goes past it.
+#[test]
+fn three_nodes_get_a_canary_and_a_broken_release_never_passes_it() {
+    let _g = serial();
+    let f = fleet(3);
+    // Everyone has heard everyone's 1.0.0 report: they all draw the same cohorts.
+    let known = wait_for(Duration::from_secs(60), || {
+        (0..3).all(|i| explain(&f, i, "1.0.0")["known_nodes"] == 3)
+    });
+    assert!(known, "{}", explain(&f, 0, "1.0.0"));
+
+    // A good release: the canary first, the others after its report and the soak.
+    let (good, canary) = release_with_no_rank_in_the_canary_phase(&f, "1.1.0", "healthy");
+    assert!(f.net.publish(0, &good).0);
+    let all = wait_for(Duration::from_secs(180), || {
+        f.ports
+            .iter()
+            .all(|p| version_served(*p).as_deref() == Some("1.1.0"))
+            && (0..3).all(|i| !history_of(&f, i, "1.1.0").is_empty())
+    });
+    assert!(all, "not everyone reached 1.1.0");
+    for i in 0..3 {
+        let e = explain(&f, i, "1.1.0");
+        let r = &e["rollout"];
+        let ev = &r["evaluation"];
+        assert_eq!(r["phase"], if i == canary { 0 } else { 1 }, "{e}");
+        assert_eq!(r["rank_phase"], 1, "{e}");
+        assert_eq!(ev["stats"][0]["known_nodes"], 1, "{e}");
+        assert_eq!(ev["stats"][1]["known_nodes"], 2, "{e}");
+        assert_eq!(ev["stats"][0]["reports"], 1, "the canary's report: {e}");
+        assert!(ev["out_of_cohort"].as_array().unwrap().is_empty(), "{e}");
+        let opened = &ev["opened_at"];
+        let (o0, o1) = (opened[0].as_u64().unwrap(), opened[1].as_u64().unwrap());
+        assert!(o1 >= o0 + 6, "phase 1 opened before the soak ended: {e}");
+        assert!(
+            ev["stats"][0]["quorum_at"].as_u64().unwrap() <= o1,
+            "phase 1 opened before the canary's report: {e}"
+        );
+        if i == canary {
+            assert!(
+                r["cohort"]
+                    .as_str()
+                    .unwrap()
+                    .contains("promoted from phase 1"),
+                "{e}"
+            );
+            let (ok, text) = f.net.daemons[f.nodes[i]].cli(&["explain", "1.1.0"]);
+            assert!(ok, "{text}");
+            assert!(
+                text.contains("phase 0, promoted from phase 1 (10 %–100 % of nodes): node 1 of 3 known in install order"),
+                "{text}"
+            );
+        } else {
+            let h = history_of(&f, i, "1.1.0");
+            let started =
+                h[0]["at"].as_u64().unwrap() * 1000 - h[0]["duration_ms"].as_u64().unwrap();
+            assert!(
+                started / 1000 + 1 >= o1,
+                "node {i} started at {started} ms, before phase 1 opened at {o1}"
+            );
+        }
+    }
+
+    // A broken release: the canary installs it and rolls back; nobody else ever installs it.
+    let (bad, canary) = release_with_no_rank_in_the_canary_phase(&f, "1.2.0", "unhealthy");
+    let others: Vec<usize> = (0..3).filter(|i| *i != canary).collect();
+    assert!(f.net.publish(0, &bad).0);
+    let rolled = wait_for(Duration::from_secs(120), || {
+        history_of(&f, canary, "1.2.0")
+            .iter()
+            .any(|e| e["outcome"] == "rolled_back")
+    });
+    assert!(
+        rolled,
+        "the canary did not roll back: {:?}",
+        history_of(&f, canary, "1.2.0")
+    );
+    let halted = wait_for(Duration::from_secs(60), || {
+        others.iter().all(|&i| {
+            explain(&f, i, "1.2.0")["rollout"]["decision"]
+                .as_str()
+                .unwrap()
+                .starts_with("never")
+        })
+    });
+    assert!(halted, "{}", explain(&f, others[0], "1.2.0"));
+    // Well past the soak: phase 1 would have opened had the rollout not halted.
+    std::thread::sleep(Duration::from_secs(12));
+    for &i in &others {
+        assert!(
+            history_of(&f, i, "1.2.0").is_empty(),
+            "node {i} installed the broken release"
+        );
+        let e = explain(&f, i, "1.2.0");
+        assert_eq!(e["rollout"]["evaluation"]["open"], 1, "{e}");
+        assert_eq!(
+            e["rollout"]["evaluation"]["halted"]["reason"], "failures",
+            "{e}"
+        );
+        assert_eq!(e["rollout"]["evaluation"]["halted"]["phase"], 0, "{e}");
     }
     for (i, port) in f.ports.iter().enumerate() {
         assert_eq!(version_served(*port).as_deref(), Some("1.1.0"), "node {i}");

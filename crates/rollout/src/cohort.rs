@@ -1,16 +1,73 @@
 //! Ranks and cohorts: which phase of a release's rollout a node belongs to, and when inside
 //! that phase it installs.
 //!
-//! - `rank(release, node)` = the first 8 bytes, big-endian, of
-//!   `blake3(release id bytes ‖ node id bytes)`, read as a fraction of 2^64 in [0, 1).
-//! - A node's phase is the first phase whose cumulative share `until_bp` *exceeds* its rank:
-//!   `rank < until_bp × 2^64 / 10000`, compared in `u128` integer arithmetic, so every
-//!   implementation agrees on every node, including nodes exactly on a boundary.
-//! - Its install delay inside the phase is
-//!   `first 8 bytes of blake3(release ‖ node ‖ "delay") × spread / 2^64`, in `[0, spread)`.
+//! # The rule
 //!
-//! Anyone who knows a release id and a node id can recompute all three, so a node that
-//! installs before its phase opened can be recognised by everyone.
+//! Inputs: the release id, the plan's phases `0..n` (phase `k` reaches `until_bp[k]` of the
+//! fleet), and the **known nodes**: the node ids the caller knows to exist (see "Known
+//! nodes" below). All arithmetic is on integers.
+//!
+//! 1. **Rank.** `rank(release, node)` = the first 8 bytes, big-endian, of
+//!    `blake3(release id bytes ‖ node id bytes)`, read as a fraction of 2^64 in [0, 1).
+//! 2. **Phase by rank.** The first phase whose cumulative share `until_bp` *exceeds* the
+//!    rank: `rank < until_bp × 2^64 / 10000`, compared in `u128` integer arithmetic, so every
+//!    implementation agrees on every node, including nodes exactly on a boundary
+//!    ([`phase_of`]; a malformed plan that stops short of 100 %: its last phase).
+//! 3. **Install order and position.** The known nodes sorted by `(rank, node id bytes)`,
+//!    ascending, are the release's *install order*. A node's **position** is the number of
+//!    known nodes that come before it in that order (a known node at the head of the order
+//!    has position 0). For a node that is not among the known nodes the position is
+//!    computed the same way — where it would stand if it were added — so a node's own
+//!    phase does not depend on whether it counts itself.
+//! 4. **Phase.** A node's phase is `min(phase by rank, position)` ([`phase_at`]): the node
+//!    at position `p` is in phase `p` at the latest. So phases `0..=k` together hold at
+//!    least `min(k + 1, N)` of `N` known nodes — **the canary phase is never empty while any
+//!    node is known**, and each later phase adds at least one node until every node is
+//!    reached. A node placed in an earlier phase than its rank's is *promoted*.
+//! 5. **Install delay** inside the phase:
+//!    `first 8 bytes of blake3(release ‖ node ‖ "delay") × spread / 2^64`, in `[0, spread)`
+//!    ([`install_delay`]).
+//!
+//! Anyone who knows a release id, a node id and the known nodes can recompute all of it, so
+//! a node that installs before its phase opened can be recognised by everyone who knows the
+//! same nodes ([`Cohorts`]; `upswarm release inspect --nodes` shows it before publication).
+//!
+//! # Consequences
+//!
+//! - **Large fleets are not affected.** Rule 4 changes a phase only when fewer than `k + 1`
+//!   known nodes rank into phases `0..=k`. With a 5 % canary phase 0 is empty by rank in
+//!   36 % of 20-node fleets, 0.6 % of 100-node fleets and practically never above 200
+//!   nodes; with a 1 % canary in 37 % of 100-node fleets. A node's phase is never *later*
+//!   than its rank's.
+//! - **Phases are contiguous in rank order**: both the phase by rank and the position grow
+//!   along the install order, so each cohort is a run of consecutive known nodes, and the
+//!   cumulative cohort of phase `k` is the longer of "every node ranked into phases
+//!   `0..=k`" and "the first `k + 1` nodes of the install order".
+//! - **Cohorts depend on the known nodes.** Nodes that know the same nodes compute the same
+//!   cohorts. Known nodes only ever grow; adding a node never moves any other node to an
+//!   *earlier* phase (positions only grow), it may move nodes ranked after it one phase
+//!   later (at most: their position grows by one), and the cumulative cohort of every
+//!   phase never shrinks.
+//! - **Views that differ.** A node that does not (yet) know a lower-ranked node may place
+//!   itself in an earlier phase than a node that knows it — e.g. the canary of its own
+//!   view, promoted, while the better informed place it in phase 1. It installs as its
+//!   view allows; in the other views its report predates its phase and is **out of
+//!   cohort** ([`crate::gate`]): it never counts toward a quorum, and its status counts in
+//!   its phase's failure rate once that phase opens. The extra exposure is bounded by the
+//!   nodes whose views lag (each installs as the canary of a smaller fleet), and it ends
+//!   once health reports have spread.
+//! - **A fleet where nobody knows anybody** (the first release ever): every node is at
+//!   position 0 of its own view and installs at once. Operators ship the first release as
+//!   one that may reach everyone (a hotfix, or a plan of one phase).
+//!
+//! # Known nodes
+//!
+//! The daemon knows a node once it has verified a signed health report from it (about any
+//! release), and knows itself when it manages a program (a node that installs nothing —
+//! a publisher, a seed — would otherwise take a place in the order that nobody fills).
+//! Every node that reported anything is known everywhere once gossip has spread it.
+//! [`crate::gate::evaluate`] adds every node that reported about the release to the known
+//! nodes it is given.
 
 use std::fmt;
 use std::time::Duration;
@@ -68,6 +125,12 @@ pub fn phase_of(plan: &RolloutPlan, rank: Rank) -> usize {
         .unwrap_or(plan.phases.len().saturating_sub(1))
 }
 
+/// A node's phase from its phase by rank and its position in the install order (rule 4):
+/// `min(rank_phase, position)`.
+pub fn phase_at(rank_phase: usize, position: usize) -> usize {
+    rank_phase.min(position)
+}
+
 /// A node's install delay inside its phase: `blake3(release ‖ node ‖ "delay")` as a fraction
 /// of `spread`, so always `< spread` (zero when `spread` is zero). Spreads the installs of
 /// one cohort so that they do not all restart (and all fetch) at once.
@@ -87,51 +150,187 @@ pub fn install_delay(release: &Hash32, node: &KeyId, spread: Duration) -> Durati
     Duration::new(secs, sub)
 }
 
+/// The cohorts of one release over a set of known nodes (rules 1–4 of the module docs):
+/// the install order, and each node's phase in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cohorts {
+    plan: RolloutPlan,
+    release: Hash32,
+    /// The known nodes in install order: `(rank, id)` ascending, no duplicates.
+    order: Vec<(Rank, KeyId)>,
+}
+
+/// Where one known node stands in the install order of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    pub node: KeyId,
+    pub rank: Rank,
+    /// Known nodes before it in the install order.
+    pub position: usize,
+    /// Its phase by rank alone (rule 2).
+    pub rank_phase: usize,
+    /// Its phase (rule 4): `min(rank_phase, position)`.
+    pub phase: usize,
+}
+
+impl Placement {
+    /// Placed in an earlier phase than its rank's.
+    pub fn promoted(&self) -> bool {
+        self.phase < self.rank_phase
+    }
+}
+
+impl Cohorts {
+    /// The cohorts of `release` under `plan` over the `known` nodes (duplicates count once;
+    /// the order they come in does not matter).
+    pub fn new(
+        plan: &RolloutPlan,
+        release: &Hash32,
+        known: impl IntoIterator<Item = KeyId>,
+    ) -> Self {
+        let mut order: Vec<(Rank, KeyId)> =
+            known.into_iter().map(|n| (rank(release, &n), n)).collect();
+        order.sort_unstable();
+        order.dedup();
+        Cohorts {
+            plan: plan.clone(),
+            release: *release,
+            order,
+        }
+    }
+
+    /// Number of known nodes.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// No node is known.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Whether `node` is one of the known nodes.
+    pub fn knows(&self, node: &KeyId) -> bool {
+        self.order
+            .binary_search(&(rank(&self.release, node), *node))
+            .is_ok()
+    }
+
+    /// Known nodes before `node` in the install order: its index if it is known, else where
+    /// it would stand if it were added (rule 3).
+    pub fn position(&self, node: &KeyId) -> usize {
+        let key = (rank(&self.release, node), *node);
+        self.order.partition_point(|x| *x < key)
+    }
+
+    /// The phase of `node` (rule 4), known or not.
+    pub fn phase(&self, node: &KeyId) -> usize {
+        self.placement(node).phase
+    }
+
+    /// Where `node` stands (known or not).
+    pub fn placement(&self, node: &KeyId) -> Placement {
+        let rank = rank(&self.release, node);
+        let position = self.position(node);
+        let rank_phase = phase_of(&self.plan, rank);
+        Placement {
+            node: *node,
+            rank,
+            position,
+            rank_phase,
+            phase: phase_at(rank_phase, position),
+        }
+    }
+
+    /// Every known node in install order.
+    pub fn placements(&self) -> impl Iterator<Item = Placement> + '_ {
+        self.order
+            .iter()
+            .enumerate()
+            .map(|(position, &(rank, node))| {
+                let rank_phase = phase_of(&self.plan, rank);
+                Placement {
+                    node,
+                    rank,
+                    position,
+                    rank_phase,
+                    phase: phase_at(rank_phase, position),
+                }
+            })
+    }
+
+    /// Known nodes per phase (one entry per phase of the plan).
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut sizes = vec![0usize; self.plan.phases.len()];
+        for p in self.placements() {
+            if let Some(s) = sizes.get_mut(p.phase) {
+                *s += 1;
+            }
+        }
+        sizes
+    }
+
+    /// The [`Cohort`] of `node` (known or not), with installs spread over `spread`.
+    pub fn cohort(&self, node: &KeyId, spread: Duration) -> Cohort {
+        let p = self.placement(node);
+        let share = |k: usize| self.plan.phases.get(k).map_or(BP_ALL, |p| p.until_bp);
+        let from = |k: usize| k.checked_sub(1).map_or(0, share);
+        Cohort {
+            rank: p.rank,
+            phase: p.phase,
+            from_bp: from(p.rank_phase),
+            until_bp: share(p.rank_phase),
+            rank_phase: p.rank_phase,
+            position: p.position,
+            known_nodes: self.len(),
+            delay_secs: install_delay(&self.release, node, spread).as_secs(),
+        }
+    }
+}
+
 /// Where one node stands in one release's rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Cohort {
     pub rank: Rank,
-    /// Index of the node's phase in the plan.
+    /// Index of the node's phase in the plan (rule 4).
     pub phase: usize,
-    /// The phase covers ranks from this share (inclusive) …
+    /// Its phase by rank covers ranks from this share (inclusive) …
     pub from_bp: u16,
     /// … to this share (exclusive), in basis points.
     pub until_bp: u16,
+    /// Its phase by rank alone (rule 2); later than `phase` when the node was promoted.
+    pub rank_phase: usize,
+    /// Known nodes before it in the install order (rule 3).
+    pub position: usize,
+    /// Known nodes the cohorts were drawn from.
+    pub known_nodes: usize,
     /// Install delay after the phase opened, whole seconds (rounded down).
     pub delay_secs: u64,
 }
 
 impl Cohort {
-    /// The cohort of `node` for `release` under `plan`, with installs spread over `spread`.
-    pub fn of(plan: &RolloutPlan, release: &Hash32, node: &KeyId, spread: Duration) -> Cohort {
-        let rank = rank(release, node);
-        let phase = phase_of(plan, rank);
-        let until_bp = plan.phases.get(phase).map_or(BP_ALL, |p| p.until_bp);
-        let from_bp = phase
-            .checked_sub(1)
-            .and_then(|i| plan.phases.get(i))
-            .map_or(0, |p| p.until_bp);
-        Cohort {
-            rank,
-            phase,
-            from_bp,
-            until_bp,
-            delay_secs: install_delay(release, node, spread).as_secs(),
-        }
+    /// Placed in an earlier phase than its rank's (rule 4).
+    pub fn promoted(&self) -> bool {
+        self.phase < self.rank_phase
     }
 }
 
 impl fmt::Display for Cohort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rank {} → phase {} ({}–{} of nodes), install delay {} s",
-            self.rank,
-            self.phase,
-            Bp(self.from_bp),
-            Bp(self.until_bp),
-            self.delay_secs
-        )
+        write!(f, "rank {} → phase {}", self.rank, self.phase)?;
+        let range = format!("{}–{} of nodes", Bp(self.from_bp), Bp(self.until_bp));
+        if self.promoted() {
+            write!(
+                f,
+                ", promoted from phase {} ({range}): node {} of {} known in install order",
+                self.rank_phase,
+                self.position + 1,
+                self.known_nodes
+            )?;
+        } else {
+            write!(f, " ({range})")?;
+        }
+        write!(f, ", install delay {} s", self.delay_secs)
     }
 }
 
@@ -297,15 +496,130 @@ mod tests {
     fn cohort_describes_the_phase() {
         let plan = RolloutPlan::default_for(UpdateType::Minor, false);
         let release = Hash32([5; 32]);
+        let cohorts = Cohorts::new(&plan, &release, (0..200).map(node));
+        assert_eq!(cohorts.len(), 200);
         for i in 0..200 {
-            let c = Cohort::of(&plan, &release, &node(i), Duration::from_secs(100));
+            let c = cohorts.cohort(&node(i), Duration::from_secs(100));
             assert!(below(c.rank, c.until_bp));
             assert!(!below(c.rank, c.from_bp));
             assert!(c.delay_secs < 100);
+            assert_eq!(c.known_nodes, 200);
             assert!(c.to_string().contains(&format!("phase {}", c.phase)));
+            assert_eq!(c.promoted(), c.phase < c.rank_phase);
         }
         assert_eq!(Bp(500).to_string(), "5 %");
         assert_eq!(Bp(125).to_string(), "1.25 %");
         assert_eq!(Bp(2550).to_string(), "25.5 %");
+    }
+
+    fn two_phases(canary_bp: u16) -> RolloutPlan {
+        let p = |until_bp| Phase {
+            until_bp,
+            min_soak_secs: 30,
+            max_failure_bp: 1000,
+            min_reports: 1,
+        };
+        RolloutPlan {
+            phases: vec![p(canary_bp), p(BP_ALL)],
+        }
+    }
+
+    /// The issue's fleet: three nodes, a 34 % canary phase that no node's rank falls in.
+    #[test]
+    fn three_nodes_and_no_rank_in_the_canary_phase_still_have_a_canary() {
+        let plan = two_phases(3400);
+        let nodes: Vec<KeyId> = (0..3).map(node).collect();
+        let release = (0..1000u32)
+            .map(|i| Hash32::of(&i.to_le_bytes()))
+            .find(|r| nodes.iter().all(|n| phase_of(&plan, rank(r, n)) == 1))
+            .unwrap();
+        let cohorts = Cohorts::new(&plan, &release, nodes.iter().copied());
+        assert_eq!(cohorts.sizes(), vec![1, 2]);
+        let order: Vec<Placement> = cohorts.placements().collect();
+        assert_eq!(
+            order.iter().map(|p| p.phase).collect::<Vec<_>>(),
+            vec![0, 1, 1]
+        );
+        assert!(order[0].promoted() && !order[1].promoted());
+        assert!(order.windows(2).all(|w| w[0].rank < w[1].rank));
+        let c = cohorts.cohort(&order[0].node, Duration::from_secs(10));
+        assert_eq!((c.phase, c.rank_phase, c.position), (0, 1, 0));
+        let text = c.to_string();
+        assert!(
+            text.contains("phase 0, promoted from phase 1 (34 %–100 % of nodes): node 1 of 3 known in install order"),
+            "{text}"
+        );
+        let c = cohorts.cohort(&order[2].node, Duration::from_secs(10));
+        assert!(
+            c.to_string().contains("phase 1 (34 %–100 % of nodes)"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn a_node_places_itself_where_it_would_stand_if_it_were_known() {
+        let plan = RolloutPlan::default_for(UpdateType::Minor, false);
+        let release = Hash32([6; 32]);
+        let all: Vec<KeyId> = (0..12).map(node).collect();
+        let full = Cohorts::new(&plan, &release, all.iter().copied());
+        for n in &all {
+            let others = Cohorts::new(&plan, &release, all.iter().copied().filter(|x| x != n));
+            assert!(!others.knows(n) && full.knows(n));
+            assert_eq!(others.placement(n), full.placement(n));
+            // Everyone else moves by at most one phase, and never earlier.
+            for m in all.iter().filter(|m| *m != n) {
+                let (before, after) = (others.phase(m), full.phase(m));
+                assert!(after == before || after == before + 1, "{before} → {after}");
+            }
+        }
+        // No known node: everyone is the head of its own order.
+        let none = Cohorts::new(&plan, &release, []);
+        assert!(none.is_empty());
+        assert!(all.iter().all(|n| none.phase(n) == 0));
+        assert_eq!(none.sizes(), vec![0, 0, 0, 0]);
+    }
+
+    /// The test vector of docs/wire-format.md §7: another implementation must print the same.
+    #[test]
+    fn the_wire_format_test_vector() {
+        let plan = two_phases(3400);
+        let release = Hash32([0x03; 32]);
+        let nodes: Vec<KeyId> = (1..=3u8).map(|i| KeyId([i; 32])).collect();
+        let cohorts = Cohorts::new(&plan, &release, nodes.iter().rev().copied());
+        let got: Vec<(KeyId, u64, usize, usize, usize, u64)> = cohorts
+            .placements()
+            .map(|p| {
+                let delay = install_delay(&release, &p.node, Duration::from_secs(60));
+                (
+                    p.node,
+                    p.rank.0,
+                    p.position,
+                    p.rank_phase,
+                    p.phase,
+                    delay.as_secs(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (nodes[0], 0x7d9e_ece5_7cb2_5a25, 0, 1, 0, 9),
+                (nodes[1], 0x9355_3b12_250e_badf, 1, 1, 1, 31),
+                (nodes[2], 0xdcf3_98ce_7370_2add, 2, 1, 1, 30),
+            ]
+        );
+        assert!(!below(Rank(0x7d9e_ece5_7cb2_5a25), 3400));
+        assert!(below(Rank(0x570a_3d70_a3d7_0a3c), 3400));
+        assert!(!below(Rank(0x570a_3d70_a3d7_0a3d), 3400));
+    }
+
+    #[test]
+    fn the_order_in_which_nodes_are_known_does_not_matter() {
+        let plan = RolloutPlan::default_for(UpdateType::Major, false);
+        let release = Hash32([7; 32]);
+        let a = Cohorts::new(&plan, &release, (0..30).map(node));
+        let b = Cohorts::new(&plan, &release, (0..30).rev().chain(0..10).map(node));
+        assert_eq!(a, b);
+        assert_eq!(a.sizes().iter().sum::<usize>(), 30);
     }
 }

@@ -338,6 +338,14 @@ impl fmt::Display for Explanation {
                     "; {} more report(s) needed",
                     g.reports_needed - g.reports
                 )?,
+                None if g.phase > 0 && g.earlier_reports == 0 => writeln!(
+                    f,
+                    "; no phase opens before a first health report from phase{}",
+                    match g.phase - 1 {
+                        0 => " 0".to_string(),
+                        last => format!("s 0..={last}"),
+                    }
+                )?,
                 None => writeln!(f)?,
             }
         }
@@ -394,6 +402,9 @@ mod tests {
             phase,
             from_bp: 0,
             until_bp: 1000,
+            rank_phase: phase,
+            position: 0,
+            known_nodes: 50,
             delay_secs,
         }
     }
@@ -516,6 +527,46 @@ mod tests {
     }
 
     #[test]
+    fn explanation_of_a_gate_waiting_for_a_first_report_and_of_a_promoted_canary() {
+        // No report from phase 0 (its quorum of 0 is met): phase 1 waits all the same.
+        let e = evaluate_ranked(
+            &plan(),
+            1000,
+            vec![],
+            &ControlState::default(),
+            &[0, 20, 25],
+            5000,
+            30,
+        );
+        let x = explain(&e, &cohort(1, 0), 5000);
+        let text = x.to_string();
+        assert!(
+            text.contains("reports 0/0 from phase 0, failure rate 0 % ≤ 20 %; no phase opens before a first health report from phase 0"),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::to_value(&x).unwrap()["next_gate"]["earlier_reports"],
+            0
+        );
+        let promoted = Cohort {
+            rank: crate::Rank(1 << 63),
+            phase: 0,
+            from_bp: 1000,
+            until_bp: 5000,
+            rank_phase: 1,
+            position: 0,
+            known_nodes: 3,
+            delay_secs: 4,
+        };
+        let x = explain(&e, &promoted, 5000);
+        assert!(
+            x.to_string().contains("node      rank 50.0000 % → phase 0, promoted from phase 1 (10 %–50 % of nodes): node 1 of 3 known in install order, install delay 4 s"),
+            "{x}"
+        );
+        assert_eq!(serde_json::to_value(&x).unwrap()["cohort"]["rank_phase"], 1);
+    }
+
+    #[test]
     fn may_install_uses_the_cohort() {
         let release = Hash32([4; 32]);
         let node = KeyId([8; 32]);
@@ -527,7 +578,8 @@ mod tests {
                 min_reports: 1,
             }],
         };
-        let c = Cohort::of(&plan, &release, &node, Duration::from_secs(100));
+        let c =
+            crate::Cohorts::new(&plan, &release, [node]).cohort(&node, Duration::from_secs(100));
         let e = evaluate_ranked(&plan, 1000, vec![], &ControlState::default(), &[1], 1000, 0);
         assert!(explain(&e, &c, 1000).status == RolloutStatus::Complete);
         let at = 1000 + c.delay_secs;

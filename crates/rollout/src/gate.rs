@@ -5,12 +5,12 @@
 //! Inputs: a plan with phases `0..n` (phase `k` reaches `until_bp[k]` of the fleet and has
 //! `min_soak_secs[k]`, `max_failure_bp[k]`, `min_reports[k]`), the time the rollout starts
 //! (`start`: the manifest's `created_at`), the health reports seen for this release, the
-//! control messages for it ([`ControlState`]), the number of **known nodes** in each phase
-//! (nodes the caller knows to exist, ranked into phases; see "Small fleets" below), `now`
-//! and a clock-skew allowance `skew`. All times are unix seconds.
+//! control messages for it ([`ControlState`]), the **known nodes** and the phase of each
+//! (drawn by the rule of [`crate::cohort`]: by rank, the canary never empty), `now` and a
+//! clock-skew allowance `skew`. All times are unix seconds.
 //!
 //! 1. **Which reports.** Reports dated after `now + skew` are ignored (they do not exist
-//!    yet). Each remaining report belongs to the phase of its node's rank. Reports are
+//!    yet). Each remaining report belongs to the phase of its node. Reports are
 //!    taken in order of their dates; all reports dated the same second form one batch, in
 //!    which a node's worst status counts (`rolled_back` > `failed` > `healthy` >
 //!    `installed`). A node's **latest** report is its status. Exact duplicates are one
@@ -23,12 +23,17 @@
 //!    `needed[k]` distinct nodes of phase `k` have sent an in-cohort *final* report
 //!    (`healthy`, `failed` or `rolled_back`; `installed` is pending). With `needed[k] = 0`
 //!    the quorum is reached when the phase opens.
-//! 4. **Gate.** Phase `k + 1` opens at
-//!    `g = max(opened_at[k] + min_soak_secs[k], quorum_at[k])`, or at the issue time of an
-//!    `advance` covering it if that is earlier (but not before phase `k` opened); a `g`
-//!    that falls in a pause moves to the resume. It opens only if `g ≤ now` and the rollout
-//!    has not halted at or before `g`.
-//! 5. **Halt.** Whenever the status of some node changes (each batch) and whenever a phase
+//! 4. **A first report.** `first_at[k]` is the date of the first in-cohort final report
+//!    from any node of phases `0..=k`. Until it exists phase `k + 1` does not open, whatever
+//!    the quorums and soaks say: **no phase opens on zero reports from the phases before
+//!    it** (an empty phase `k` — no known node — needs no report of its own, but some
+//!    earlier phase must have reported). Only an `advance` opens a phase without it.
+//! 5. **Gate.** Phase `k + 1` opens at
+//!    `g = max(opened_at[k] + min_soak_secs[k], quorum_at[k], first_at[k])`, or at the
+//!    issue time of an `advance` covering it if that is earlier (but not before phase `k`
+//!    opened); a `g` that falls in a pause moves to the resume. It opens only if `g ≤ now`
+//!    and the rollout has not halted at or before `g`.
+//! 6. **Halt.** Whenever the status of some node changes (each batch) and whenever a phase
 //!    opens, every open phase `j` is checked with the latest status of each of its nodes:
 //!    `failed × 10000 > max_failure_bp[j] × max(healthy + failed, needed[j], 1)`. The first
 //!    time this holds the rollout **halts** for good, at that date: no phase opens at or
@@ -36,36 +41,54 @@
 //!    out their install delay). Up to `needed[j]` reports the denominator is `needed[j]`:
 //!    the phase halts as soon as the failures seen would exceed the limit even if every
 //!    missing report were healthy. The failure rate is exactly allowed at the limit.
-//! 6. **Control.** Abort and yank stop the rollout (halt) at their issue time; pause defers
+//! 7. **Control.** Abort and yank stop the rollout (halt) at their issue time; pause defers
 //!    openings; advance force-opens; see [`crate::control`].
 //!
 //! **Out of cohort.** A report dated before its node's phase opened (or while it is still
-//! closed) comes from a node that installed too early: its node id is listed in
-//! [`Evaluation::out_of_cohort`] and the report never counts toward a quorum, so nobody can
-//! rush a rollout by reporting early. Its status *does* count in its phase's failure rate
-//! once the phase is open: evidence that the release breaks nodes is kept whenever it was
-//! gathered. This choice is what makes the halt **monotone**: adding failure reports can
-//! only make phases open earlier (more in-cohort final reports) or halt earlier, and every
-//! open phase's failure rate at every moment only goes up — so more failures never reopen
-//! a halted rollout. (If early reports were dropped from the rate, a late failure report
-//! that makes a phase open earlier could turn someone's early *healthy* report into an
-//! in-cohort one and dilute a rate that had halted.)
+//! closed) comes from a node that installed too early — a misbehaving node, or one whose
+//! view placed it in an earlier phase because it did not know a lower-ranked node yet
+//! (see [`crate::cohort`], "Views that differ"): its node id is listed in
+//! [`Evaluation::out_of_cohort`] and the report never counts toward a quorum nor as a
+//! first report, so nobody can rush a rollout by reporting early. Its status *does* count
+//! in its phase's failure rate once the phase is open: evidence that the release breaks
+//! nodes is kept whenever it was gathered. This choice is what makes the halt **monotone**:
+//! for a given set of known nodes, adding failure reports can only make phases open
+//! earlier (more in-cohort final reports) or halt earlier, and every open phase's failure
+//! rate at every moment only goes up — so more failures never reopen a halted rollout.
+//! (If early reports were dropped from the rate, a late failure report that makes a phase
+//! open earlier could turn someone's early *healthy* report into an in-cohort one and
+//! dilute a rate that had halted.)
 //!
-//! **Small fleets.** Quorums are capped at three quarters (rounded up) of the phase's known
-//! nodes. A phase with no known node (5 % of 8 nodes is usually nobody) needs no reports
-//! and opens the next phase on its soak alone; a phase with 3 known nodes needs 3 reports,
-//! with 10 needs 8, not 20. The cap below "all of them" keeps one node that is offline for
-//! good from stalling a cohort of a few dozen, while a release that silences most of a
-//! cohort (no report at all) still stalls it. A quorum that can never be met stalls the
-//! rollout until the control role advances it. For every node to agree, callers should
-//! pass the same known nodes: [`evaluate`] takes the nodes it is given plus every node that
-//! reported about this release. (Known nodes only ever grow; when a newly known node falls
-//! in a phase whose quorum was capped by the known count, that quorum grows and the
-//! phase's opening time can move later in every node's view.)
+//! **Small fleets.** The cohort rule puts at least one known node in phase 0 (and at least
+//! `k + 1` in phases `0..=k`), and rule 4 makes every gate wait for a report: a three-node
+//! fleet with a 34 % canary phase that no rank falls in still has a one-node canary, and
+//! a broken release halts there. Quorums are capped at three quarters (rounded up) of the
+//! phase's known nodes: a phase with 1 known node needs its report, with 3 needs 3, with
+//! 10 needs 8, not 20. The cap below "all of them" keeps one node that is offline for good
+//! from stalling a cohort of a few dozen, while a release that silences most of a cohort
+//! (no report at all) still stalls it. A quorum or a first report that never comes stalls
+//! the rollout until the control role advances it.
 //!
-//! Everything is integer arithmetic on values every node has, so nodes that have seen the
-//! same reports, control messages and known nodes compute the same [`Evaluation`] (up to
-//! `now`). The same [`RolloutTimeline`] drives the simulator.
+//! **Known nodes and agreement.** Everything is integer arithmetic on values every node
+//! has, so nodes that have seen the same reports, control messages and known nodes compute
+//! the same [`Evaluation`] (up to `now`). For every node to agree, callers pass the same
+//! known nodes: [`evaluate`] takes the nodes it is given plus every node that reported
+//! about this release. Known nodes only ever grow, and the promises above (monotone halt,
+//! reports never rushing a gate) are for a fixed set of known nodes. A newly known node
+//! re-draws the cohorts: the quorum of the phase it falls in can grow (the cap counts
+//! known nodes); nodes ranked after it can move one phase later (never earlier), so a
+//! report that was in cohort can become out of cohort and stop counting toward a quorum;
+//! and a phase whose only node was promoted can become empty (that node moves on), so the
+//! next gate no longer waits for that node's report. Phases can therefore open later *or*
+//! earlier in a better informed view. A halt can be lifted too, when it rested on a small
+//! fleet's judgement: one failure among one known canary is over any limit below 100 %,
+//! the same failure among twenty known nodes of a larger phase may not be (already so
+//! with the quorum cap alone). What holds for every set of known nodes: the canary phase
+//! is never empty while a node is known, the cohort of phases `0..=k` never shrinks as
+//! nodes become known, and no phase opens without an in-cohort final report from an
+//! earlier phase unless advanced.
+//!
+//! The same [`RolloutTimeline`] drives the simulator.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
@@ -74,7 +97,7 @@ use serde::Serialize;
 use upswarm_proto::manifest::BP_ALL;
 use upswarm_proto::{Hash32, HealthReport, HealthStatus, KeyId, Phase, RolloutPlan};
 
-use crate::cohort::{phase_of, rank};
+use crate::cohort::Cohorts;
 use crate::control::ControlState;
 
 /// A verified health report about this release.
@@ -180,13 +203,16 @@ pub struct PhaseGate {
     /// Quorum of the previous phase: in-cohort final reports so far, and how many needed.
     pub reports: u32,
     pub reports_needed: u32,
+    /// Distinct nodes of all earlier phases with an in-cohort final report: the phase never
+    /// opens while this is 0, unless advanced (rule 4).
+    pub earlier_reports: u32,
     /// Failures and failure rate of the previous phase, and its limit.
     pub failures: u32,
     pub failure_rate_bp: u16,
     pub max_failure_bp: u16,
-    /// When the phase opens if nothing else happens (quorum met or forced by an advance;
-    /// the soak, a pause's end, or — when later than now — simply that moment). `None`:
-    /// it waits for reports, or for a resume.
+    /// When the phase opens if nothing else happens (quorum and a first report met, or
+    /// forced by an advance; the soak, a pause's end, or — when later than now — simply
+    /// that moment). `None`: it waits for reports, or for a resume.
     pub opens_at: Option<u64>,
     /// The rollout is paused now.
     pub paused: bool,
@@ -225,7 +251,8 @@ impl Evaluation {
 }
 
 /// Evaluates a rollout from reports about this release (see the module docs for the rule).
-/// The known nodes per phase are `known_nodes` plus every node that sent a report.
+/// The known nodes are `known_nodes` plus every node that sent a report; their cohorts are
+/// drawn by the rule of [`crate::cohort`].
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     plan: &RolloutPlan,
@@ -237,32 +264,43 @@ pub fn evaluate(
     now: u64,
     skew: u64,
 ) -> Evaluation {
-    let mut ranks: HashMap<KeyId, usize> = HashMap::new();
-    let mut phase = |n: &KeyId| {
-        *ranks
-            .entry(*n)
-            .or_insert_with(|| phase_of(plan, rank(release, n)))
-    };
+    let cohorts = Cohorts::new(
+        plan,
+        release,
+        known_nodes
+            .iter()
+            .chain(reports.iter().map(|r| &r.node))
+            .copied(),
+    );
+    evaluate_cohorts(plan, start, reports, control, &cohorts, now, skew)
+}
+
+/// [`evaluate`] with the cohorts already drawn (so that the caller can place itself in the
+/// same ones). `cohorts` should know every node that sent one of `reports` — [`evaluate`]
+/// sees to it —: a reporter it does not know is placed where it would stand, but not
+/// counted among the known nodes.
+pub fn evaluate_cohorts(
+    plan: &RolloutPlan,
+    start: u64,
+    reports: &[Report],
+    control: &ControlState,
+    cohorts: &Cohorts,
+    now: u64,
+    skew: u64,
+) -> Evaluation {
+    let mut phases: HashMap<KeyId, usize> = HashMap::new();
     let ranked: Vec<RankedReport> = reports
         .iter()
         .map(|r| RankedReport {
             at: r.at,
-            phase: phase(&r.node),
+            phase: *phases
+                .entry(r.node)
+                .or_insert_with(|| cohorts.phase(&r.node)),
             node: r.node,
             status: r.status,
         })
         .collect();
-    let all: BTreeSet<&KeyId> = known_nodes
-        .iter()
-        .chain(reports.iter().map(|r| &r.node))
-        .collect();
-    let mut known = vec![0usize; plan.phases.len()];
-    for n in all {
-        if let Some(k) = known.get_mut(phase(n)) {
-            *k += 1;
-        }
-    }
-    evaluate_ranked(plan, start, ranked, control, &known, now, skew)
+    evaluate_ranked(plan, start, ranked, control, &cohorts.sizes(), now, skew)
 }
 
 /// [`evaluate`] with phases precomputed: `known_per_phase[k]` known nodes rank into phase
@@ -303,6 +341,8 @@ struct Counts {
     failed: u32,
     reporters: u32,
     quorum_at: Option<u64>,
+    /// Date of the phase's first in-cohort final report.
+    first_at: Option<u64>,
     out_of_cohort: u32,
 }
 
@@ -428,6 +468,24 @@ impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
         self.counts.get(k).and_then(|c| c.quorum_at)
     }
 
+    /// Date of the first in-cohort final report from any node of phases `0..=k` (rule 4):
+    /// phase `k + 1` never opens before it, unless advanced.
+    pub fn first_report_at(&self, k: usize) -> Option<u64> {
+        self.counts
+            .iter()
+            .take(k.saturating_add(1))
+            .filter_map(|c| c.first_at)
+            .min()
+    }
+
+    /// Distinct nodes of phases `0..=k` with an in-cohort final report.
+    pub fn earlier_reports(&self, k: usize) -> u32 {
+        self.counts
+            .iter()
+            .take(k.saturating_add(1))
+            .fold(0u32, |n, c| n.saturating_add(c.reporters))
+    }
+
     /// The first failure halt, if any.
     pub fn failure_halt(&self) -> Option<&Halt> {
         self.failure_halt.as_ref()
@@ -457,7 +515,11 @@ impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
             let o = self.opened_at[prev]?;
             let natural = self.counts[prev]
                 .quorum_at
-                .map(|q| q.max(o.saturating_add(self.phases[prev].min_soak_secs)));
+                .zip(self.first_report_at(prev))
+                .map(|(q, f)| {
+                    q.max(f)
+                        .max(o.saturating_add(self.phases[prev].min_soak_secs))
+                });
             let forced = self.control.advance_time(k).map(|a| a.max(o));
             match (natural, forced) {
                 (Some(a), Some(b)) => a.min(b),
@@ -548,6 +610,7 @@ impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
                 if is_final(status) && self.counted.insert(node) {
                     let c = &mut self.counts[phase];
                     c.reporters = c.reporters.saturating_add(1);
+                    c.first_at.get_or_insert(at);
                     if c.reporters >= self.needed[phase] && c.quorum_at.is_none() {
                         c.quorum_at = Some(at);
                     }
@@ -600,6 +663,7 @@ impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
                 soak_until: self.start,
                 reports: 0,
                 reports_needed: 0,
+                earlier_reports: 0,
                 failures: 0,
                 failure_rate_bp: 0,
                 max_failure_bp: 0,
@@ -616,6 +680,7 @@ impl<N: Copy + Eq + Hash + Ord> RolloutTimeline<N> {
                 .saturating_add(p.min_soak_secs),
             reports: c.reporters,
             reports_needed: self.needed[prev],
+            earlier_reports: self.earlier_reports(prev),
             failures: c.failed,
             failure_rate_bp: c.rate_bp(),
             max_failure_bp: p.max_failure_bp,

@@ -7,11 +7,13 @@
 //!
 //! Goals:
 //! - [`cohort`]: a node's [`Rank`] `blake3(release id ‖ node id)` as a fraction of 2^64, its
-//!   phase, and its install delay inside the phase — deterministic, verifiable by anyone,
-//!   integer arithmetic only.
+//!   phase among the known nodes ([`Cohorts`]: by rank, but the canary phase is never empty
+//!   while any node is known), and its install delay inside the phase — deterministic,
+//!   verifiable by anyone, integer arithmetic only.
 //! - [`gate`]: when each phase opens and whether (and why) the rollout halted, as a
 //!   function of (plan, start time, reports, control messages, known nodes, `now`). The
-//!   exact rule is in the [`gate`] docs. Opening times are functions of report *dates*, not
+//!   exact rule is in the [`gate`] docs; no phase opens on zero reports from the phases
+//!   before it. Opening times are functions of report *dates*, not
 //!   of when a node happened to receive them, so nodes converge.
 //! - [`control`]: what pause / resume / abort / advance / yank messages mean together.
 //! - [`decision`]: may this node install now, and if not, why — the [`Explanation`] behind
@@ -29,12 +31,14 @@ pub mod decision;
 pub mod gate;
 pub mod sim;
 
-pub use cohort::{Cohort, Rank, below, install_delay, phase_of, rank};
+pub use cohort::{
+    Cohort, Cohorts, Placement, Rank, below, install_delay, phase_at, phase_of, rank,
+};
 pub use control::{ControlState, control_state};
 pub use decision::{
     Decision, Explanation, RolloutStatus, WaitReason, decide, explain, may_install,
 };
 pub use gate::{
     Evaluation, GateWait, Halt, PhaseGate, PhaseStats, QUORUM_OF_KNOWN, RankedReport, Report,
-    RolloutTimeline, evaluate, evaluate_ranked, quorum, reports_for,
+    RolloutTimeline, evaluate, evaluate_cohorts, evaluate_ranked, quorum, reports_for,
 };

@@ -8,7 +8,8 @@
 //! # Model (assumptions)
 //!
 //! - `nodes` nodes with ids `blake3(seed ‖ i)`, a release id `blake3(seed)`; ranks, phases
-//!   and install delays are the real ones ([`crate::cohort`]), installs spread over
+//!   and install delays are the real ones ([`crate::cohort`]: the cohorts are drawn over the
+//!   whole fleet, so a small fleet still has a canary), installs spread over
 //!   `spread_secs`. Every node knows every node (known nodes per phase = the true cohort
 //!   sizes). Clocks agree (no skew); time is in whole seconds from the release's start.
 //! - A node that installs reports `install_secs` later: `failed` with probability
@@ -20,8 +21,9 @@
 //!   delivered reports dated `≤ t − L_i`. Because gates depend on report *dates* only, its
 //!   view at `t` is the global timeline computed from those reports — so one
 //!   [`RolloutTimeline`] fed the global report stream in date order serves every node:
-//!   - the opening of phase `k` at `G_k` is decided by a report dated `D_k` (the one that
-//!     completed the previous phase's quorum; for phase 0, `D_0 = 0`); node `i` of phase
+//!   - the opening of phase `k` at `G_k` is decided by a report dated `D_k` (the later of
+//!     the one that completed the previous phase's quorum and the first report of the
+//!     phases before it; for phase 0, `D_0 = 0`); node `i` of phase
 //!     `k` learns of it at `D_k + L_i` and installs at `max(G_k + delay_i, D_k + L_i)`;
 //!   - a halt decided by the report dated `H` reaches node `i` at `H + L_i`; the node
 //!     installs only if its install time is before that. Nodes that had learnt of a
@@ -43,7 +45,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use upswarm_proto::{Hash32, HealthStatus, KeyId, RolloutPlan};
 
-use crate::cohort::{install_delay, phase_of, rank};
+use crate::cohort::{Rank, install_delay, phase_at, phase_of, rank};
 use crate::control::ControlState;
 use crate::gate::{Halt, RankedReport, RolloutTimeline};
 
@@ -183,7 +185,13 @@ impl fmt::Display for SimResult {
             .iter()
             .map(|c| format!("{:.2} %", pct(*c)))
             .collect();
-        writeln!(f, "cohorts:          {}", cohorts.join(" / "))?;
+        let sizes: Vec<String> = self.cohort_sizes.iter().map(ToString::to_string).collect();
+        writeln!(
+            f,
+            "cohorts:          {} ({} nodes)",
+            cohorts.join(" / "),
+            sizes.join(" / ")
+        )?;
         writeln!(
             f,
             "view lag:         {} (mean {:.1} s, max {} s)",
@@ -289,6 +297,19 @@ pub fn scaling(p: &SimParams, sizes: &[usize]) -> Vec<SimResult> {
 
 const NEVER: u64 = u64::MAX;
 
+/// Each node's phase by the cohort rule over the whole fleet (what [`crate::Cohorts`]
+/// computes, without a copy of every id per node).
+fn phases(plan: &RolloutPlan, release: &Hash32, ids: &[KeyId]) -> Vec<usize> {
+    let ranks: Vec<Rank> = ids.iter().map(|id| rank(release, id)).collect();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_unstable_by(|&a, &b| (ranks[a], ids[a]).cmp(&(ranks[b], ids[b])));
+    let mut phase = vec![0usize; ids.len()];
+    for (position, &i) in order.iter().enumerate() {
+        phase[i] = phase_at(phase_of(plan, ranks[i]), position);
+    }
+    phase
+}
+
 /// The simulation; with `keep`, also the delivered reports (to check the timeline against
 /// [`crate::evaluate_ranked`]).
 fn simulate(
@@ -312,10 +333,7 @@ fn simulate(
             KeyId(*h.finalize().as_bytes())
         })
         .collect();
-    let phase: Vec<usize> = ids
-        .iter()
-        .map(|id| phase_of(&p.plan, rank(&release, id)))
-        .collect();
+    let phase = phases(&p.plan, &release, &ids);
     let delay: Vec<u64> = ids
         .iter()
         .map(|id| install_delay(&release, id, spread).as_secs())
@@ -360,11 +378,13 @@ fn simulate(
                 None => 0,
                 Some(prev) => {
                     let before = decided[prev].unwrap_or(0);
-                    if tl.reports_needed(prev) > 0 {
-                        before.max(tl.quorum_at(prev).unwrap_or(before))
+                    let quorum = if tl.reports_needed(prev) > 0 {
+                        tl.quorum_at(prev).unwrap_or(before)
                     } else {
                         before
-                    }
+                    };
+                    let first = tl.first_report_at(prev).unwrap_or(before);
+                    before.max(quorum).max(first)
                 }
             };
             decided[k] = Some(d);
@@ -578,12 +598,71 @@ mod tests {
             assert!(r.halted.is_some(), "{shape}: {r}");
             assert!((r.lag_mean_secs - 5.0).abs() < 1.0, "{shape}: {r}");
         }
-        // Eight nodes, minor plan: the canary cohort is usually empty; the rollout still
-        // completes on the soaks.
-        let r = run(&params(8, 0.0));
+        // Eight nodes, minor plan: the canary cohort by rank is usually empty; the lowest
+        // ranked node is the canary all the same, and the rollout completes.
+        let r = run(&SimParams {
+            report_loss: 0.0,
+            ..params(8, 0.0)
+        });
         assert_eq!(r.installed, 8, "{r}");
+        assert!(r.cohort_sizes[0] >= 1, "{r}");
         let r = run(&params(0, 0.0));
         assert_eq!((r.installed, r.time_to_full), (0, None));
+    }
+
+    /// The fleet (`upswarm sim --nodes 3`): three nodes have a canary, a bad release
+    /// halts there, a good one reaches everyone one phase after the other.
+    #[test]
+    fn three_nodes_have_a_canary() {
+        for seed in 0..50 {
+            let p = SimParams {
+                seed,
+                report_loss: 0.0,
+                ..params(3, 1.0)
+            };
+            let bad = run(&p);
+            assert!(bad.cohort_sizes[0] >= 1, "{bad}");
+            assert!(
+                matches!(bad.halted, Some(Halt::Failures { phase: 0, .. })),
+                "{bad}"
+            );
+            // The first failure halts: a second canary still waiting out its delay never
+            // installs.
+            assert!(bad.installed >= 1, "{bad}");
+            assert_eq!(bad.installed, bad.installed_per_phase[0], "{bad}");
+            assert_eq!(bad.phase_open[1], None, "{bad}");
+            let good = run(&SimParams {
+                failure_prob: 0.0,
+                ..p
+            });
+            assert_eq!(good.installed, 3, "{good}");
+            // Phases 0..=k hold at least k + 1 nodes.
+            let mut sum = 0;
+            for (k, n) in good.cohort_sizes.iter().enumerate() {
+                sum += n;
+                assert!(sum >= (k + 1).min(3), "{good}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_simulated_cohorts_are_the_cohort_rule() {
+        let p = params(500, 0.0);
+        let release = Hash32(*blake3::hash(&p.seed.to_le_bytes()).as_bytes());
+        let ids: Vec<KeyId> = (0..40u64)
+            .map(|i| {
+                let mut h = blake3::Hasher::new();
+                h.update(&p.seed.to_le_bytes());
+                h.update(&i.to_le_bytes());
+                KeyId(*h.finalize().as_bytes())
+            })
+            .collect();
+        let cohorts = crate::Cohorts::new(&p.plan, &release, ids.iter().copied());
+        let phases = phases(&p.plan, &release, &ids);
+        for (id, k) in ids.iter().zip(&phases) {
+            assert_eq!(cohorts.phase(id), *k);
+        }
+        assert!(phases.contains(&0));
     }
 
     #[test]

@@ -4,16 +4,23 @@
 //!   here a second time as a plain second-by-second loop (the *reference*);
 //! - the order in which reports arrive, and duplicates, never change the result;
 //! - more failure reports never reopen a halted rollout (nor make it halt later);
-//! - time only moves forward: what was open stays open.
+//! - time only moves forward: what was open stays open;
+//! - cohorts (with real node ids): the canary phase is never empty while any node is known,
+//!   phases `0..=k` hold at least `k + 1` known nodes, a node's phase is never later than
+//!   its rank's, more known nodes never move a node earlier, and the cohorts are the same
+//!   whatever the order in which nodes became known;
+//! - no phase opens without an in-cohort final report from an earlier phase, unless an
+//!   advance covers it; a canary cohort that fails halts the rollout before phase 1.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use upswarm_proto::manifest::BP_ALL;
-use upswarm_proto::{ControlAction, HealthStatus, KeyId, Phase, RolloutPlan};
+use upswarm_proto::{ControlAction, Hash32, HealthStatus, KeyId, Phase, RolloutPlan};
 use upswarm_rollout::{
-    ControlState, Decision, Evaluation, Halt, RankedReport, control_state, decide, evaluate_ranked,
+    Cohorts, ControlState, Decision, Evaluation, Halt, RankedReport, Report, control_state, decide,
+    evaluate, evaluate_ranked, phase_of, rank,
 };
 
 const START: u64 = 1000;
@@ -222,7 +229,10 @@ fn reference(c: &Case) -> Outcome {
                     t >= START
                 } else {
                     let o = opened[k - 1].unwrap();
-                    (quorum[k - 1] >= needed[k - 1] && t >= o + c.plan.phases[k - 1].min_soak_secs)
+                    // Rules 3–5: the quorum, a first report from phases 0..k, the soak.
+                    (quorum[k - 1] >= needed[k - 1]
+                        && quorum[..k].iter().sum::<u32>() >= 1
+                        && t >= o + c.plan.phases[k - 1].min_soak_secs)
                         || control.advance_time(k).is_some_and(|a| a <= t)
                 };
                 if gate {
@@ -337,6 +347,258 @@ proptest! {
         }
         if let Decision::Wait { until: Some(t), .. } = d {
             prop_assert!(t > c.now);
+        }
+    }
+}
+
+/// Any valid plan: 1..=6 phases, cumulative shares strictly increasing up to 100 %, small
+/// canary shares often (1 basis point is one node in 10 000).
+fn any_plan() -> impl Strategy<Value = RolloutPlan> {
+    let share = prop_oneof![1u16..100, 1u16..BP_ALL];
+    (
+        proptest::collection::btree_set(share, 0..6),
+        proptest::collection::vec((0u64..100, 0u16..=BP_ALL, 0u32..4), 6),
+    )
+        .prop_map(|(shares, params)| {
+            let mut phases: Vec<Phase> = shares
+                .into_iter()
+                .chain(std::iter::once(BP_ALL))
+                .zip(params)
+                .map(|(until_bp, (soak, max_failure_bp, min_reports))| Phase {
+                    until_bp,
+                    min_soak_secs: soak,
+                    max_failure_bp,
+                    min_reports,
+                })
+                .collect();
+            phases.dedup_by_key(|p| p.until_bp);
+            RolloutPlan { phases }
+        })
+}
+
+fn ids(max: usize) -> impl Strategy<Value = Vec<KeyId>> {
+    proptest::collection::vec(any::<[u8; 32]>().prop_map(KeyId), 1..=max)
+}
+
+fn release() -> impl Strategy<Value = Hash32> {
+    any::<[u8; 32]>().prop_map(Hash32)
+}
+
+/// A case with real node ids: `known` are known to the evaluating node, reports come from
+/// `reporters` (known or not).
+#[derive(Debug, Clone)]
+struct Fleet {
+    plan: RolloutPlan,
+    release: Hash32,
+    known: BTreeSet<KeyId>,
+    reports: Vec<Report>,
+    control: Vec<(ControlAction, u64)>,
+    now: u64,
+}
+
+fn fleet() -> impl Strategy<Value = Fleet> {
+    (
+        any_plan(),
+        release(),
+        ids(12),
+        ids(12),
+        proptest::collection::vec((0usize..24, status(), 990u64..1400), 0..40),
+        controls(false),
+        1000u64..1500,
+    )
+        .prop_map(|(plan, release, known, others, reps, control, now)| {
+            let all: Vec<KeyId> = known.iter().chain(&others).copied().collect();
+            let reports = reps
+                .into_iter()
+                .map(|(i, status, at)| Report {
+                    node: all[i % all.len()],
+                    status,
+                    at,
+                })
+                .collect();
+            Fleet {
+                plan,
+                release,
+                known: known.into_iter().collect(),
+                reports,
+                control,
+                now,
+            }
+        })
+}
+
+fn eval_fleet(f: &Fleet, reports: &[Report], known: &BTreeSet<KeyId>) -> Evaluation {
+    evaluate(
+        &f.plan,
+        &f.release,
+        START,
+        reports,
+        &control_state(&f.control),
+        known,
+        f.now,
+        0,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn a_canary_phase_is_never_empty(plan in any_plan(), release in release(), known in ids(40)) {
+        let c = Cohorts::new(&plan, &release, known.iter().copied());
+        let n = c.len();
+        prop_assert!(n >= 1);
+        let sizes = c.sizes();
+        prop_assert_eq!(sizes.len(), plan.phases.len());
+        prop_assert!(sizes[0] >= 1, "empty canary: {:?}", sizes);
+        prop_assert_eq!(sizes.iter().sum::<usize>(), n);
+        let mut cumulative = 0;
+        for (k, size) in sizes.iter().enumerate() {
+            cumulative += size;
+            // The rule restated: phases 0..=k hold the longer of "every node ranked into
+            // them" and "the first k + 1 nodes of the install order".
+            let by_rank = known
+                .iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|id| phase_of(&plan, rank(&release, id)) <= k)
+                .count();
+            prop_assert_eq!(cumulative, by_rank.max((k + 1).min(n)));
+        }
+        let order: Vec<_> = c.placements().collect();
+        for (i, p) in order.iter().enumerate() {
+            prop_assert_eq!(p.position, i);
+            prop_assert!(p.phase <= p.rank_phase, "never later than by rank");
+            prop_assert!(p.phase <= i);
+            prop_assert_eq!(c.placement(&p.node), *p);
+            prop_assert_eq!(p.rank, rank(&release, &p.node));
+        }
+        for w in order.windows(2) {
+            prop_assert!(w[0].rank <= w[1].rank && w[0].phase <= w[1].phase, "contiguous in rank order");
+        }
+    }
+
+    #[test]
+    fn more_known_nodes_never_move_a_node_earlier(
+        plan in any_plan(),
+        release in release(),
+        known in ids(20),
+        more in ids(10),
+    ) {
+        let small = Cohorts::new(&plan, &release, known.iter().copied());
+        let big = Cohorts::new(&plan, &release, known.iter().chain(&more).copied());
+        let added = big.len() - small.len();
+        for n in known.iter().chain(&more) {
+            let (a, b) = (small.phase(n), big.phase(n));
+            // Each added node moves the others by at most one phase, never earlier; a node's
+            // own place does not depend on whether it is known.
+            prop_assert!(b >= a && b <= a + added, "{} → {}", a, b);
+        }
+        let (s, b) = (small.sizes(), big.sizes());
+        let (mut cs, mut cb) = (0, 0);
+        for k in 0..s.len() {
+            cs += s[k];
+            cb += b[k];
+            prop_assert!(cb >= cs, "the cohort of phases 0..={} shrank", k);
+        }
+    }
+
+    #[test]
+    fn cohorts_are_deterministic(
+        plan in any_plan(),
+        release in release(),
+        known in ids(30),
+        seed in any::<u64>(),
+    ) {
+        let a = Cohorts::new(&plan, &release, known.iter().copied());
+        let mut shuffled: Vec<KeyId> = known.iter().chain(known.iter().take(3)).copied().collect();
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let b = Cohorts::new(&plan, &release, shuffled);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(a.sizes(), b.sizes());
+    }
+
+    #[test]
+    fn evaluations_agree_for_the_same_known_nodes(f in fleet()) {
+        // Whether a reporter was passed as known or learnt from its report does not matter,
+        // nor does the order of reports.
+        let mut with_reporters = f.known.clone();
+        with_reporters.extend(f.reports.iter().map(|r| r.node));
+        let a = eval_fleet(&f, &f.reports, &f.known);
+        let b = eval_fleet(&f, &f.reports, &with_reporters);
+        let mut rev = f.reports.clone();
+        rev.reverse();
+        let c = eval_fleet(&f, &rev, &with_reporters);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&a, &c);
+        let cohorts = Cohorts::new(&f.plan, &f.release, with_reporters.iter().copied());
+        for (k, s) in a.stats.iter().enumerate() {
+            prop_assert_eq!(s.known_nodes, cohorts.sizes()[k]);
+        }
+        if !with_reporters.is_empty() {
+            prop_assert!(a.stats[0].known_nodes >= 1, "a known node and no canary");
+        }
+    }
+
+    #[test]
+    fn no_phase_opens_without_a_report_unless_advanced(f in fleet()) {
+        let e = eval_fleet(&f, &f.reports, &f.known);
+        let mut known = f.known.clone();
+        known.extend(f.reports.iter().map(|r| r.node));
+        let cohorts = Cohorts::new(&f.plan, &f.release, known);
+        let control = control_state(&f.control);
+        for k in 1..e.open {
+            let opened = e.opened_at[k].unwrap();
+            let reported = f.reports.iter().any(|r| {
+                let p = cohorts.phase(&r.node);
+                p < k
+                    && r.status != HealthStatus::Installed
+                    && r.at <= opened
+                    && e.opened_at[p].is_some_and(|o| o <= r.at)
+            });
+            let advanced = control.advance_time(k).is_some_and(|a| a <= opened);
+            prop_assert!(
+                reported || advanced,
+                "phase {} opened at {} with no earlier in-cohort final report: {:?}",
+                k, opened, e
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_canary_cohort_halts_before_phase_one(
+        plan in any_plan(),
+        release in release(),
+        known in ids(20),
+        at in 1000u64..1200,
+    ) {
+        // Every canary reports a failure in the same second: whatever the plan's soaks and
+        // quorums, no later phase opens (unless failures are allowed outright).
+        let cohorts = Cohorts::new(&plan, &release, known.iter().copied());
+        let reports: Vec<Report> = cohorts
+            .placements()
+            .filter(|p| p.phase == 0)
+            .map(|p| Report { node: p.node, status: HealthStatus::Failed, at })
+            .collect();
+        let e = evaluate(
+            &plan,
+            &release,
+            START,
+            &reports,
+            &ControlState::default(),
+            &known.iter().copied().collect(),
+            5000,
+            0,
+        );
+        if plan.phases.len() > 1 && plan.phases[0].max_failure_bp < BP_ALL {
+            prop_assert_eq!(e.open, 1, "{:?}", e);
+            prop_assert!(matches!(e.halted, Some(Halt::Failures { phase: 0, .. })), "{:?}", e);
         }
     }
 }

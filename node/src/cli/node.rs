@@ -333,14 +333,7 @@ pub(super) fn explain(
         }
         let r = &e.rollout;
         println!("release   {} {} ({})", e.name, e.version, &e.release[..16]);
-        println!(
-            "node      {} — rank {:.4}, phase {} (up to {:.2} % of nodes), install delay {} s",
-            &e.node_id[..16],
-            r.rank,
-            r.phase,
-            r.phase_until_percent,
-            r.install_delay_secs
-        );
+        println!("node      {} — {}", &e.node_id[..16], r.cohort);
         let ev = &r.evaluation;
         println!(
             "phases    open: {} — opened at {}",
@@ -351,8 +344,14 @@ pub(super) fn explain(
         }
         if !ev["waiting"].is_null() {
             let w = &ev["waiting"];
+            let first = if w["phase"].as_u64() > Some(0) && w["earlier_reports"].as_u64() == Some(0)
+            {
+                ", and a first report from an earlier phase"
+            } else {
+                ""
+            };
             println!(
-                "gate      phase {} waits: soak until {}, reports {}/{}",
+                "gate      phase {} waits: soak until {}, reports {}/{}{first}",
                 w["phase"],
                 w["soak_until"].as_u64().map(show::time).unwrap_or_default(),
                 w["reports"],

@@ -9,9 +9,10 @@ use clap::Subcommand;
 use upswarm_content::{ChunkStore, chunk_file, verify_artifact};
 use upswarm_proto::manifest::{DEFAULT_CHUNK_SIZE, MANIFEST_VERSION, check_artifact_name};
 use upswarm_proto::{
-    Artifact, Changelog, Context, Manifest, Message, Protocols, RolloutPlan, SignedEnvelope,
-    TrustRoot, UpdateType,
+    Artifact, Changelog, Context, Hash32, KeyId, Manifest, Message, Protocols, RolloutPlan,
+    SignedEnvelope, TrustRoot, UpdateType,
 };
+use upswarm_rollout::{Cohorts, install_delay};
 use upswarm_trust::{
     TimeCheck, read_secret_key, unix_now, verify_manifest_signatures, verify_root,
 };
@@ -60,13 +61,23 @@ pub enum ReleaseCommand {
         #[command(flatten)]
         api: super::client::ApiArgs,
     },
-    /// Print a human-readable summary of a manifest.
+    /// Print a human-readable summary of a manifest; with --nodes, also preview the cohorts
+    /// of its rollout for a list of node ids.
     Inspect {
         #[arg(value_name = "MANIFEST")]
         manifest: PathBuf,
         /// Print JSON instead.
         #[arg(long)]
         json: bool,
+        /// Preview the cohorts for these nodes: a file of node ids (the `node_id` that
+        /// `upswarm status` prints; 64 hex digits), one per line; blank lines and `#`
+        /// comments are ignored. Shows each node's rank, phase and install delay in install
+        /// order, as every node that knows exactly these nodes computes them.
+        #[arg(long, value_name = "FILE")]
+        nodes: Option<PathBuf>,
+        /// With --nodes: the nodes' install spread inside a phase (their `[rollout] spread`).
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = "60s", requires = "nodes")]
+        spread: Duration,
     },
 }
 
@@ -169,7 +180,18 @@ pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
             manifest,
             skew,
         } => verify(&root, &manifest, skew),
-        ReleaseCommand::Inspect { manifest, json } => inspect(&manifest, json),
+        ReleaseCommand::Inspect {
+            manifest,
+            json,
+            nodes,
+            spread,
+        } => {
+            let preview = match &nodes {
+                Some(path) => Some((path.as_path(), read_node_ids(path)?)),
+                None => None,
+            };
+            inspect(&manifest, json, preview, spread)
+        }
         ReleaseCommand::Publish { dir, api } => super::client::block_on(async move {
             let dir = std::path::absolute(&dir)
                 .with_context(|| format!("{}: bad path", dir.display()))?;
@@ -411,14 +433,82 @@ fn verify(root_path: &Path, manifest_path: &Path, skew: Duration) -> anyhow::Res
     }
 }
 
-fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
+/// Most bytes of a `--nodes` file (about 250 000 node ids).
+const MAX_NODE_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a list of node ids: one 64-hex-digit key id per line, blank lines and `#` comments
+/// ignored, duplicates counted once.
+pub fn read_node_ids(path: &Path) -> anyhow::Result<Vec<KeyId>> {
+    let bytes = read_limited(path, "node id list", MAX_NODE_LIST_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: the node id list is not UTF-8 text", path.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let id = KeyId::from_hex(line).map_err(|_| {
+            anyhow::anyhow!(
+                "{}:{}: {:?} is not a node id (64 hex digits, as `upswarm status` prints it)",
+                path.display(),
+                n + 1,
+                show::text(line)
+            )
+        })?;
+        ids.push(id);
+    }
+    if ids.is_empty() {
+        bail!("{}: no node ids in the list", path.display());
+    }
+    Ok(ids)
+}
+
+/// The cohorts of `release` over `nodes`, as JSON: sizes per phase and every node in install
+/// order.
+fn cohorts_json(c: &Cohorts, release: &Hash32, spread: Duration) -> serde_json::Value {
+    let order: Vec<serde_json::Value> = c
+        .placements()
+        .map(|p| {
+            serde_json::json!({
+                "position": p.position,
+                "node": p.node,
+                "rank": p.rank.fraction(),
+                "rank_phase": p.rank_phase,
+                "phase": p.phase,
+                "promoted": p.promoted(),
+                "install_delay_secs": install_delay(release, &p.node, spread).as_secs(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "nodes": c.len(),
+        "spread_secs": spread.as_secs(),
+        "phase_sizes": c.sizes(),
+        "order": order,
+    })
+}
+
+fn inspect(
+    path: &Path,
+    json: bool,
+    nodes: Option<(&Path, Vec<KeyId>)>,
+    spread: Duration,
+) -> anyhow::Result<()> {
     let (env, m) = read_signed::<Manifest>(path)?;
+    let release = env.payload_hash();
+    let cohorts = nodes
+        .as_ref()
+        .map(|(_, ids)| Cohorts::new(&m.effective_plan(), &release, ids.iter().copied()));
     if json {
-        let value = serde_json::json!({
-            "release_id": env.payload_hash(),
+        let mut value = serde_json::json!({
+            "release_id": release,
             "manifest": m,
             "signatures": env.sigs.iter().map(|s| s.key).collect::<Vec<_>>(),
         });
+        if let (Some(c), Some(obj)) = (&cohorts, value.as_object_mut()) {
+            obj.insert("cohorts".into(), cohorts_json(c, &release, spread));
+        }
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
@@ -496,5 +586,43 @@ fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     for s in &env.sigs {
         println!("  key {}", s.key);
     }
+    if let (Some(c), Some((list, _))) = (&cohorts, &nodes) {
+        print_cohorts(c, &release, list, spread);
+    }
     Ok(())
+}
+
+/// The cohort preview of `release inspect --nodes`.
+fn print_cohorts(c: &Cohorts, release: &Hash32, list: &Path, spread: Duration) {
+    println!(
+        "cohorts      {} node(s) from {}, as every node that knows exactly these nodes draws them",
+        c.len(),
+        list.display()
+    );
+    for (k, n) in c.sizes().iter().enumerate() {
+        println!("  phase {k}: {n} node(s)");
+    }
+    println!(
+        "install order (phase by phase; inside a phase each node installs its delay after the phase opened, spread {})",
+        humantime::format_duration(spread)
+    );
+    println!(
+        "  {:>5}  {:>5}  {:>9}  {:>7}  node",
+        "#", "phase", "rank", "delay"
+    );
+    for p in c.placements() {
+        let promoted = if p.promoted() {
+            format!("  (promoted from phase {})", p.rank_phase)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:>5}  {:>5}  {:>7.4} %  {:>5} s  {}{promoted}",
+            p.position + 1,
+            p.phase,
+            p.rank.fraction() * 100.0,
+            install_delay(release, &p.node, spread).as_secs(),
+            p.node.to_hex()
+        );
+    }
 }

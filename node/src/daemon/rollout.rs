@@ -1,5 +1,11 @@
 //! What the node knows about rollouts: verified health reports and control messages per
 //! release, and the nodes it has heard from. Owned by the core.
+//!
+//! The **known nodes** are every node whose verified health report (about any release) this
+//! node has seen, and this node itself when it manages a program. Every decision —
+//! [`RolloutBook::evaluate`], [`RolloutBook::decide`] and `upswarm explain`
+//! ([`RolloutBook::view`]) — draws the cohorts from that one set plus the reporters of the
+//! release ([`Cohorts`]), so what `explain` shows is what the node acts on.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -11,7 +17,7 @@ use upswarm_proto::{
     SignedEnvelope, TrustRoot,
 };
 use upswarm_rollout::{
-    Decision, Evaluation, Report, control_state, decide, evaluate, install_delay, phase_of, rank,
+    Cohorts, ControlState, Decision, Evaluation, Report, control_state, decide, evaluate_cohorts,
 };
 use upswarm_trust::{TimeCheck, count_signatures};
 
@@ -68,8 +74,21 @@ pub struct RolloutBook {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutView {
     pub rank: f64,
+    /// This node's phase (by rank, or promoted so that the canary is never empty).
     pub phase: usize,
     pub phase_until_percent: f64,
+    /// Its phase by rank alone; later than `phase` when promoted.
+    #[serde(default)]
+    pub rank_phase: usize,
+    /// Known nodes before it in the release's install order.
+    #[serde(default)]
+    pub position: usize,
+    /// Known nodes the cohorts were drawn from (this node counted if it is known).
+    #[serde(default)]
+    pub cohort_nodes: usize,
+    /// The cohort in words ("rank … → phase …").
+    #[serde(default)]
+    pub cohort: String,
     pub install_delay_secs: u64,
     pub evaluation: serde_json::Value,
     pub decision: String,
@@ -99,13 +118,52 @@ impl RolloutBook {
         }
     }
 
-    /// Notes a node as part of the fleet (e.g. this node itself).
+    /// Notes a node as part of the fleet (this node itself, when it installs releases).
     pub fn know(&mut self, node: KeyId) {
         self.known.insert(node);
     }
 
     pub fn known_nodes(&self) -> usize {
         self.known.len()
+    }
+
+    fn reports(&self, release: &Hash32) -> &[Report] {
+        self.health.get(release).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn control(&self, release: &Hash32) -> ControlState {
+        control_state(self.controls.get(release).map(Vec::as_slice).unwrap_or(&[]))
+    }
+
+    /// The cohorts of `release`: over the known nodes and every node that reported about it.
+    pub fn cohorts(&self, release: &Hash32, m: &Manifest) -> Cohorts {
+        Cohorts::new(
+            &m.effective_plan(),
+            release,
+            self.known
+                .iter()
+                .copied()
+                .chain(self.reports(release).iter().map(|r| r.node)),
+        )
+    }
+
+    fn evaluate_in(
+        &self,
+        cohorts: &Cohorts,
+        release: &Hash32,
+        m: &Manifest,
+        now: u64,
+        skew: u64,
+    ) -> Evaluation {
+        evaluate_cohorts(
+            &m.effective_plan(),
+            m.created_at,
+            self.reports(release),
+            &self.control(release),
+            cohorts,
+            now,
+            skew,
+        )
     }
 
     /// Whether the control role yanked this release.
@@ -117,18 +175,7 @@ impl RolloutBook {
 
     /// The rollout as this node sees it.
     pub fn evaluate(&self, release: &Hash32, m: &Manifest, now: u64, skew: u64) -> Evaluation {
-        let reports = self.health.get(release).map(Vec::as_slice).unwrap_or(&[]);
-        let control = control_state(self.controls.get(release).map(Vec::as_slice).unwrap_or(&[]));
-        evaluate(
-            &m.effective_plan(),
-            release,
-            m.created_at,
-            reports,
-            &control,
-            &self.known,
-            now,
-            skew,
-        )
+        self.evaluate_in(&self.cohorts(release, m), release, m, now, skew)
     }
 
     /// May node `me` install `release` now?
@@ -141,9 +188,10 @@ impl RolloutBook {
         now: u64,
         skew: u64,
     ) -> (Evaluation, Decision) {
-        let e = self.evaluate(release, m, now, skew);
-        let phase = phase_of(&m.effective_plan(), rank(release, me));
-        let d = decide(&e, phase, install_delay(release, me, spread), now);
+        let cohorts = self.cohorts(release, m);
+        let e = self.evaluate_in(&cohorts, release, m, now, skew);
+        let c = cohorts.cohort(me, spread);
+        let d = decide(&e, c.phase, Duration::from_secs(c.delay_secs), now);
         (e, d)
     }
 
@@ -158,20 +206,145 @@ impl RolloutBook {
         skew: u64,
     ) -> RolloutView {
         let plan = m.effective_plan();
-        let r = rank(release, me);
-        let phase = phase_of(&plan, r);
-        let (e, d) = self.decide(release, m, me, spread, now, skew);
+        let cohorts = self.cohorts(release, m);
+        let e = self.evaluate_in(&cohorts, release, m, now, skew);
+        let c = cohorts.cohort(me, spread);
+        let d = decide(&e, c.phase, Duration::from_secs(c.delay_secs), now);
         RolloutView {
-            rank: r.fraction(),
-            phase,
+            rank: c.rank.fraction(),
+            phase: c.phase,
             phase_until_percent: plan
                 .phases
-                .get(phase)
+                .get(c.phase)
                 .map_or(100.0, |p| f64::from(p.until_bp) / 100.0),
-            install_delay_secs: install_delay(release, me, spread).as_secs(),
+            rank_phase: c.rank_phase,
+            position: c.position,
+            cohort_nodes: c.known_nodes,
+            cohort: c.to_string(),
+            install_delay_secs: c.delay_secs,
             evaluation: serde_json::to_value(&e).unwrap_or_default(),
             may_install: d == Decision::Install,
             decision: d.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use upswarm_proto::{
+        Changelog, HealthStatus, Phase, Protocols, PublicKey, RolloutPlan, UpdateType,
+    };
+    use upswarm_rollout::{phase_of, rank};
+
+    use super::*;
+
+    const START: u64 = 1_000_000;
+
+    fn manifest(plan: RolloutPlan) -> Manifest {
+        Manifest {
+            v: 1,
+            name: "demo".into(),
+            version: semver::Version::new(1, 1, 0),
+            channel: "stable".into(),
+            update_type: UpdateType::Minor,
+            security_critical: false,
+            rollback: false,
+            min_version: None,
+            protocols: Protocols::default(),
+            created_at: START,
+            expires_at: START + 1_000_000,
+            changelog: Changelog::default(),
+            rollout: Some(plan),
+            artifacts: Vec::new(),
+        }
+    }
+
+    fn report(node: u8, release: Hash32, status: HealthStatus, at: u64) -> HealthReport {
+        HealthReport {
+            v: 1,
+            node: PublicKey([node; 32]),
+            release,
+            status,
+            running: semver::Version::new(1, 0, 0),
+            at,
+            detail: String::new(),
+        }
+    }
+
+    /// Three nodes that reported about an earlier release, a 34 % canary phase that none of
+    /// their ranks falls in: the book places the lowest-ranked as the canary, and its
+    /// decision, its evaluation and `explain` agree on it.
+    #[test]
+    fn a_three_node_fleet_has_a_canary_in_every_view() {
+        let p = |until_bp| Phase {
+            until_bp,
+            min_soak_secs: 30,
+            max_failure_bp: 1000,
+            min_reports: 1,
+        };
+        let plan = RolloutPlan {
+            phases: vec![p(3400), p(10_000)],
+        };
+        let m = manifest(plan.clone());
+        let nodes: Vec<KeyId> = (1..=3u8).map(|i| PublicKey([i; 32]).key_id()).collect();
+        let release = (0..1000u32)
+            .map(|i| Hash32::of(&i.to_le_bytes()))
+            .find(|r| nodes.iter().all(|n| phase_of(&plan, rank(r, n)) == 1))
+            .unwrap();
+        let earlier = Hash32([0xee; 32]);
+        let mut book = RolloutBook::default();
+        for i in 1..=3 {
+            book.add_health(&report(i, earlier, HealthStatus::Healthy, START - 100));
+        }
+        assert_eq!(book.known_nodes(), 3);
+        let cohorts = book.cohorts(&release, &m);
+        let order: Vec<KeyId> = cohorts.placements().map(|p| p.node).collect();
+        let spread = Duration::ZERO;
+        let now = START + 60;
+
+        let canary = book.view(&release, &m, &order[0], spread, now, 0);
+        assert_eq!(
+            (canary.phase, canary.rank_phase, canary.position),
+            (0, 1, 0)
+        );
+        assert_eq!(canary.cohort_nodes, 3);
+        assert!(canary.may_install, "{}", canary.decision);
+        assert!(
+            canary.cohort.contains("promoted from phase 1"),
+            "{}",
+            canary.cohort
+        );
+        assert_eq!(canary.evaluation["stats"][0]["known_nodes"], 1);
+        assert_eq!(canary.evaluation["stats"][1]["known_nodes"], 2);
+        for n in &order[1..] {
+            let v = book.view(&release, &m, n, spread, now, 0);
+            assert_eq!(v.phase, 1);
+            assert!(!v.may_install, "{}", v.decision);
+            let (_, d) = book.decide(&release, &m, n, spread, now, 0);
+            assert!(!d.is_install(), "soak over, but no report: {d}");
+        }
+
+        // The canary fails: nobody else ever installs.
+        let canary_key = (1..=3u8)
+            .find(|i| PublicKey([*i; 32]).key_id() == order[0])
+            .unwrap();
+        book.add_health(&report(
+            canary_key,
+            release,
+            HealthStatus::RolledBack,
+            START + 20,
+        ));
+        for n in &order {
+            let (e, d) = book.decide(&release, &m, n, spread, now, 0);
+            assert!(e.halted.is_some());
+            assert!(matches!(d, Decision::Never { .. }), "{d}");
+        }
+
+        // A node that manages nothing and does not count itself sees the same cohorts.
+        let mut observer = RolloutBook::default();
+        for i in 1..=3 {
+            observer.add_health(&report(i, earlier, HealthStatus::Healthy, START - 100));
+        }
+        assert_eq!(observer.cohorts(&release, &m), cohorts);
     }
 }

@@ -180,7 +180,7 @@ fn quorums_are_capped_at_three_quarters_of_the_known_nodes() {
 }
 
 #[test]
-fn small_fleets_cap_the_quorum_at_the_known_nodes() {
+fn small_fleets_cap_the_quorum_and_never_open_on_zero_reports() {
     let ev = |known: &[usize], reps: Vec<RankedReport>, now| {
         evaluate_ranked(
             &plan(),
@@ -192,39 +192,143 @@ fn small_fleets_cap_the_quorum_at_the_known_nodes() {
             0,
         )
     };
-    let e = ev(&[0, 5, 5], vec![], 1100);
-    assert_eq!(e.open, 2, "no known canary: the soak alone opens phase 1");
-    assert_eq!(e.stats[0].quorum_at, Some(1000));
+    // No known canary (`evaluate` never draws such cohorts while it knows a node): phase 0
+    // needs no reports of its own, but phase 1 waits for a first report all the same.
+    let e = ev(&[0, 5, 5], vec![], 5000);
+    assert_eq!(e.open, 1, "the soak alone does not open phase 1");
+    assert_eq!(
+        e.stats[0].quorum_at,
+        Some(1000),
+        "a quorum of 0 is met at once"
+    );
+    let w = e.waiting.unwrap();
+    assert_eq!(
+        (w.reports_needed, w.earlier_reports, w.opens_at),
+        (0, 0, None)
+    );
     let e = ev(&[1, 5, 5], vec![], 5000);
     assert_eq!(e.open, 1, "one known canary: its report is needed");
     assert_eq!(e.waiting.unwrap().reports_needed, 1);
     let e = ev(&[1, 5, 5], vec![r(0, 1, Healthy, 1010)], 1100);
     assert_eq!(e.open, 2);
-    // Empty phases all the way: every phase opens on the soaks.
-    let e = ev(&[0, 0, 8], vec![], 1200);
+    // An *installed* report is no report: still closed.
+    let e = ev(&[1, 5, 5], vec![r(0, 1, Installed, 1010)], 5000);
+    assert_eq!(e.open, 1);
+    // An empty phase between: phase 0's report is the first report for phase 2 too, which
+    // opens on phase 1's soak.
+    let e = ev(&[1, 0, 8], vec![r(0, 1, Healthy, 1010)], 1200);
     assert_eq!(e.opened_at, vec![Some(1000), Some(1100), Some(1200)]);
-    // `evaluate` counts reporters as known nodes even when the caller did not know them.
+    // The first report may come from any earlier phase, whenever it comes.
+    let e = ev(&[0, 0, 8], vec![], 5000);
+    assert_eq!(e.open, 1);
+    let e = ev(&[0, 0, 8], vec![r(0, 1, Healthy, 1300)], 5000);
+    assert_eq!(e.opened_at, vec![Some(1000), Some(1300), Some(1400)]);
+    // Only an advance opens a phase without a report.
+    let adv = ctl(&[(ControlAction::Advance { to_phase: 1 }, 1050)]);
+    let e = evaluate_ranked(&plan(), START, vec![], &adv, &[0, 0, 8], 5000, 0);
+    assert_eq!(e.opened_at, vec![Some(1000), Some(1050), None]);
+    assert_eq!(e.waiting.unwrap().earlier_reports, 0);
+    // `evaluate` counts reporters as known nodes even when the caller did not know them:
+    // a lone reporter is the canary, whatever its rank.
     let release = Hash32([9; 32]);
-    let canary = (0..=255u8)
-        .map(node)
-        .find(|n| phase_of(&plan(), rank(&release, n)) == 0)
+    for i in 0..8 {
+        let e = evaluate(
+            &plan(),
+            &release,
+            START,
+            &[Report {
+                node: node(i),
+                status: Installed,
+                at: 1010,
+            }],
+            &ControlState::default(),
+            &BTreeSet::new(),
+            5000,
+            0,
+        );
+        assert_eq!(e.stats[0].known_nodes, 1);
+        assert_eq!(e.stats[0].installed, 1);
+        assert_eq!(e.open, 1, "its final report is awaited");
+    }
+}
+
+/// The fleet: three known nodes, a 34 % canary phase that no rank falls in.
+#[test]
+fn three_known_nodes_get_a_canary_and_a_bad_release_halts_there() {
+    let plan = RolloutPlan {
+        phases: vec![
+            Phase {
+                until_bp: 3400,
+                min_soak_secs: 30,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+            Phase {
+                until_bp: 10_000,
+                min_soak_secs: 0,
+                max_failure_bp: 1000,
+                min_reports: 1,
+            },
+        ],
+    };
+    let nodes: BTreeSet<KeyId> = (1..=3).map(node).collect();
+    let release = (0..1000u32)
+        .map(|i| Hash32::of(&i.to_le_bytes()))
+        .find(|id| {
+            nodes
+                .iter()
+                .all(|n| crate::phase_of(&plan, crate::rank(id, n)) == 1)
+        })
         .unwrap();
-    let e = evaluate(
-        &plan(),
-        &release,
-        START,
-        &[Report {
-            node: canary,
-            status: Installed,
-            at: 1010,
-        }],
-        &ControlState::default(),
-        &BTreeSet::new(),
-        5000,
-        0,
-    );
+    let cohorts = Cohorts::new(&plan, &release, nodes.iter().copied());
+    let order: Vec<KeyId> = cohorts.placements().map(|p| p.node).collect();
+    let (canary, rest) = (order[0], &order[1..]);
+    let ev = |reports: &[Report], now| {
+        evaluate(
+            &plan,
+            &release,
+            START,
+            reports,
+            &ControlState::default(),
+            &nodes,
+            now,
+            0,
+        )
+    };
+    let rep = |node, status, at| Report { node, status, at };
+    let e = ev(&[], 5000);
     assert_eq!(e.stats[0].known_nodes, 1);
-    assert_eq!(e.open, 1, "its final report is awaited");
+    assert_eq!(e.stats[1].known_nodes, 2);
+    assert_eq!((e.open, e.stats[0].reports_needed), (1, 1));
+    // Soak over, no report: phase 1 stays closed.
+    assert!(e.waiting.as_ref().unwrap().opens_at.is_none());
+    // The canary is healthy: phase 1 opens when the soak ends.
+    let e = ev(&[rep(canary, Healthy, 1010)], 5000);
+    assert_eq!(e.opened_at, vec![Some(1000), Some(1030)]);
+    // The canary fails: halted at its report; the others never install.
+    let e = ev(&[rep(canary, RolledBack, 1010)], 5000);
+    assert!(
+        matches!(
+            e.halted,
+            Some(Halt::Failures {
+                phase: 0,
+                at: 1010,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.open, 1);
+    for n in rest {
+        assert!(matches!(
+            decide(&e, cohorts.phase(n), Duration::ZERO, 5000),
+            Decision::Never { .. }
+        ));
+    }
+    // Another node that installed anyway is out of cohort and opens nothing.
+    let e = ev(&[rep(rest[0], Healthy, 1010)], 5000);
+    assert_eq!(e.out_of_cohort, vec![rest[0]]);
+    assert_eq!(e.open, 1);
 }
 
 #[test]
@@ -334,23 +438,21 @@ fn thresholds_at_the_extremes() {
         &[r(0, 1, Healthy, 1001), r(0, 2, Failed, 1002)],
     );
     assert!(e.halted.is_some(), "0 % allowed: any failure halts");
-    // min_reports 0: the next phase opens at once, and one failure in one report is judged.
+    // min_reports 0: the next phase opens at the first report (never on none), and one
+    // failure in one report is judged.
     let e = ev(&with(2000, 0), &[]);
-    assert_eq!(e.opened_at, vec![Some(1000), Some(1000)]);
-    // A failure dated at the start halts in that second, before phase 1's gate.
-    let e = ev(&with(2000, 0), &[r(0, 1, Failed, 1000)]);
     assert_eq!(e.opened_at, vec![Some(1000), None]);
-    assert!(e.halted.is_some());
-    let e = ev(&with(2000, 0), &[r(0, 1, Failed, 1001)]);
-    assert_eq!(e.opened_at, vec![Some(1000), Some(1000)]);
-    assert!(matches!(
-        e.halted,
-        Some(Halt::Failures {
-            phase: 0,
-            at: 1001,
-            ..
-        })
-    ));
+    let e = ev(&with(2000, 0), &[r(0, 1, Healthy, 1001)]);
+    assert_eq!(e.opened_at, vec![Some(1000), Some(1001)]);
+    // A failure as the first report halts in that second, before phase 1's gate.
+    for at in [1000, 1001] {
+        let e = ev(&with(2000, 0), &[r(0, 1, Failed, at)]);
+        assert_eq!(e.opened_at, vec![Some(1000), None]);
+        assert!(matches!(
+            e.halted,
+            Some(Halt::Failures { phase: 0, at: a, .. }) if a == at
+        ));
+    }
 }
 
 #[test]
@@ -763,19 +865,21 @@ fn default_plans() {
         matches!(e.halted, Some(Halt::Failures { at: 1062, .. })),
         "{e:?}"
     );
-    // Eight known nodes, none a canary (the usual case for 5 % of 8): the soak opens
-    // phase 1, whose 2 known nodes must then both report.
+    // Eight known nodes, one of them the canary by promotion (the usual case for 5 % of
+    // 8: the cohort rule draws sizes like these): its report and the soak open phase 1,
+    // whose 2 known nodes must then both report.
+    let canary = vec![r(0, 1, Healthy, START + 60)];
     let e = ev(
         UpdateType::Minor,
         false,
-        vec![],
-        &[0, 2, 2, 4],
+        canary.clone(),
+        &[1, 2, 2, 3],
         START + 3600,
     );
     assert_eq!(e.open, 2);
     assert_eq!(e.waiting.unwrap().reports_needed, 2);
-    // Patch: 10 / 50 / 100, half-hour soaks.
-    let e = ev(UpdateType::Patch, false, vec![], &[0, 0, 10], START + 3600);
+    // Patch: 10 / 50 / 100, half-hour soaks; two empty phases after a reporting canary.
+    let e = ev(UpdateType::Patch, false, canary, &[1, 0, 10], START + 3600);
     assert_eq!(e.opened_at, vec![Some(1000), Some(2800), Some(4600)]);
 }
 

@@ -289,7 +289,11 @@ impl Core {
         for (kind, _, bytes) in self.ctx.signed.all() {
             let _ = self.on_signed(kind, &bytes);
         }
-        self.book.know(self.ctx.node_key.key_id());
+        // A node that installs releases takes its place in every release's install order;
+        // one that manages no program (a publisher, a seed) never fills it, so it does not.
+        if self.updater.is_some() {
+            self.book.know(self.ctx.node_key.key_id());
+        }
     }
 
     /// A yanked release that this node runs is rolled back to the previous version.
