@@ -291,7 +291,7 @@ impl Core {
         }
         // A node that installs releases takes its place in every release's install order;
         // one that manages no program (a publisher, a seed) never fills it, so it does not.
-        if self.updater.is_some() {
+        if self.apply.is_some() {
             self.book.know(self.ctx.node_key.key_id());
         }
     }
