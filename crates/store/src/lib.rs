@@ -16,6 +16,29 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The tree recording the database's value format.
+const META_TREE: &str = "__upswarm_meta";
+const FORMAT_KEY: &[u8] = b"value_format";
+/// 2: canonical CBOR (1, before it: whatever serde wrote).
+const VALUE_FORMAT: u8 = 2;
+
+/// Byte-string map keys become lowercase hex text (the canonical form has text keys only).
+fn text_keys(v: &mut ciborium::Value) {
+    match v {
+        ciborium::Value::Array(items) => items.iter_mut().for_each(text_keys),
+        ciborium::Value::Map(entries) => {
+            for (k, val) in entries.iter_mut() {
+                if let ciborium::Value::Bytes(b) = k {
+                    *k = ciborium::Value::Text(hex::encode(b));
+                }
+                text_keys(val);
+            }
+        }
+        ciborium::Value::Tag(_, inner) => text_keys(inner),
+        _ => {}
+    }
+}
+
 /// Largest value we agree to decode from our own database.
 const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -59,7 +82,68 @@ impl Db {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Db { db })
+        let db = Db { db };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Brings a database written by an earlier build up to canonical CBOR values (the only
+    /// form [`Tree`] reads back; `docs/wire-format.md` §1), once: every value that is not
+    /// canonical but is readable CBOR is rewritten with its map keys in canonical order and
+    /// byte-string map keys (32-byte ids) turned into lowercase hex text. Values that are
+    /// not CBOR at all are left alone, to be reported by whoever reads them.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let meta = self
+            .db
+            .open_tree(META_TREE)
+            .map_err(|source| StoreError::Sled {
+                op: "open",
+                tree: META_TREE,
+                source,
+            })?;
+        let done = meta
+            .get(FORMAT_KEY)
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.as_ref() == [VALUE_FORMAT]);
+        if done {
+            return Ok(());
+        }
+        for name in self.db.tree_names() {
+            if name.as_ref() == META_TREE.as_bytes() || name.as_ref() == b"__sled__default" {
+                continue;
+            }
+            let tree = self
+                .db
+                .open_tree(&name)
+                .map_err(|source| StoreError::Sled {
+                    op: "open",
+                    tree: "*",
+                    source,
+                })?;
+            for (k, v) in tree.iter().flatten() {
+                if upswarm_proto::codec::check_canonical("stored value", &v).is_ok() {
+                    continue;
+                }
+                let Ok(mut value) = ciborium::from_reader::<ciborium::Value, _>(v.as_ref()) else {
+                    continue;
+                };
+                text_keys(&mut value);
+                let bytes = upswarm_proto::codec::encode(&value);
+                tree.insert(k, bytes).map_err(|source| StoreError::Sled {
+                    op: "put",
+                    tree: "*",
+                    source,
+                })?;
+            }
+        }
+        meta.insert(FORMAT_KEY, &[VALUE_FORMAT])
+            .map_err(|source| StoreError::Sled {
+                op: "put",
+                tree: META_TREE,
+                source,
+            })?;
+        self.flush()
     }
 
     /// A typed view of the tree `name`.
@@ -231,6 +315,48 @@ mod tests {
         let t: Tree<Progress> = db.tree("progress").unwrap();
         assert_eq!(t.get(b"rel").unwrap(), Some(Progress { done: vec![1, 2] }));
         assert_eq!(t.iter().count(), 1);
+    }
+
+    #[test]
+    fn values_written_by_an_earlier_build_are_migrated_to_canonical_form() {
+        use std::collections::BTreeMap;
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct Record {
+            zeta: u32,
+            alpha: Option<String>,
+            #[serde(with = "upswarm_proto::ids::hex_keys")]
+            by_id: BTreeMap<upswarm_proto::Hash32, u32>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // As an earlier build wrote it: fields in declaration order, a byte-string key.
+        let mut old = Vec::new();
+        let value = ciborium::Value::Map(vec![
+            (
+                ciborium::Value::Text("zeta".into()),
+                ciborium::Value::Integer(7.into()),
+            ),
+            (ciborium::Value::Text("alpha".into()), ciborium::Value::Null),
+            (
+                ciborium::Value::Text("by_id".into()),
+                ciborium::Value::Map(vec![(
+                    ciborium::Value::Bytes(vec![9; 32]),
+                    ciborium::Value::Integer(1.into()),
+                )]),
+            ),
+        ]);
+        ciborium::into_writer(&value, &mut old).unwrap();
+        assert!(upswarm_proto::codec::check_canonical("old", &old).is_err());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("records").unwrap().insert(b"k", old).unwrap();
+            db.flush().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let t: Tree<Record> = db.tree("records").unwrap();
+        let got = t.get(b"k").unwrap().unwrap();
+        assert_eq!(got.zeta, 7);
+        assert_eq!(got.alpha, None);
+        assert_eq!(got.by_id[&upswarm_proto::Hash32([9; 32])], 1);
     }
 
     #[test]
