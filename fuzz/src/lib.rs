@@ -584,9 +584,17 @@ fn tally_checks_any(tally: &Tally, role: &Role) {
 // ---------------------------------------------------------------------------------------
 // Key files
 
+/// Whether public key files may have whitespace between the prefix and the digits. They
+/// may today (`read_public_key` parses the digits with `PublicKey::from_hex`, which trims),
+/// unlike secret key files and the documented one-line format: found by this target, open,
+/// see docs/threat-model.md "Fuzzing" and `tests/findings.rs`. Set to false once
+/// `read_public_key` refuses it.
+pub const PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE: bool = true;
+
 /// `read_secret_key` and `read_public_key` on the input as a key file (mode 0600): never
 /// both accept the same file, and what is accepted is exactly the documented one-line format
-/// (prefix, 64 hex digits, surrounding whitespace).
+/// (prefix, 64 hex digits, surrounding whitespace; see
+/// [`PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE`]).
 pub fn key_file(data: &[u8]) {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     let path = PATH.get_or_init(|| {
@@ -610,7 +618,7 @@ pub fn key_file(data: &[u8]) {
         "one file read as both a secret and a public key"
     );
     // Prefix exactly, then the hex digits in either case.
-    let documented = |prefix: &str, hex_digits: String| {
+    let documented = |prefix: &str, hex_digits: String, inner_whitespace: bool| {
         assert!(
             data.len() <= 1024,
             "a key file of {} bytes was accepted",
@@ -622,6 +630,11 @@ pub fn key_file(data: &[u8]) {
         let rest = text.strip_prefix(prefix).unwrap_or_else(|| {
             panic!("a key file without the prefix {prefix:?} was accepted: {text:?}")
         });
+        let rest = if inner_whitespace {
+            rest.trim_start()
+        } else {
+            rest
+        };
         assert_eq!(
             rest.to_ascii_lowercase(),
             hex_digits,
@@ -629,9 +642,13 @@ pub fn key_file(data: &[u8]) {
         );
     };
     if let Ok(k) = secret {
-        documented("upswarm-ed25519-secret:", hex(&*k.seed()));
+        documented("upswarm-ed25519-secret:", hex(&*k.seed()), false);
     }
     if let Ok(k) = public {
-        documented("upswarm-ed25519-public:", k.to_hex());
+        documented(
+            "upswarm-ed25519-public:",
+            k.to_hex(),
+            PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE,
+        );
     }
 }

@@ -223,6 +223,16 @@ pub fn all() -> Vec<Seed> {
         [b"upswarm-ed25519-public:".as_slice(), &[0xff; 64]].concat(),
     );
     add("key_file", "hostile-too-long", vec![b' '; 1025]);
+    // Found by the key_file target (open, see tests/findings.rs).
+    add(
+        "key_file",
+        "finding-public-whitespace-after-prefix",
+        format!(
+            "upswarm-ed25519-public:\n{}\n",
+            k.release_a.public().to_hex()
+        )
+        .into_bytes(),
+    );
     add(
         "key_file",
         "hostile-invalid-point",
