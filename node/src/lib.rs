@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod files;
+pub mod http;
 pub mod localnet;
 pub mod parse;
 pub mod procs;

@@ -5,6 +5,7 @@ use upswarm::cli::{Cli, run};
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    upswarm::http::install_crypto_provider();
     run(Cli::parse())
 }
 

@@ -15,6 +15,7 @@ use upswarm_trust::SecretKey;
 
 pub mod daemon;
 pub mod evil;
+pub mod tls;
 
 /// The `upswarm` binary built for this test run.
 pub fn upswarm() -> Command {

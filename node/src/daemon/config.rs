@@ -51,6 +51,19 @@ pub struct Config {
     pub voting: VotingOptions,
     #[serde(default)]
     pub webhooks: Webhooks,
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+/// TLS of the daemon's outbound HTTPS (webhooks, health probes): the platform's trusted
+/// roots, plus the operator's own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// A PEM file of extra root certificates to trust (an internal CA), besides the
+    /// system's. Default: none.
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// Peer-to-peer networking.

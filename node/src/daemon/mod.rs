@@ -78,6 +78,7 @@ pub mod paths {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    crate::http::configure(config.tls.extra_ca_file.as_deref())?;
     let data_dir = config.data_dir.clone();
     fs::create_dir_all(&data_dir)
         .with_context(|| format!("{}: cannot create data directory", data_dir.display()))?;

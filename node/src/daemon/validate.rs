@@ -167,6 +167,11 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         p.add("platform", "must be 1 to 64 characters");
     }
     p.duration("clock_skew", c.clock_skew, Duration::ZERO, DAY);
+    if let Some(ca) = &c.tls.extra_ca_file
+        && let Err(e) = crate::http::load_roots(ca)
+    {
+        p.add("tls.extra_ca_file", e.to_string());
+    }
 
     let n = &c.network_options;
     for (i, a) in n.listen.iter().enumerate() {

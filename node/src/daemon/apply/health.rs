@@ -16,10 +16,7 @@ pub async fn wait_healthy(
 ) -> Result<(), String> {
     let exits_at_start = program.borrow().exits;
     let deadline = tokio::time::Instant::now() + check.deadline;
-    let client = reqwest::Client::builder()
-        .timeout(check.timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = crate::http::client(check.timeout).map_err(|e| e.to_string())?;
     let mut streak = 0u32;
     let mut last_error = String::from("no probe has run yet");
     loop {

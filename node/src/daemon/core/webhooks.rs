@@ -37,10 +37,7 @@ impl Core {
         for url in hooks.urls.clone() {
             let body = body.clone();
             tokio::spawn(async move {
-                let client = match reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                {
+                let client = match crate::http::client(Duration::from_secs(5)) {
                     Ok(c) => c,
                     Err(e) => return warn!("webhook client: {e}"),
                 };
