@@ -17,6 +17,8 @@ use super::{FAR, key, roles, signed_root, upswarm};
 pub struct Testnet {
     pub dir: tempfile::TempDir,
     pub daemons: Vec<Daemon>,
+    /// Listen addresses of the daemons started from now on (default: TCP on 127.0.0.1).
+    pub listen: Vec<String>,
 }
 
 /// One daemon process (the shared harness's [`LocalDaemon`], with test helpers).
@@ -68,6 +70,7 @@ impl Testnet {
         Testnet {
             dir,
             daemons: Vec::new(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         }
     }
 
@@ -131,8 +134,13 @@ impl Testnet {
         let (top, sections) = split_extra(extra);
         let config = format!(
             "network = \"test\"\ndata_dir = \"data\"\ntrust_root = \"../root.cbor\"\n{top}\n\
-             [network_options]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{}]\ndht_refresh = \"2s\"\n\
+             [network_options]\nlisten = [{}]\nbootstrap = [{}]\ndht_refresh = \"2s\"\n\
              denied_peers = [{}]\n[api]\nlisten = \"127.0.0.1:0\"\n{sections}\n",
+            self.listen
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             boot.join(", "),
             denied
                 .iter()
