@@ -88,6 +88,7 @@ for t in "${targets[@]}"; do
   log=$work/$t.log
   before=$(find "fuzz/artifacts/$t" -type f | sort)
   rc=0
+  started=$SECONDS
   # New inputs go to the temporary directory (first); the committed seeds are only read.
   run "$bin_dir/$t" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
@@ -96,22 +97,24 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [[ -z $execs ]]; then
     # A crash ends the run before the final stats; take the last status line instead.
-    execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+    execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
   fi
   execs=${execs:-0}
+  took=$((SECONDS - started))
   new=$(comm -13 <(printf '%s\n' "$before") <(find "fuzz/artifacts/$t" -type f | sort) | tr '\n' ' ')
   if [[ $rc -ne 0 || -n ${new// /} ]]; then
     crashed=1
     result="CRASH (exit $rc)"
-    echo "-- $t found a crash; the end of its log:"
-    grep -v '^#[0-9]' "$log" | tail -40
+    echo "-- $t found a crash after $took s; from its log:"
+    grep -A6 -E 'panicked at|ERROR: (AddressSanitizer|libFuzzer)' "$log" | head -30 || true
+    grep -v -E '^#[0-9]|^ +#[0-9]+ 0x' "$log" | tail -12 || true
     echo "-- inputs: ${new:-none written}"
     echo "-- reproduce: cargo +nightly fuzz run $t fuzz/artifacts/$t/<file>"
   else
     result="no crash"
   fi
-  echo "   $t: $execs executions in ${secs} s, $result"
-  summary+=("$(printf '%-16s %8s s %14s executions  %s' "$t" "$secs" "$execs" "$result")")
+  echo "   $t: $execs executions in $took s, $result"
+  summary+=("$(printf '%-16s %8s s %14s executions  %s' "$t" "$took" "$execs" "$result")")
 done
 
 echo "== fuzzing summary ($(date -u +%Y-%m-%dT%H:%MZ))"
