@@ -704,3 +704,88 @@ fn sigterm_stops_the_managed_program_even_a_script_and_a_restart_runs_exactly_on
     assert!(s["managed"]["applying"].is_null(), "{s}");
     assert_eq!(net.daemons[node].history().len(), 1);
 }
+
+#[test]
+fn a_release_of_another_product_is_never_applied_to_the_managed_program() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    net.spawn("p", &[], "");
+    let port = free_port();
+    // The node follows every product; its program is bound to `demo`.
+    let config = managed_config(port, "product = \"demo\"")
+        .replace("products = [\"demo\"]\n", "products = []\n");
+    let node = net.spawn("node", &[0], &config);
+    let v1 = net.demo_release("1.0.0", "healthy", "hotfix", &[]);
+    assert!(net.publish(0, &v1).0);
+    assert!(wait_for(Duration::from_secs(60), || version_served(port)
+        .as_deref()
+        == Some("1.0.0")));
+    // Another product on the same channel, newer, with an artifact of the same name.
+    let other = net.path().join("rel-other-9.9.9");
+    let src = net.path().join("demo-src-1.0.0");
+    let (app, toml) = (
+        format!("app={}", src.join("app").display()),
+        format!("demo.toml={}", src.join("demo.toml").display()),
+    );
+    let out = common::upswarm()
+        .args([
+            "release",
+            "create",
+            "--name",
+            "other",
+            "--version",
+            "9.9.9",
+            "--type",
+            "hotfix",
+            "--channel",
+            "stable",
+            "--artifact",
+            &app,
+            "--artifact",
+            &toml,
+            "--platform",
+            "any",
+            "--out",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for k in ["s10.key", "s11.key"] {
+        let out = common::upswarm()
+            .args(["release", "sign", "--key"])
+            .arg(net.path().join(k))
+            .arg(other.join("manifest.cbor"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    assert!(net.publish(0, &other).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || net.complete(node, "9.9.9")),
+        "the node should still download (and seed) the other product"
+    );
+    // Its own product's next release is applied; the other product's never.
+    let v11 = net.demo_release("1.1.0", "healthy", "hotfix", &[]);
+    assert!(net.publish(0, &v11).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || version_served(port).as_deref()
+            == Some("1.1.0")),
+        "{}",
+        net.daemons[node].log()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(version_served(port).as_deref(), Some("1.1.0"));
+    assert!(
+        outcomes(&net, node, "9.9.9").is_empty(),
+        "{:?}",
+        net.daemons[node].history()
+    );
+    let (ok, check) = net.daemons[node].cli(&["check", "--json"]);
+    assert!(ok, "{check}");
+    assert!(!check.contains("9.9.9"), "{check}");
+}

@@ -56,7 +56,7 @@ fn daemon(args: &[&str], config: &Path) -> (bool, String) {
     )
 }
 
-const MANAGED: &str = "[managed]\ncommand = \"app\"\n";
+const MANAGED: &str = "[managed]\nproduct = \"demo\"\ncommand = \"app\"\n";
 
 #[test]
 fn every_hostile_value_is_a_clear_error_naming_file_and_field() {
@@ -222,7 +222,7 @@ fn the_daemon_refuses_to_start_on_the_same_errors_and_check_config_accepts_a_goo
     let file = write_config(
         dir.path(),
         "good.toml",
-        "[managed]\ncommand = \"app\"\nstop_signal = \"SIGINT\"\n\
+        "[managed]\nproduct = \"demo\"\ncommand = \"app\"\nstop_signal = \"SIGINT\"\n\
          [managed.hooks]\npre_upgrade = [\"/bin/true\"]\ntimeout = \"10m\"\n\
          [[policy.windows]]\ndays = [\"tue\"]\nstart = \"22:00\"\nend = \"02:00\"\ntimezone = \"Europe/Berlin\"\n\
          [webhooks]\nurls = [\"https://alerts.example/upswarm\"]\nevents = [\"applied\", \"failed\"]\n",

@@ -21,7 +21,9 @@ fn quiet_on_broken_pipe() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+        // `println!` ("failed printing to stdout: Broken pipe"), and libraries that write
+        // to a pipe and panic the same way.
+        if msg.contains("Broken pipe") {
             // 128 + SIGPIPE, what a shell reports for a command ended by a broken pipe.
             std::process::exit(141);
         }

@@ -10,6 +10,7 @@ pub mod key;
 mod node;
 pub mod release;
 pub mod root;
+mod setup;
 pub(crate) mod show;
 mod signed;
 mod sim;
@@ -156,6 +157,19 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Write a commented, valid configuration from a few answers (flags, or prompts on a
+    /// terminal), and print the next steps.
+    Init(setup::InitArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: setup::Shell,
+    },
+    /// Print the man page, or with --out write one page per command into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
     /// The releases the daemon knows.
     Releases {
         #[command(flatten)]
@@ -198,6 +212,9 @@ pub fn run(cli: Cli) -> ExitCode {
         } => node::daemon(&config, check_config),
         Command::Status { api, json } => node::status(&api, json),
         Command::Releases { api, json } => node::releases(&api, json),
+        Command::Init(args) => setup::init(&args),
+        Command::Completions { shell } => setup::completions(shell),
+        Command::Man { out } => setup::man(out.as_deref()),
         Command::Check { api, json } => node::check(&api, json),
         Command::Apply {
             version,

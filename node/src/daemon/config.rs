@@ -202,6 +202,11 @@ pub struct Managed {
     /// Default `supervise`.
     #[serde(default = "default_mode")]
     pub mode: ManagedMode,
+    /// The product whose releases this program is: only that product's releases are ever
+    /// applied to it. Required unless `products` names exactly one product (then that
+    /// one).
+    #[serde(default)]
+    pub product: Option<String>,
     /// The program: an artifact name of the release (run from the version directory), or
     /// an absolute path.
     pub command: String,
@@ -452,6 +457,16 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 impl Config {
     /// Reads and checks a configuration file. Relative paths in it are relative to the
     /// file's directory.
+    /// The product the managed program is bound to (see [`Managed::product`]), if any.
+    pub fn managed_product(&self) -> Option<&str> {
+        let m = self.managed.as_ref()?;
+        match (&m.product, self.products.as_slice()) {
+            (Some(p), _) => Some(p),
+            (None, [only]) => Some(only),
+            _ => None,
+        }
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let bytes = crate::files::read_limited(path, "configuration", 1024 * 1024)?;
         let text = String::from_utf8(bytes)

@@ -224,6 +224,30 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
     );
 
     if let Some(m) = &c.managed {
+        match &m.product {
+            Some(pr) => {
+                if pr.is_empty() || pr.len() > 128 || pr.contains('/') {
+                    p.add("managed.product", "must be 1 to 128 characters without '/'");
+                } else if !c.products.is_empty() && !c.products.contains(pr) {
+                    p.add(
+                        "managed.product",
+                        format!(
+                            "{} is not among `products`, so it would never be downloaded",
+                            quote(pr)
+                        ),
+                    );
+                }
+            }
+            None if c.products.len() != 1 => p.add(
+                "managed.product",
+                format!(
+                    "is required when `products` lists {} products: name the product whose \
+                     releases this program runs",
+                    c.products.len()
+                ),
+            ),
+            None => {}
+        }
         if m.command.trim().is_empty() {
             p.add("managed.command", "is empty: name the program to run");
         } else if m.command.contains('\0') {

@@ -4,9 +4,17 @@ use super::*;
 
 impl Core {
     /// Complete releases of the managed product, newest first.
+    ///
+    /// Only releases of the product the managed program is bound to
+    /// ([`Config::managed_product`](crate::daemon::Config::managed_product)) are candidates:
+    /// another product's release on the same channel is never applied to this program.
     pub(super) fn installable(&self) -> Vec<(&Hash32, &Known)> {
+        let product = self.ctx.config.managed_product();
         let mut v = self.followed_newest_first();
-        v.retain(|(_, k)| matches!(k.stored.download, DownloadState::Complete { .. }));
+        v.retain(|(_, k)| {
+            matches!(k.stored.download, DownloadState::Complete { .. })
+                && product.is_none_or(|p| k.verified.manifest.name == p)
+        });
         v
     }
 
