@@ -789,3 +789,177 @@ fn a_release_of_another_product_is_never_applied_to_the_managed_program() {
     assert!(ok, "{check}");
     assert!(!check.contains("9.9.9"), "{check}");
 }
+
+/// `upswarm release create` + sign with s10, s11; returns the release directory.
+fn create_release(net: &Testnet, out: &str, args: &[&str]) -> std::path::PathBuf {
+    let dir = net.path().join(out);
+    let o = common::upswarm()
+        .args(["release", "create"])
+        .args(args)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for k in ["s10.key", "s11.key"] {
+        let o = common::upswarm()
+            .args(["release", "sign", "--key"])
+            .arg(net.path().join(k))
+            .arg(dir.join("manifest.cbor"))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
+    dir
+}
+
+#[test]
+fn one_release_for_two_platforms_each_node_installs_its_own_and_nobody_is_penalised() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let bin = common::daemon::demo_app_binary();
+    let src = net.path().join("multi-src");
+    std::fs::create_dir_all(&src).unwrap();
+    for plat in ["plat-a", "plat-b"] {
+        std::fs::write(
+            src.join(format!("{plat}.toml")),
+            format!("# built for {plat}\nversion = \"1.0.0\"\nmode = \"healthy\"\n"),
+        )
+        .unwrap();
+    }
+    let spec = |name: &str, plat: &str, path: &std::path::Path| {
+        format!("{name}@{plat}={}", path.display())
+    };
+    let (a1, a2) = (spec("app", "plat-a", &bin), spec("app", "plat-b", &bin));
+    let t1 = spec("demo.toml", "plat-a", &src.join("plat-a.toml"));
+    let t2 = spec("demo.toml", "plat-b", &src.join("plat-b.toml"));
+    let rel = create_release(
+        &net,
+        "rel-multi",
+        &[
+            "--name",
+            "demo",
+            "--version",
+            "1.0.0",
+            "--type",
+            "hotfix",
+            "--channel",
+            "stable",
+            "--artifact",
+            &a1,
+            "--artifact",
+            &t1,
+            "--artifact",
+            &a2,
+            "--artifact",
+            &t2,
+        ],
+    );
+    let (pa, pb) = (free_port(), free_port());
+    let na = net.spawn(
+        "na",
+        &[p],
+        &format!("platform = \"plat-a\"\n{}", managed_config(pa, "")),
+    );
+    let nb = net.spawn(
+        "nb",
+        &[p],
+        &format!("platform = \"plat-b\"\n{}", managed_config(pb, "")),
+    );
+    assert!(net.publish(p, &rel).0);
+    for (n, port, plat) in [(na, pa, "plat-a"), (nb, pb, "plat-b")] {
+        assert!(
+            wait_for(Duration::from_secs(60), || version_served(port).as_deref()
+                == Some("1.0.0")),
+            "{}",
+            net.daemons[n].log()
+        );
+        let installed =
+            std::fs::read_to_string(net.daemons[n].dir.join("data/versions/1.0.0/demo.toml"))
+                .unwrap();
+        assert!(
+            installed.contains(&format!("built for {plat}")),
+            "{installed}"
+        );
+        // Only its own platform's artifacts were fetched and assembled.
+        let id = net.release_view(n, "1.0.0").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let files: Vec<String> =
+            std::fs::read_dir(net.daemons[n].dir.join("data/releases").join(id))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| !f.starts_with('.'))
+                .collect();
+        assert_eq!(files.len(), 2, "{files:?}");
+    }
+    // Two separate releases of one version, one per platform, are not "stale" either.
+    let only_a = create_release(
+        &net,
+        "rel-a",
+        &[
+            "--name",
+            "demo",
+            "--version",
+            "1.1.0",
+            "--type",
+            "hotfix",
+            "--channel",
+            "stable",
+            "--artifact",
+            &a1,
+            "--artifact",
+            &t1,
+        ],
+    );
+    let only_b = create_release(
+        &net,
+        "rel-b",
+        &[
+            "--name",
+            "demo",
+            "--version",
+            "1.1.0",
+            "--type",
+            "hotfix",
+            "--channel",
+            "stable",
+            "--artifact",
+            &a2,
+            "--artifact",
+            &t2,
+        ],
+    );
+    assert!(net.publish(p, &only_a).0);
+    let (ok, out) = net.publish(p, &only_b);
+    assert!(ok, "{out}");
+    for n in [na, nb] {
+        assert!(
+            wait_for(Duration::from_secs(60), || {
+                // Two releases 1.1.0 are known; the one for this node's platform completes.
+                net.daemons[n].status().is_some_and(|s| {
+                    s["releases"].as_array().is_some_and(|rs| {
+                        rs.iter().filter(|r| r["version"] == "1.1.0").count() == 2
+                            && rs.iter().any(|r| {
+                                r["version"] == "1.1.0" && r["download"]["state"] == "complete"
+                            })
+                    })
+                })
+            }),
+            "{}",
+            net.daemons[n].log()
+        );
+    }
+    for i in [p, na, nb] {
+        let d = &net.daemons[i];
+        assert_eq!(
+            d.counter("gossip_rejected"),
+            0,
+            "{} rejected gossip",
+            d.name
+        );
+        assert_eq!(d.counter("peers_banned"), 0, "{} banned someone", d.name);
+    }
+}

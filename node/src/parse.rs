@@ -33,6 +33,21 @@ pub fn size(s: &str) -> Result<u64, String> {
 }
 
 /// `NAME=PATH` for `--artifact`.
+/// `NAME[@PLATFORM]=PATH` for `release create --artifact`: the platform after the last `@`
+/// of the name, when it is a platform name (`[A-Za-z0-9._-]`).
+pub fn artifact_spec(s: &str) -> Result<(String, Option<String>, PathBuf), String> {
+    let (name, path) = name_path(s)?;
+    if let Some((n, p)) = name.rsplit_once('@')
+        && !n.is_empty()
+        && !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Ok((n.to_string(), Some(p.to_string()), path));
+    }
+    Ok((name, None, path))
+}
+
 pub fn name_path(s: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = s
         .split_once('=')
@@ -144,6 +159,11 @@ mod tests {
     #[test]
     fn pairs() {
         assert!(name_path("node=/tmp/x").is_ok());
+        assert_eq!(
+            artifact_spec("node@linux-aarch64=/tmp/x").unwrap(),
+            ("node".into(), Some("linux-aarch64".into()), "/tmp/x".into())
+        );
+        assert_eq!(artifact_spec("node=/tmp/x").unwrap().1, None);
         assert!(name_path("node").is_err());
         assert_eq!(type_threshold("major=3").unwrap(), (UpdateType::Major, 3));
         assert!(type_threshold("mayor=3").is_err());

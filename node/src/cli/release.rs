@@ -95,10 +95,12 @@ pub struct CreateArgs {
     /// stable, beta, nightly or a custom channel name.
     #[arg(long)]
     channel: String,
-    /// An artifact: its file name in the release, and the file to read.
-    #[arg(long = "artifact", value_name = "NAME=PATH", value_parser = parse::name_path, num_args = 1.., required = true)]
-    artifacts: Vec<(String, PathBuf)>,
-    /// Target platform of the artifacts (default: this machine's, e.g. linux-x86_64).
+    /// An artifact: its file name in the release, optionally its platform, and the file to
+    /// read (`node=build/node`, `node@linux-aarch64=build/arm/node`). Repeat for several
+    /// artifacts and platforms: one release carries every platform's build.
+    #[arg(long = "artifact", value_name = "NAME[@PLATFORM]=PATH", value_parser = parse::artifact_spec, num_args = 1.., required = true)]
+    artifacts: Vec<(String, Option<String>, PathBuf)>,
+    /// Platform of the artifacts that name none (default: this machine's, e.g. linux-x86_64).
     #[arg(long)]
     platform: Option<String>,
     /// Oldest version this release may be applied over.
@@ -214,9 +216,14 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     };
     let platform = a.platform.clone().unwrap_or_else(host_platform);
     // Check everything cheap before the expensive chunking.
-    for (name, path) in &a.artifacts {
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, plat, path) in &a.artifacts {
         check_artifact_name(name)
             .with_context(|| format!("--artifact {name}={}", path.display()))?;
+        let p = plat.clone().unwrap_or_else(|| platform.clone());
+        if !seen.insert((name.clone(), p.clone())) {
+            bail!("--artifact {name}@{p} is given twice");
+        }
         let meta = fs::metadata(path)
             .with_context(|| format!("{}: cannot read artifact {name}", path.display()))?;
         if !meta.is_file() {
@@ -239,7 +246,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     let store = ChunkStore::open(a.out.join(CHUNKS_DIR))?;
 
     let mut artifacts = Vec::with_capacity(a.artifacts.len());
-    for (name, path) in &a.artifacts {
+    for (name, plat, path) in &a.artifacts {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(path)?.permissions().mode() & 0o777;
         let c = chunk_file(path, chunk_size, &store)
@@ -252,7 +259,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         );
         artifacts.push(Artifact {
             name: name.clone(),
-            platform: platform.clone(),
+            platform: plat.clone().unwrap_or_else(|| platform.clone()),
             size: c.size,
             mode,
             hash: c.hash,

@@ -11,6 +11,7 @@
 //!
 //! All channels between them are bounded.
 
+pub mod admission;
 pub mod api;
 pub mod apply;
 pub mod config;

@@ -26,6 +26,7 @@ use upswarm_trust::{
 };
 
 use super::Ctx;
+use super::admission::Staleness;
 use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
 use super::apply::supervisor::ProgramStatus;
 use super::apply::{
@@ -178,6 +179,9 @@ pub struct ManagedView {
 enum Verdict {
     Accept(Hash32),
     Duplicate(Hash32),
+    /// Valid, but not news: another release of the same version is known. Dropped without
+    /// penalty (see `admission`, rule 3).
+    Superseded(String),
     Reject(String),
 }
 
@@ -359,7 +363,7 @@ impl Core {
                 let acceptance = match topic {
                     Topic::Releases => match self.consider(&data, Source::Gossip) {
                         Verdict::Accept(_) => MessageAcceptance::Accept,
-                        Verdict::Duplicate(_) => MessageAcceptance::Ignore,
+                        Verdict::Duplicate(_) | Verdict::Superseded(_) => MessageAcceptance::Ignore,
                         Verdict::Reject(why) => {
                             info!(peer = %source, "rejected gossiped manifest: {why}");
                             MessageAcceptance::Reject
@@ -436,7 +440,7 @@ impl Core {
         match self.consider(&record.value, Source::Dht) {
             Verdict::Accept(_) => true,
             Verdict::Duplicate(id) => self.latest.get(&slot).is_some_and(|(_, l)| *l == id),
-            Verdict::Reject(_) => false,
+            Verdict::Reject(_) | Verdict::Superseded(_) => false,
         }
     }
 
@@ -489,14 +493,23 @@ impl Core {
     fn admit(&mut self, verified: VerifiedManifest, source: Source) -> Verdict {
         let id = verified.release_id;
         let m = &verified.manifest;
-        if let Some((v, known)) = self.latest.get(&(m.name.clone(), m.channel.clone()))
-            && v.cmp_precedence(&m.version).is_ge()
-            && !m.rollback
-        {
-            return Verdict::Reject(format!(
-                "stale: {} {} is not newer than {v} ({}) already known on channel {}",
-                m.name, m.version, known, m.channel
-            ));
+        let known = self.releases.values().map(|k| &k.verified.manifest);
+        match super::admission::staleness(m, known) {
+            Staleness::Fresh => {}
+            Staleness::Older { newest } => {
+                return Verdict::Reject(format!(
+                    "stale: {} {} is not newer than {newest} already known on channel {} for \
+                     its platforms",
+                    m.name, m.version, m.channel
+                ));
+            }
+            Staleness::SameVersion { newest } => {
+                return Verdict::Superseded(format!(
+                    "{} {} has the version of another release ({newest}) already known on \
+                     channel {} for its platforms",
+                    m.name, m.version, m.channel
+                ));
+            }
         }
         info!(release = %id, name = %m.name, version = %m.version, channel = %m.channel, ?source, "new release");
         let followed = self.follows(m);
@@ -847,7 +860,7 @@ impl Core {
         let id = match self.consider(&bytes, Source::Publish) {
             Verdict::Accept(id) => id,
             Verdict::Duplicate(id) => id,
-            Verdict::Reject(why) => {
+            Verdict::Reject(why) | Verdict::Superseded(why) => {
                 let _ = reply.send(Err(format!("{}: refused: {why}", manifest_path.display())));
                 return;
             }
