@@ -3,12 +3,12 @@
 //! program learning the activation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
-use common::{key, roles};
+use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::{key, roles};
 use serde_json::Value;
 use upswarm_proto::{Electorate, Voter};
 

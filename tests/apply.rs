@@ -4,12 +4,12 @@
 //! every apply step: `tests/crash.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

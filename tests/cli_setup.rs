@@ -1,11 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Setting a node up through the real binary: `upswarm init`, completions, man pages.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 
-use common::upswarm;
+use crate::common::upswarm;
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = upswarm().args(args).stdin(Stdio::null()).output().unwrap();

@@ -2,14 +2,14 @@
 //! The offline signing flow through the real `upswarm` binary: keys, roots, rotation,
 //! releases — and what the user sees when the input is wrong.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
-use common::upswarm;
+use crate::common::upswarm;
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     upswarm()
@@ -475,7 +475,7 @@ fn an_expired_manifest_fails_verification() {
 /// away: every command answers with a clear error or safe text, never a panic.
 #[test]
 fn hostile_times_text_and_broken_pipes() {
-    use common::{key, manifest, roles, signed_manifest, signed_root};
+    use crate::common::{key, manifest, roles, signed_manifest, signed_root};
     use upswarm_proto::UpdateType;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -19,13 +19,13 @@
 // Without the `fault-injection` build the matrix test is left out, and its helpers idle.
 #![cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Testnet, free_port, http_get, wait_for};
+use crate::common::daemon::{Testnet, free_port, http_get, wait_for};
 
 /// How a release of the demo program behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

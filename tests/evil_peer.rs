@@ -5,14 +5,14 @@
 //! bogus bitmaps served to downloaders. Every honest node must complete with the right
 //! bytes, nothing honest may be lost from disk, and the offender must be penalised.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::{Testnet, wait_for};
-use common::evil::Evil;
-use common::upswarm;
+use crate::common::daemon::{Testnet, wait_for};
+use crate::common::evil::Evil;
+use crate::common::upswarm;
 use serde_json::Value;
 
 fn s(p: &Path) -> String {

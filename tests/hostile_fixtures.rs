@@ -2,9 +2,9 @@
 //! Hostile inputs to the trust and wire-format layers, each asserted to fail with a
 //! specific error.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use upswarm_content::{ChunkStore, ContentError, chunk_file, verify_artifact};
 use upswarm_proto::{
     Artifact, Context, Manifest, Message, ProtoError, SignedEnvelope, TrustRoot, UpdateType,

@@ -2,13 +2,13 @@
 //! control messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
-use common::evil::Evil;
+use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::evil::Evil;
 use serde_json::Value;
 use upswarm_proto::{Hash32, KeyId, Phase, RolloutPlan};
 

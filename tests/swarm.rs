@@ -2,13 +2,13 @@
 //! sled files, real signatures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::daemon::{Testnet, wait_for};
-use common::evil::Evil;
+use crate::common::daemon::{Testnet, wait_for};
+use crate::common::evil::Evil;
 
 /// These tests start many processes; run them one at a time so that each gets the machine.
 static SERIAL: Mutex<()> = Mutex::new(());

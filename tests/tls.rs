@@ -2,12 +2,12 @@
 //! The daemon's outbound HTTPS: webhooks to a real TLS listener whose certificate is signed by
 //! a test CA the daemon is told to trust — and refused by a daemon that does not trust it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::daemon::{Testnet, wait_for};
-use common::tls::{TestCa, TlsHookSink};
+use crate::common::daemon::{Testnet, wait_for};
+use crate::common::tls::{TestCa, TlsHookSink};
 
 #[test]
 fn https_webhooks_arrive_when_the_ca_is_trusted_and_never_otherwise() {

@@ -3,11 +3,11 @@
 //! address given as a DNS name: each time a release published on one is fetched by the
 //! other.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::daemon::{Testnet, wait_for};
+use crate::common::daemon::{Testnet, wait_for};
 
 /// Every listen address of daemon `i` (with `/p2p/`).
 fn listen_addrs(net: &Testnet, i: usize) -> Vec<String> {

@@ -585,11 +585,9 @@ fn tally_checks_any(tally: &Tally, role: &Role) {
 // Key files
 
 /// Whether public key files may have whitespace between the prefix and the digits. They
-/// may today (`read_public_key` parses the digits with `PublicKey::from_hex`, which trims),
-/// unlike secret key files and the documented one-line format: found by this target, open,
-/// see docs/threat-model.md "Fuzzing" and `tests/findings.rs`. Set to false once
-/// `read_public_key` refuses it.
-pub const PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE: bool = true;
+/// could until 2026-12-02 (found by this target, fixed in `read_public_key`; the reproducer
+/// is `tests/findings.rs`): now neither key file may.
+pub const PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE: bool = false;
 
 /// `read_secret_key` and `read_public_key` on the input as a key file (mode 0600): never
 /// both accept the same file, and what is accepted is exactly the documented one-line format

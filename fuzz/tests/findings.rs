@@ -1,6 +1,6 @@
 //! Findings of the fuzz targets whose fix lies outside the decoders this crate may change
 //! (proto's are regression-tested in `proto/tests/fuzz_regressions.rs`). Each test is the
-//! minimised reproducer, asserting the behaviour wanted; it is ignored while the finding is
+//! minimised reproducer, asserting the behaviour wanted; it was ignored while the finding was
 //! open (docs/threat-model.md, "Fuzzing", lists them).
 
 use std::fs;
@@ -27,12 +27,9 @@ fn key_file(name: &str, text: &str) -> PathBuf {
 /// or any whitespace, between the prefix and the digits) is read as a public key, although
 /// the documented format is one line `upswarm-ed25519-public:<64 hex digits>` and the same
 /// whitespace in a secret key file is refused. Cause: `read_public_key` parses the digits
-/// with `PublicKey::from_hex`, which trims. Fix (crates/trust/src/keys.rs): refuse a
-/// `hex_part` that starts with whitespace, or decode it with `hex::decode_to_slice` as
-/// `read_secret_key` does; then un-ignore this test and set
-/// `PUBLIC_KEY_FILE_TOLERATES_INNER_WHITESPACE` to false.
+/// with `PublicKey::from_hex`, which trims. Fixed: the digits are decoded with
+/// `hex::decode_to_slice`, as `read_secret_key` does.
 #[test]
-#[ignore = "open finding: the fix belongs in crates/trust (read_public_key)"]
 fn public_key_file_with_whitespace_after_the_prefix_is_refused() {
     let key = upswarm_trust::SecretKey::from_seed(&[2; 32])
         .public()

@@ -188,11 +188,13 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, TrustError> {
     let hex_part = text
         .strip_prefix(PUBLIC_PREFIX)
         .ok_or_else(|| bad("it does not start with `upswarm-ed25519-public:`"))?;
-    let pk =
-        PublicKey::from_hex(hex_part).map_err(|_| bad("the public key is not 64 hex digits"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&pk.0)
+    // Exactly the digits after the prefix, as for secret keys: no whitespace in between.
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut bytes)
+        .map_err(|_| bad("the public key is not 64 hex digits"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|_| bad("not a valid ed25519 public key"))?;
-    Ok(pk)
+    Ok(PublicKey(bytes))
 }
 
 #[cfg(test)]
