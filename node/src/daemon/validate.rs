@@ -398,7 +398,12 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
 mod tests {
     use super::*;
 
+    /// The problems of a configuration of one product (`app`) with `extra` appended.
     fn problems(extra: &str) -> Vec<Problem> {
+        problems_of(&format!("products = [\"app\"]\n{extra}"))
+    }
+
+    fn problems_of(extra: &str) -> Vec<Problem> {
         let text = format!("data_dir = \"d\"\ntrust_root = \"r\"\n{extra}");
         let c: Config = toml::from_str(&text).unwrap();
         match check(&c, Path::new("/etc/upswarm/node.toml")) {
@@ -415,6 +420,26 @@ mod tests {
     fn defaults_are_valid() {
         assert!(problems("").is_empty());
         assert!(problems("[managed]\ncommand = \"app\"\n").is_empty());
+    }
+
+    #[test]
+    fn the_managed_program_names_its_product_unless_there_is_one() {
+        let fields_of = |extra: &str| -> Vec<String> {
+            problems_of(extra).into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(
+            fields_of("[managed]\ncommand = \"app\"\n"),
+            ["managed.product"]
+        );
+        assert_eq!(
+            fields_of("products = [\"a\", \"b\"]\n[managed]\ncommand = \"app\"\n"),
+            ["managed.product"]
+        );
+        assert!(
+            fields_of("products = [\"a\", \"b\"]\n[managed]\nproduct = \"b\"\ncommand = \"app\"\n")
+                .is_empty()
+        );
+        assert!(fields_of("products = [\"a\"]\n[managed]\ncommand = \"app\"\n").is_empty());
     }
 
     #[test]
