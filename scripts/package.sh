@@ -8,7 +8,11 @@
 #                                      # (minbase + systemd + man-db), imported into Docker;
 #                                      # dpkg -i the package there; check the user, the
 #                                      # config, `upswarm --version`, the completions,
-#                                      # `man upswarm`, and `systemd-analyze verify` of the unit.
+#                                      # `man upswarm`, `systemd-analyze verify` of the unit;
+#                                      # then boot systemd in the container, put a trust root
+#                                      # in place, start the unit and check the daemon runs
+#                                      # under its hardening: as user upswarm, its state in
+#                                      # /var/lib/upswarm, answering `upswarm status`.
 #
 # The package: /usr/bin/upswarm; the hardened unit upswarm.service (its own user, state in
 # /var/lib/upswarm, ProtectSystem=strict, …; deploy/systemd/); /etc/upswarm/upswarm.toml
@@ -30,7 +34,8 @@ while [ $# -gt 0 ]; do
 done
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 
-deb_tool=$(cargo_tool cargo-deb)
+# A pinned cargo-deb: packaging from a dev build (--profile dev) is refused by later ones.
+deb_tool=$(cargo_tool cargo-deb@3.8.0 cargo-deb)
 echo "== building upswarm ($profile)"
 cargo build --locked -q --profile "$profile" -p upswarm
 bin=target/$dir/upswarm
@@ -96,3 +101,56 @@ CHECK
 chmod +x "$work/check.sh"
 echo "== installing and checking in the container"
 docker run --name "$container" --rm -v "$work:/pkg:ro" "$image" /pkg/check.sh
+
+echo "== the unit under systemd: a trust root in place, start, status"
+# A trust root made here with the built binary (1-of-1 keys, for this test only).
+(
+  cd "$work"
+  "$UPSWARM_ROOT/$bin" key gen --out root >/dev/null 2>&1
+  "$UPSWARM_ROOT/$bin" key gen --out rel >/dev/null 2>&1
+  "$UPSWARM_ROOT/$bin" root init --out root.cbor --root-key root.pub --root-threshold 1 \
+    --release-key rel.pub --release-threshold 1 >/dev/null 2>&1
+  "$UPSWARM_ROOT/$bin" root sign --key root.key root.cbor >/dev/null 2>&1
+  chmod 644 root.cbor
+)
+cat > "$work/boot.sh" <<'BOOT'
+#!/bin/bash
+set -e
+dpkg -i /pkg/upswarm.deb >/dev/null
+install -m 0644 /pkg/root.cbor /etc/upswarm/root.cbor
+exec /lib/systemd/systemd
+BOOT
+chmod +x "$work/boot.sh"
+docker run -d --name "$container" --cap-add SYS_ADMIN --cgroupns=host \
+  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+  -v "$work:/pkg:ro" "$image" /pkg/boot.sh >/dev/null
+in_box() { docker exec "$container" "$@"; }
+for _ in $(seq 60); do
+  state=$(in_box systemctl is-system-running 2>/dev/null || true)
+  case $state in running|degraded) break ;; esac
+  sleep 1
+done
+echo "systemd in the container: ${state:-not up}"
+in_box systemctl start upswarm.service
+status=""
+for _ in $(seq 60); do
+  status=$(in_box upswarm status --api 127.0.0.1:7780 2>&1 || true)
+  case $status in *"node id"*|*node_id*|*peer*) ;; *) last=$status; status="" ;; esac
+  [ -n "$status" ] && break
+  sleep 1
+done
+if [ -z "$status" ]; then
+  in_box systemctl status --no-pager upswarm.service >&2 || true
+  in_box journalctl -u upswarm --no-pager -n 40 >&2 || true
+  echo "the upswarm unit did not come up under systemd" >&2
+  exit 1
+fi
+echo "$status" | head -5
+in_box systemctl is-active upswarm.service
+pid=$(in_box systemctl show -p MainPID --value upswarm.service)
+user=$(in_box stat -c %U "/proc/$pid")
+[ "$user" = upswarm ] || { echo "the daemon (pid $pid) runs as '$user', not as upswarm" >&2; exit 1; }
+stat=$(in_box stat -c '%U %a' /var/lib/upswarm)
+[ "$stat" = "upswarm 700" ] || { echo "/var/lib/upswarm is '$stat', not 'upswarm 700'" >&2; exit 1; }
+in_box systemctl stop upswarm.service
+echo "UNIT OK: started by systemd as user upswarm, state in /var/lib/upswarm (0700), stopped"

@@ -7,6 +7,11 @@
 //! daemon start ([`configure`]) and apply to every client made after it; like the crypto
 //! provider, this is process-wide TLS configuration, not state of any task.
 //!
+//! A system without CA certificates (a minimal container without `ca-certificates`) still
+//! gets working clients: plain `http://` works, and `https://` is verified against the extra
+//! roots alone (none: every certificate is refused), with a warning at the first client.
+//! The CLI's client of the local control API never loads roots ([`local_client`]).
+//!
 //! Non-goals: no client certificates, no disabling of verification.
 
 use std::path::Path;
@@ -68,14 +73,44 @@ pub fn configure(extra_ca_file: Option<&Path>) -> Result<(), TlsError> {
 }
 
 /// A client for outbound requests, with `timeout` per request, verifying TLS against the
-/// system's roots and the configured extra ones.
+/// system's roots and the configured extra ones — or, where the system has no usable roots,
+/// against the extra ones alone (see the module's documentation).
 pub fn client(timeout: Duration) -> Result<reqwest::Client, TlsError> {
     install_crypto_provider();
+    let extra = EXTRA_ROOTS.get().cloned().unwrap_or_default();
     let mut b = reqwest::Client::builder().timeout(timeout);
-    if let Some(extra) = EXTRA_ROOTS.get()
-        && !extra.is_empty()
-    {
+    if !extra.is_empty() {
         b = b.tls_certs_merge(extra.iter().cloned());
+    }
+    match b.build() {
+        Ok(c) => Ok(c),
+        Err(system) => {
+            static WARNED: OnceLock<()> = OnceLock::new();
+            if WARNED.set(()).is_ok() {
+                tracing::warn!(
+                    error = %system,
+                    extra_roots = extra.len(),
+                    "the system's trusted CA certificates cannot be loaded (install the \
+                     ca-certificates package, or name roots in tls.extra_ca_file): https:// \
+                     URLs are verified against tls.extra_ca_file only"
+                );
+            }
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .tls_certs_only(extra)
+                .build()
+                .map_err(|e| TlsError::Client(e.to_string()))
+        }
+    }
+}
+
+/// A client for the local control API, which is plain HTTP: it loads no trusted roots, so
+/// it works on any system.
+pub fn local_client(timeout: Option<Duration>) -> Result<reqwest::Client, TlsError> {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder().tls_certs_only([]);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
     }
     b.build().map_err(|e| TlsError::Client(e.to_string()))
 }

@@ -52,7 +52,7 @@ impl ApiClient {
         Ok(ApiClient {
             base,
             token,
-            http: reqwest::Client::new(),
+            http: crate::http::local_client(None)?,
         })
     }
 

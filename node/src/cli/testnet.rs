@@ -276,14 +276,12 @@ impl Net {
 
 async fn get(api: &str, path: &str) -> Option<Value> {
     let url = format!("http://{api}{path}");
-    reqwest::get(url).await.ok()?.json().await.ok()
+    let client = crate::http::local_client(Some(Duration::from_secs(5))).ok()?;
+    client.get(url).send().await.ok()?.json().await.ok()
 }
 
 async fn served(port: u16) -> Option<String> {
-    let r = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .ok()?;
+    let r = crate::http::local_client(Some(Duration::from_secs(1))).ok()?;
     let resp = r
         .get(format!("http://127.0.0.1:{port}/version"))
         .send()
