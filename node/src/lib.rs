@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon;
 pub mod files;
 pub mod http;
+pub mod layout;
 pub mod localnet;
 pub mod parse;
 pub mod procs;

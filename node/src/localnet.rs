@@ -113,9 +113,9 @@ impl LocalDaemon {
     /// Starts (or restarts) the process and waits (up to 30 s) for its API address and
     /// listen address.
     pub fn start(&mut self) -> Result<(), LocalnetError> {
-        let data = self.data_dir();
-        let _ = fs::remove_file(data.join("api.addr"));
-        let _ = fs::remove_file(data.join("listen.addrs"));
+        let data = crate::layout::Layout::new(&self.data_dir());
+        let _ = fs::remove_file(&data.api_addr);
+        let _ = fs::remove_file(&data.listen_addrs);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -141,7 +141,7 @@ impl LocalDaemon {
         let limit = Duration::from_secs(30);
         let start = Instant::now();
         loop {
-            if data.join("api.addr").exists() && data.join("listen.addrs").exists() {
+            if data.api_addr.exists() && data.listen_addrs.exists() {
                 break;
             }
             let exited = self
@@ -161,11 +161,11 @@ impl LocalDaemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.api = fs::read_to_string(data.join("api.addr"))
+        self.api = fs::read_to_string(&data.api_addr)
             .unwrap_or_default()
             .trim()
             .to_string();
-        self.addr = fs::read_to_string(data.join("listen.addrs"))
+        self.addr = fs::read_to_string(&data.listen_addrs)
             .unwrap_or_default()
             .lines()
             .next()

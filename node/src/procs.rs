@@ -141,6 +141,17 @@ pub fn kill_all_with_env(entry: &str) -> usize {
     killed
 }
 
+/// `SIGTERM`, `TERM`, `sigterm` … as a signal.
+pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,12 +19,8 @@ use upswarm_trust::{
 
 use super::{Failure, show};
 use crate::files::{read_limited, read_signed, write_atomic};
+use crate::layout::{CHUNKS_DIR, MANIFEST_FILE, host_platform};
 use crate::parse;
-
-/// File name of the manifest inside a release directory.
-pub const MANIFEST_FILE: &str = "manifest.cbor";
-/// Directory of the chunk store inside a release directory.
-pub const CHUNKS_DIR: &str = "chunks";
 
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
@@ -135,11 +131,6 @@ pub struct CreateArgs {
     /// Output directory (created; must not already hold a manifest).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-}
-
-/// This machine's platform name, e.g. `linux-x86_64`.
-pub fn host_platform() -> String {
-    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
 }
 
 pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {

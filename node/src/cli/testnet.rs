@@ -244,9 +244,8 @@ impl Net {
     }
 
     fn token(n: &Node) -> String {
-        n.daemon
-            .data_dir()
-            .join("api.token")
+        crate::layout::Layout::new(&n.daemon.data_dir())
+            .token
             .to_string_lossy()
             .into_owned()
     }

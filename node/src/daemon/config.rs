@@ -374,7 +374,7 @@ fn default_channels() -> Vec<String> {
     vec!["stable".into()]
 }
 fn default_platform() -> String {
-    crate::cli::release::host_platform()
+    crate::layout::host_platform()
 }
 fn default_skew() -> Duration {
     Duration::from_secs(300)
@@ -455,8 +455,6 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 impl Config {
-    /// Reads and checks a configuration file. Relative paths in it are relative to the
-    /// file's directory.
     /// The product the managed program is bound to (see [`Managed::product`]), if any.
     pub fn managed_product(&self) -> Option<&str> {
         let m = self.managed.as_ref()?;
@@ -467,7 +465,10 @@ impl Config {
         }
     }
 
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    /// Reads a configuration file as it is written, without checking it (that is
+    /// `Config::load`, in `validate`). Relative paths in it are made relative to the file's
+    /// directory.
+    pub fn read(path: &Path) -> anyhow::Result<Config> {
         let bytes = crate::files::read_limited(path, "configuration", 1024 * 1024)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
@@ -489,7 +490,6 @@ impl Config {
             m.data_dir = m.data_dir.as_ref().map(|d| base.join(d));
             m.working_dir = m.working_dir.as_ref().map(|d| base.join(d));
         }
-        super::validate::check(&config, path)?;
         Ok(config)
     }
 }

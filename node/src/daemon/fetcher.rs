@@ -90,11 +90,6 @@ const STALL_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a busy peer is left alone.
 const BUSY_BACKOFF: Duration = Duration::from_millis(300);
 
-/// The DHT key under which holders of a release announce themselves.
-pub(crate) fn provider_key(network: &str, release: &Hash32) -> RecordKey {
-    RecordKey::new(&format!("/upswarm/{network}/release/{}", release.to_hex()))
-}
-
 /// The artifacts of `manifest` this node needs.
 pub(crate) fn wanted_artifacts<'a>(manifest: &'a Manifest, platform: &str) -> Vec<&'a Artifact> {
     manifest
@@ -106,7 +101,7 @@ pub(crate) fn wanted_artifacts<'a>(manifest: &'a Manifest, platform: &str) -> Ve
 
 /// Where the assembled artifacts of a release live.
 pub(crate) fn release_dir(ctx: &Ctx, release: &Hash32) -> PathBuf {
-    ctx.data_dir.join("releases").join(release.to_hex())
+    ctx.layout.release(release)
 }
 
 /// Downloads every artifact of `manifest` this node needs, then assembles them.
@@ -124,7 +119,7 @@ pub(crate) async fn download(
         return Err(DownloadError::NoArtifact(ctx.config.platform.clone()));
     }
     check_space(&ctx, &artifacts)?;
-    let key = provider_key(&ctx.config.network, &release);
+    let key = crate::layout::provider_key(&ctx.config.network, &release);
     // Announce early (without waiting for the DHT query): other downloaders find us and
     // take the chunks we already have.
     let (client, k) = (ctx.client.clone(), key.clone());
@@ -153,7 +148,7 @@ pub(crate) async fn download(
 fn check_space(ctx: &Ctx, artifacts: &[Artifact]) -> Result<(), DownloadError> {
     // Chunks plus the assembled file: twice the declared size.
     let needed: u64 = artifacts.iter().map(|a| a.size.saturating_mul(2)).sum();
-    let dir = ctx.data_dir.clone();
+    let dir = ctx.layout.root.clone();
     if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
         let available = st.blocks_available().saturating_mul(st.fragment_size());
         if available < needed {

@@ -27,7 +27,6 @@ pub mod voting;
 
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -46,13 +45,14 @@ pub use config::Config;
 
 use self::metrics::Metrics;
 use self::state::{Haves, PeerBook, RateLimit, StateDb};
+use crate::layout::Layout;
 
 /// What every task of the daemon shares. Each field has one owner of its mutable state
 /// (documented on the type); this struct only hands out references.
 #[derive(Debug)]
 pub struct Ctx {
     pub config: Config,
-    pub data_dir: PathBuf,
+    pub layout: Layout,
     pub client: Client,
     pub store: Arc<ChunkStore>,
     pub state: StateDb,
@@ -67,16 +67,6 @@ pub struct Ctx {
     pub node_key: SecretKey,
 }
 
-/// File names inside the data directory.
-pub mod paths {
-    pub const IDENTITY: &str = "identity";
-    pub const TOKEN: &str = "api.token";
-    pub const API_ADDR: &str = "api.addr";
-    pub const LISTEN_ADDRS: &str = "listen.addrs";
-    pub const DB: &str = "state.db";
-    pub const CHUNKS: &str = "chunks";
-}
-
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::http::configure(config.tls.extra_ca_file.as_deref())?;
@@ -84,14 +74,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     fs::create_dir_all(&data_dir)
         .with_context(|| format!("{}: cannot create data directory", data_dir.display()))?;
     let _ = fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700));
-    for stale in [paths::API_ADDR, paths::LISTEN_ADDRS] {
-        let _ = fs::remove_file(data_dir.join(stale));
+    let layout = Layout::new(&data_dir);
+    for stale in [&layout.api_addr, &layout.listen_addrs] {
+        let _ = fs::remove_file(stale);
     }
 
-    let node_key = load_identity(&data_dir)?;
+    let node_key = load_identity(&layout)?;
     let keypair =
         identity::Keypair::ed25519_from_bytes(*node_key.seed()).context("node identity key")?;
-    let token = load_token(&data_dir)?;
+    let token = load_token(&layout)?;
 
     let (root_env, _) = crate::files::read_signed::<TrustRoot>(&config.trust_root)?;
     let (root, _) = verify_root_signatures(&root_env).with_context(|| {
@@ -113,9 +104,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let mut chain = RootChain::new(root);
 
-    let db = Db::open(&data_dir.join(paths::DB))?;
+    let db = Db::open(&layout.db)?;
     let state = StateDb::open(db)?;
-    let store = Arc::new(ChunkStore::open(data_dir.join(paths::CHUNKS))?);
+    let store = Arc::new(ChunkStore::open(&layout.chunks)?);
     let peers = PeerBook::load(
         state.peers.clone(),
         config.transfer.ban_after_faults,
@@ -172,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         download_limit: RateLimit::new(config.transfer.max_download_rate),
         upload_limit: RateLimit::new(config.transfer.max_upload_rate),
         config,
-        data_dir: data_dir.clone(),
+        layout: layout.clone(),
         client,
         store,
         state,
@@ -221,10 +212,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     node.load().await;
     let ready = node.load_voting().and_then(|()| {
-        crate::files::write_atomic(
-            &data_dir.join(paths::API_ADDR),
-            format!("{api_addr}\n").as_bytes(),
-        )
+        crate::files::write_atomic(&layout.api_addr, format!("{api_addr}\n").as_bytes())
     });
     if let Err(e) = ready {
         // The apply actor may have started the program: stop it before giving up.
@@ -283,8 +271,8 @@ fn parse_addrs(list: &[String], field: &str) -> anyhow::Result<Vec<Multiaddr>> {
 }
 
 /// Loads `<data_dir>/identity.key`, creating it on first start.
-fn load_identity(data_dir: &Path) -> anyhow::Result<SecretKey> {
-    let prefix = data_dir.join(paths::IDENTITY);
+fn load_identity(layout: &Layout) -> anyhow::Result<SecretKey> {
+    let prefix = &layout.identity;
     let secret = prefix.with_extension("key");
     if !secret.exists() {
         let key = SecretKey::generate()?;
@@ -295,8 +283,8 @@ fn load_identity(data_dir: &Path) -> anyhow::Result<SecretKey> {
 }
 
 /// Loads `<data_dir>/api.token`, creating it (0600) on first start.
-fn load_token(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(paths::TOKEN);
+fn load_token(layout: &Layout) -> anyhow::Result<String> {
+    let path = &layout.token;
     if !path.exists() {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("random: {e}"))?;

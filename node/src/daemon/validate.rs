@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::apply::supervisor::parse_signal;
 use super::config::{Config, ManagedMode};
+use crate::procs::parse_signal;
 
 /// Events a webhook can subscribe to.
 pub const WEBHOOK_EVENTS: [&str; 6] = [
@@ -146,6 +146,16 @@ fn quote(s: &str) -> String {
 }
 
 /// Checks everything in `c` (read from `file`).
+impl Config {
+    /// Reads and checks a configuration file ([`Config::read`], then [`check`]): what the
+    /// daemon, `--check-config` and `upswarm init` load.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let config = Config::read(path)?;
+        check(&config, path)?;
+        Ok(config)
+    }
+}
+
 pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
     let mut p = Problems::default();
     p.name("network", &c.network);

@@ -29,7 +29,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 use upswarm_proto::Hash32;
@@ -37,37 +36,13 @@ use upswarm_store::Db;
 
 use super::error::ApplyError;
 use super::record::{
-    ApplyStore, Deferral, HistoryEntry, InstallRecord, Installed, Journal, Kind, Origin, Outcome,
-    Preferences, Step, VersionRef,
+    ApplyStore, ApplyView, Applying, Deferral, HistoryEntry, InstallRecord, Installed, Journal,
+    Kind, Origin, Outcome, Preferences, Step, VersionRef,
 };
-use super::supervisor::{Layout, ProgramStatus, Supervisor};
+use super::supervisor::{ProgramStatus, Supervisor};
 use super::transition::{Finished, Procedure, RETRY_AFTER, next_id, unix_ms};
 use crate::daemon::config::{Managed, ManagedMode};
-
-/// The transition in progress, as others see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applying {
-    pub kind: Kind,
-    pub origin: Origin,
-    pub step: Step,
-    pub to: semver::Version,
-}
-
-/// A snapshot of the actor's state, updated on every change.
-#[derive(Debug, Clone, Default)]
-pub struct ApplyView {
-    pub installed: Installed,
-    pub applying: Option<Applying>,
-    /// Recovery after the start is over: transitions may start.
-    pub recovered: bool,
-}
-
-impl ApplyView {
-    /// No transition runs and none may be waiting to be finished.
-    pub fn idle(&self) -> bool {
-        self.recovered && self.applying.is_none()
-    }
-}
+use crate::layout::Layout;
 
 /// What to install, and from where.
 #[derive(Debug, Clone)]

@@ -20,9 +20,8 @@ pub mod supervisor;
 mod transition;
 pub mod versions;
 
-pub use actor::{
-    ApplyActor, ApplyEvent, ApplyHandle, ApplySettings, ApplyView, Applying, Target,
-    TransitionRequest,
-};
+pub use actor::{ApplyActor, ApplyEvent, ApplyHandle, ApplySettings, Target, TransitionRequest};
 pub use error::ApplyError;
-pub use record::{HistoryEntry, Installed, Kind, Origin, Outcome, Step, VersionRef};
+pub use record::{
+    ApplyView, Applying, HistoryEntry, Installed, Kind, Origin, Outcome, Step, VersionRef,
+};

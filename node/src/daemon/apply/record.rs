@@ -260,6 +260,31 @@ pub struct HistoryEntry {
     pub restarts: u32,
 }
 
+/// The transition in progress, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applying {
+    pub kind: Kind,
+    pub origin: Origin,
+    pub step: Step,
+    pub to: semver::Version,
+}
+
+/// A snapshot of the actor's state, updated on every change.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyView {
+    pub installed: Installed,
+    pub applying: Option<Applying>,
+    /// Recovery after the start is over: transitions may start.
+    pub recovered: bool,
+}
+
+impl ApplyView {
+    /// No transition runs and none may be waiting to be finished.
+    pub fn idle(&self) -> bool {
+        self.recovered && self.applying.is_none()
+    }
+}
+
 /// Persistence of the apply actor's state in the daemon's sled database.
 #[derive(Debug, Clone)]
 pub struct ApplyStore {

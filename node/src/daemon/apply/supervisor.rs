@@ -27,6 +27,7 @@ use tracing::{Instrument, info, warn};
 
 use super::command;
 use crate::daemon::config::{Managed, ManagedMode};
+use crate::layout::Layout;
 use crate::procs;
 
 /// Environment variable naming the daemon data directory of the supervisor, set for the
@@ -98,42 +99,10 @@ pub struct Supervisor {
     status: watch::Receiver<ProgramStatus>,
 }
 
-/// Where things live for the apply actor and the supervisor.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// The daemon's data directory.
-    pub root: PathBuf,
-    /// `<data_dir>/current`, a symlink to the version directory in use.
-    pub current: PathBuf,
-    /// `<data_dir>/versions`.
-    pub versions: PathBuf,
-    /// `<data_dir>/backups`: data backups, one per version left.
-    pub backups: PathBuf,
-    /// `<data_dir>/managed.pid`: `PID START_TIME` of the running program.
-    pub pidfile: PathBuf,
-    /// `<data_dir>/managed.log`.
-    pub log: PathBuf,
-    /// `<data_dir>/activations.json`, passed to the program.
-    pub activations: PathBuf,
-}
-
-impl Layout {
-    pub fn new(data_dir: &Path) -> Self {
-        Layout {
-            root: data_dir.to_path_buf(),
-            current: data_dir.join("current"),
-            versions: data_dir.join("versions"),
-            backups: data_dir.join("backups"),
-            pidfile: data_dir.join("managed.pid"),
-            log: data_dir.join("managed.log"),
-            activations: data_dir.join("activations.json"),
-        }
-    }
-
-    /// The `KEY=VALUE` environment entry that marks this daemon's managed program.
-    pub fn marker(&self) -> String {
-        format!("{SUPERVISED_BY}={}", self.root.display())
-    }
+/// The `KEY=VALUE` environment entry that marks the managed program of the daemon whose
+/// data directory `layout` is.
+pub fn marker(layout: &Layout) -> String {
+    format!("{SUPERVISED_BY}={}", layout.root.display())
 }
 
 impl Supervisor {
@@ -201,18 +170,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The configured stop signal (validated at load; SIGTERM if it somehow does not parse).
 pub fn stop_signal(name: &str) -> Signal {
-    parse_signal(name).unwrap_or(Signal::SIGTERM)
-}
-
-/// `SIGTERM`, `TERM`, `sigterm` … as a signal.
-pub fn parse_signal(name: &str) -> Option<Signal> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<Signal>().ok()
+    procs::parse_signal(name).unwrap_or(Signal::SIGTERM)
 }
 
 impl Actor {
@@ -491,7 +449,7 @@ pub async fn reap_orphans(config: &Managed, layout: &Layout, ours: Option<u32>) 
             _ => {}
         }
     }
-    let marked = procs::with_env(&layout.marker());
+    let marked = procs::with_env(&marker(layout));
     for &p in &marked {
         let g = procs::stat(p).map_or(p, |s| s.pgrp);
         if !groups.contains(&g) {
@@ -536,7 +494,7 @@ pub async fn reap_orphans(config: &Managed, layout: &Layout, ours: Option<u32>) 
         procs::wait_gone(&pids, Duration::from_secs(5)).await;
     }
     // Anything it started that is still around.
-    for p in procs::with_env(&layout.marker()) {
+    for p in procs::with_env(&marker(layout)) {
         if ours.is_none() || procs::stat(p).map(|s| s.pgrp) != ours {
             procs::signal(p, Signal::SIGKILL);
         }

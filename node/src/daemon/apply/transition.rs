@@ -20,13 +20,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::actor::{ApplyView, Applying};
 use super::error::ApplyError;
 use super::fault::{When, crash_point};
-use super::record::{ApplyStore, HistoryEntry, InstallRecord, Journal, Kind, Outcome, Step};
-use super::supervisor::{Layout, Supervisor, reap_orphans};
+use super::record::{
+    ApplyStore, ApplyView, Applying, HistoryEntry, InstallRecord, Journal, Kind, Outcome, Step,
+};
+use super::supervisor::{Supervisor, reap_orphans};
 use super::{backup, command, health, versions};
 use crate::daemon::config::Managed;
+use crate::layout::Layout;
 
 /// What the procedure needs: cheap handles, cloned into each transition's future.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
 use upswarm_content::{ChunkStore, assemble, load_index, peek_index};
-use upswarm_net::{Event, MessageAcceptance, Record, RecordKey, Topic};
+use upswarm_net::{Event, MessageAcceptance, Record, Topic};
 use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
 use upswarm_trust::{
@@ -32,11 +32,12 @@ use super::apply::supervisor::ProgramStatus;
 use super::apply::{
     ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
 };
-use super::fetcher::{self, provider_key, release_dir, wanted_artifacts};
+use super::fetcher::{self, release_dir, wanted_artifacts};
 use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
 use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
 use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
+use crate::layout::{latest_key, provider_key};
 use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
@@ -224,14 +225,6 @@ impl std::fmt::Debug for Core {
     }
 }
 
-/// DHT key of the latest release of a channel, optionally of one product.
-pub fn latest_key(network: &str, channel: &str, product: Option<&str>) -> RecordKey {
-    match product {
-        Some(p) => RecordKey::new(&format!("/upswarm/{network}/latest/{channel}/{p}")),
-        None => RecordKey::new(&format!("/upswarm/{network}/latest/{channel}")),
-    }
-}
-
 impl Core {
     pub fn new(
         ctx: Arc<Ctx>,
@@ -400,14 +393,14 @@ impl Core {
                 }
             }
             Event::InboundAddProvider { record } => {
-                let prefix = format!("/upswarm/{}/release/", self.ctx.config.network);
+                let prefix = crate::layout::provider_prefix(&self.ctx.config.network);
                 if record.key.as_ref().starts_with(prefix.as_bytes()) {
                     let _ = self.ctx.client.store_provider(record).await;
                 }
             }
             Event::Listening(addr) => {
                 let full = format!("{addr}/p2p/{}", self.ctx.client.local_peer_id());
-                let path = self.ctx.data_dir.join("listen.addrs");
+                let path = self.ctx.layout.listen_addrs.clone();
                 let mut text = std::fs::read_to_string(&path).unwrap_or_default();
                 text.push_str(&full);
                 text.push('\n');
@@ -848,7 +841,7 @@ impl Core {
     }
 
     fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, String>>) {
-        let manifest_path = dir.join(crate::cli::release::MANIFEST_FILE);
+        let manifest_path = dir.join(crate::layout::MANIFEST_FILE);
         let bytes =
             match crate::files::read_limited(&manifest_path, Manifest::WHAT, Manifest::MAX_BYTES) {
                 Ok(b) => b,
@@ -983,7 +976,7 @@ fn import(
     wanted: &[String],
     dest: &std::path::Path,
 ) -> Result<(), String> {
-    let src_dir = dir.join(crate::cli::release::CHUNKS_DIR);
+    let src_dir = dir.join(crate::layout::CHUNKS_DIR);
     // The signer's directory is only read: a damaged chunk there is reported, not removed.
     let src = ChunkStore::open_read_only(&src_dir).map_err(|e| e.to_string())?;
     for a in &manifest.artifacts {

@@ -96,7 +96,7 @@ impl Core {
             &self.withheld,
         );
         if views != self.activations {
-            let path = self.ctx.data_dir.join("activations.json");
+            let path = self.ctx.layout.activations.clone();
             match serde_json::to_vec_pretty(&views) {
                 Ok(json) => {
                     if let Err(e) = crate::files::write_atomic(&path, &json) {
