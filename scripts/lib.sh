@@ -34,7 +34,7 @@ cargo_tool() {
 find_binary() {
   local name=$1 dir
   if [ -n "${UPSWARM_BIN_DIR:-}" ] && [ -x "$UPSWARM_BIN_DIR/$name" ]; then
-    echo "$UPSWARM_BIN_DIR/$name"; return
+    echo "$(cd "$UPSWARM_BIN_DIR" && pwd)/$name"; return
   fi
   if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
   for dir in "$UPSWARM_ROOT/target/release" "$UPSWARM_ROOT/target/debug"; do
