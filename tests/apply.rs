@@ -793,6 +793,15 @@ fn a_release_of_another_product_is_never_applied_to_the_managed_program() {
     let (ok, check) = net.daemons[node].cli(&["check", "--json"]);
     assert!(ok, "{check}");
     assert!(!check.contains("9.9.9"), "{check}");
+    // `explain` says so, instead of "will be applied now".
+    let (ok, text) = net.daemons[node].cli(&["explain", "9.9.9"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "verdict   never installed here: this node's program runs demo releases, not other"
+        ),
+        "{text}"
+    );
 }
 
 /// `upswarm release create` + sign with s10, s11; returns the release directory.

@@ -346,6 +346,22 @@ impl Core {
                 None,
                 "this daemon manages no program: it installs nothing".to_string(),
             ),
+            Some(_)
+                if self
+                    .ctx
+                    .config
+                    .managed_product()
+                    .is_some_and(|p| p != m.name) =>
+            {
+                (
+                    None,
+                    format!(
+                        "never installed here: this node's program runs {} releases, not {}",
+                        self.ctx.config.managed_product().unwrap_or_default(),
+                        m.name
+                    ),
+                )
+            }
             Some(a) => {
                 let installed = a.installed();
                 let pi = Self::policy_installed(&installed);
