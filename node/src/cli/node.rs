@@ -499,3 +499,35 @@ fn history_line(e: &HistoryEntry) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_lines_say_who_what_how_long_and_why() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(4_250), "4.2 s");
+        assert_eq!(duration(125_000), "2 min 05 s");
+        let e = HistoryEntry {
+            at: 1_795_000_000,
+            outcome: Outcome::Applied,
+            kind: Kind::Rollback,
+            origin: Origin::Yank,
+            from: Some("1.1.0".into()),
+            to: "1.0.0".into(),
+            release: "ab".into(),
+            reason: Some("yanked by the control role: bad\u{1b}[2J build".into()),
+            backup_ms: Some(12),
+            duration_ms: 2_300,
+            hook_output: None,
+            restarts: 1,
+        };
+        assert_eq!(
+            history_line(&e),
+            "2026-11-18T11:06:40Z  rollback 1.1.0 -> 1.0.0 (after a yank): applied in 2.3 s \
+             (backup 12 ms) (finished after 1 daemon restart(s)) — yanked by the control role: \
+             bad\\u{1b}[2J build"
+        );
+    }
+}
