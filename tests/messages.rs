@@ -428,7 +428,10 @@ fn everyday_commands_say_what_happened() {
     let dead = format!("/ip4/127.0.0.1/tcp/{}", free_port());
     let (ok, out) = d.cli(&["peer", "add", &dead]);
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("cannot dial {dead}")), "{out}");
+    assert!(
+        out.contains(&format!("cannot dial {dead}: Connection refused")),
+        "{out}"
+    );
 
     // The daemon's stderr is a file here: no colour codes in it.
     let log = d.log();

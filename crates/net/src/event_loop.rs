@@ -295,7 +295,7 @@ impl EventLoop {
                 if let Some((addr, reply)) = self.pending_dials.remove(connection_id) {
                     let _ = reply.send(Err(NetError::Dial {
                         addr,
-                        reason: with_sources(error),
+                        reason: dial_reason(error),
                     }));
                 }
             }
@@ -483,6 +483,39 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+/// Why a dial failed, in a few words: the root cause of each transport's failure
+/// ("Connection refused (os error 111)"), else the error with its sources.
+fn dial_reason(e: &libp2p::swarm::DialError) -> String {
+    let libp2p::swarm::DialError::Transport(errors) = e else {
+        return with_sources(e);
+    };
+    let mut causes: Vec<String> = Vec::new();
+    for (_, error) in errors {
+        let mut root: &dyn std::error::Error = error;
+        while let Some(s) = root.source() {
+            root = s;
+        }
+        // Combined transports nest "Multiple dial errors occurred:\n - …": the last line
+        // is the innermost cause.
+        let text = root.to_string();
+        let cause = text
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("- ")
+            .to_string();
+        if !cause.is_empty() && !causes.contains(&cause) {
+            causes.push(cause);
+        }
+    }
+    if causes.is_empty() {
+        with_sources(e)
+    } else {
+        causes.join("; ")
     }
 }
 
