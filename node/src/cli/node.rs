@@ -505,6 +505,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn explain_text_has_no_raw_times_or_json() {
+        let view = ExplainView {
+            release: "ab".repeat(32),
+            name: "demo".into(),
+            version: "1.1.0".into(),
+            node_id: "cd".repeat(32),
+            rollout: crate::daemon::rollout::RolloutView {
+                rank: 0.5,
+                phase: 1,
+                phase_until_percent: 100.0,
+                rank_phase: 1,
+                position: 1,
+                cohort_nodes: 2,
+                cohort: "rank 50.0000 % → phase 1 (10 %–100 % of nodes), install delay 3 s".into(),
+                install_delay_secs: 3,
+                evaluation: serde_json::json!({
+                    "open": 1,
+                    "opened_at": [1_795_000_000u64, null],
+                    "halted": {"reason": "yanked", "at": 1_795_000_100u64},
+                    "paused_since": 1_795_000_050u64,
+                    "waiting": null,
+                    "stats": [],
+                    "out_of_cohort": ["ef".repeat(32)],
+                }),
+                decision: "never: yanked".into(),
+                may_install: false,
+            },
+            hold: None,
+            verdict: "yanked by the control role at 2026-11-18T11:08:20Z".into(),
+            download: DownloadState::Complete { at: 1_795_000_000 },
+            known_nodes: 2,
+        };
+        let text = explain_text(&view);
+        for needle in [
+            "phases    1 of 2 open — phase 0 opened at 2026-11-18T11:06:40Z, phase 1 not open",
+            "halted    yanked by the control role (at 2026-11-18T11:08:20Z)",
+            "paused    by the control role since 2026-11-18T11:07:30Z",
+            &format!(
+                "out of cohort (reported before their phase opened): {}",
+                "ef".repeat(32)
+            ),
+            "rollout   never: yanked",
+            "verdict   yanked by the control role at 2026-11-18T11:08:20Z",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        assert!(!text.contains("1795"), "{text}");
+        assert!(!text.contains('{') && !text.contains('['), "{text}");
+    }
+
+    #[test]
     fn history_lines_say_who_what_how_long_and_why() {
         assert_eq!(duration(850), "850 ms");
         assert_eq!(duration(4_250), "4.2 s");
