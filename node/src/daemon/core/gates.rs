@@ -12,8 +12,8 @@ pub struct ExplainView {
     pub node_id: String,
     pub rollout: RolloutView,
     /// What keeps this node from installing the release now: the one most important reason
-    /// (see [`policy`]'s module docs; `None`: it is installed now, or this daemon manages no
-    /// program).
+    /// (see [`policy`]'s module docs; `None`: nothing holds it, or this node never installs
+    /// it — it manages no program, or one of another product; `verdict` says which).
     pub hold: Option<Hold>,
     /// That reason in words, or what happens instead.
     pub verdict: String,
