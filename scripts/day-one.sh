@@ -108,15 +108,21 @@ wait_for() {
   fail "$what (waited ${secs}s)"
 }
 
+# (Outputs are captured before `grep -q`: under pipefail, a grep that stops reading early
+# would fail the pipeline with SIGPIPE.)
 runs() { # API VERSION: the node's program runs VERSION
-  upswarm status --api "$1" | grep -q "^managed   version $2 — running"
+  local s
+  s=$(upswarm status --api "$1")
+  grep -q "^managed   version $2 — running" <<<"$s"
 }
 knows_both() { # API: the node knows both nodes
-  upswarm explain 1.0.0 --api "$1" --json | grep -q '"known_nodes": 2'
+  local e
+  e=$(upswarm explain 1.0.0 --api "$1" --json)
+  grep -q '"known_nodes": 2' <<<"$e"
 }
 history_at() { # API VERSION: unix time of the node's apply of VERSION
   upswarm history --api "$1" --json | tr -d ' \n' | grep -o "{[^{}]*\"to\":\"$2\"[^{}]*}" \
-    | grep -o '"at":[0-9]*' | head -n 1 | cut -d: -f2
+    | grep -o '"at":[0-9]*' | sed -n 1p | cut -d: -f2
 }
 
 step keys
@@ -148,8 +154,8 @@ wait_for 60 "node-b does not know node-a" knows_both 127.0.0.1:27182
 
 step release-1.1.0
 for n in node-a node-b; do
-  upswarm status --api "127.0.0.1:$([ $n = node-a ] && echo 27181 || echo 27182)" --json \
-    | grep -q "\"node_id\": \"$(upswarm key id $n-data/identity.key)\"" \
+  status=$(upswarm status --api "127.0.0.1:$([ $n = node-a ] && echo 27181 || echo 27182)" --json)
+  grep -q "\"node_id\": \"$(upswarm key id $n-data/identity.key)\"" <<<"$status" \
     || fail "$n: key id of identity.key is not its node_id"
 done
 wait_for 120 "node-a did not run 1.1.0" runs 127.0.0.1:27181 1.1.0
@@ -162,7 +168,7 @@ echo "$out"
 # when the preview put them in different phases (both ranks below 1 %, one draw in ten
 # thousand, would put both in phase 0).
 preview=$(upswarm release inspect rel-1.1.0/manifest.cbor --nodes fleet.txt --json | tr -d ' \n')
-canary_id=$(grep -o '"node":"[0-9a-f]*"' <<<"$preview" | head -n 1 | cut -d'"' -f4)
+canary_id=$(grep -o '"node":"[0-9a-f]*"' <<<"$preview" | sed -n 1p | cut -d'"' -f4)
 [ -n "$canary_id" ] || fail "release inspect --json named no node"
 if [ "$canary_id" = "$(upswarm key id node-a-data/identity.key)" ]; then
   canary=127.0.0.1:27181 other=127.0.0.1:27182
