@@ -9,9 +9,18 @@ data=${1:?usage: backup-state.sh DATA_DIR OUT.tar.gz [CONFIG]}
 out=${2:?usage: backup-state.sh DATA_DIR OUT.tar.gz [CONFIG]}
 config=${3:-}
 [ -d "$data/state.db" ] || { echo "$data does not look like an upswarm data directory (no state.db)" >&2; exit 1; }
-if [ -f "$data/managed.pid" ] || pgrep -f "upswarm daemon" >/dev/null 2>&1; then
-  echo "note: a daemon seems to be running; stop it for a consistent backup" >&2
-fi
+# A daemon running on THIS data directory holds its database open: refuse, since the copy
+# would not be consistent. Daemons on other data directories do not matter.
+real=$(cd "$data" && pwd -P)
+for fd in /proc/[0-9]*/fd/*; do
+  target=$(readlink "$fd" 2>/dev/null) || continue
+  case $target in
+    "$real/state.db"/*)
+      pid=${fd#/proc/}; pid=${pid%%/*}
+      echo "a daemon (pid $pid) is running on $data; stop it first for a consistent backup" >&2
+      exit 1 ;;
+  esac
+done
 files=(identity.key identity.pub api.token state.db)
 [ -f "$data/activations.json" ] && files+=(activations.json)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A walk through the offline signing flow with the real binary: three release signers
 # (threshold 2), two root keys (threshold 2), a release of a build output, co-signing, and
-# verification — including what a rejected release looks like.
+# verification — including what a rejected release looks like. Needs only the `upswarm`
+# binary (no cargo): from $UPSWARM_BIN_DIR, the PATH, or target/{release,debug}.
 #
 #   scripts/demo-signing.sh [WORKDIR]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-upswarm=$(build_release)
+upswarm=$(find_binary upswarm)
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/upswarm-demo.XXXXXX")}
 mkdir -p "$work"; cd "$work"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -27,3 +27,19 @@ cargo_tool() {
   fi
   echo "$root/bin/$bin"
 }
+
+# Prints the path of a built binary NAME (upswarm, upswarm-demo-app) without building
+# anything: $UPSWARM_BIN_DIR/NAME, else NAME on the PATH, else target/release or
+# target/debug of this checkout. Fails with a message naming what to build.
+find_binary() {
+  local name=$1 dir
+  if [ -n "${UPSWARM_BIN_DIR:-}" ] && [ -x "$UPSWARM_BIN_DIR/$name" ]; then
+    echo "$(cd "$UPSWARM_BIN_DIR" && pwd)/$name"; return
+  fi
+  if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
+  for dir in "$UPSWARM_ROOT/target/release" "$UPSWARM_ROOT/target/debug"; do
+    [ -x "$dir/$name" ] && { echo "$dir/$name"; return; }
+  done
+  echo "no $name binary: install it, set UPSWARM_BIN_DIR, or build it (cargo build -p $name)" >&2
+  return 1
+}

@@ -13,4 +13,10 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 tar -C "$tmp" -xzf "$backup"
 cp -a "$tmp/data/." "$data/"
 chmod 600 "$data/identity.key" "$data/api.token" 2>/dev/null || true
-echo "restored into $data$([ -f "$tmp/node.toml" ] && echo "; the configuration is in $tmp/node.toml (copy it if needed)")"
+note=""
+if [ -f "$tmp/node.toml" ]; then
+  # Kept beside the data, not in the temporary directory this script deletes on exit.
+  cp -a "$tmp/node.toml" "$data/node.toml.restored"
+  note="; the backed-up configuration is $data/node.toml.restored (move it where the daemon reads its configuration)"
+fi
+echo "restored into $data$note"

@@ -14,6 +14,7 @@ mod crash;
 mod evil_peer;
 mod hostile_config;
 mod hostile_fixtures;
+mod messages;
 mod rollout;
 mod swarm;
 mod testnet;

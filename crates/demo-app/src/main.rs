@@ -41,6 +41,26 @@ fn healthy() -> String {
     "healthy".into()
 }
 
+const USAGE: &str = "usage: upswarm-demo-app [--listen ADDR] [--data DIR]";
+
+const HELP: &str = "upswarm-demo-app: the demo program upswarm supervises in tests, the testnet and
+the day-one walk-through. Not for production.
+
+usage: upswarm-demo-app [--listen ADDR] [--data DIR]
+
+  --listen ADDR  where to serve HTTP (default 127.0.0.1:9000):
+                 GET /health, GET /version, GET /activations
+  --data DIR     its data directory (default demo-data); each start appends
+                 its version to DIR/starts
+  -h, --help     this text
+
+It behaves as the demo.toml next to its executable says:
+  version = \"1.1.0\"
+  mode = \"healthy\"     # healthy | unhealthy (health returns 503) | crash | slow
+  start_delay = \"3s\"   # how long a \"slow\" start takes before it listens
+  stop_delay = \"2s\"    # on SIGTERM / SIGINT, keep serving this long
+";
+
 struct Args {
     listen: String,
     data: PathBuf,
@@ -54,9 +74,11 @@ fn args() -> anyhow::Result<Args> {
         match a.as_str() {
             "--listen" => listen = it.next().context("--listen needs an address")?,
             "--data" => data = PathBuf::from(it.next().context("--data needs a directory")?),
-            other => anyhow::bail!(
-                "unknown argument {other:?}; usage: upswarm-demo-app [--listen ADDR] [--data DIR]"
-            ),
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?}; {USAGE} (see --help)"),
         }
     }
     Ok(Args { listen, data })

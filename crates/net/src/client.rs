@@ -136,7 +136,8 @@ impl Client {
         self.tx.send(cmd).await.map_err(|_| NetError::Stopped)
     }
 
-    /// Dials an address (with or without `/p2p/`).
+    /// Dials an address (with or without `/p2p/`); returns once the connection is up, or
+    /// with the reason it could not be made.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
         self.call(|reply| Command::Dial { addr, reply }).await
     }

@@ -10,7 +10,8 @@ use libp2p::kad::{
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -34,6 +35,9 @@ pub struct EventLoop {
     pending_put: HashMap<QueryId, Reply<()>>,
     pending_provide: HashMap<QueryId, Reply<()>>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<FetchResponse>)>,
+    /// Dials asked for by [`crate::Client::dial`], answered when the connection is up or
+    /// has failed.
+    pending_dials: HashMap<ConnectionId, (Multiaddr, Reply<()>)>,
     listeners: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
 }
@@ -97,6 +101,7 @@ impl EventLoop {
             pending_put: HashMap::new(),
             pending_provide: HashMap::new(),
             pending_requests: HashMap::new(),
+            pending_dials: HashMap::new(),
             listeners: Vec::new(),
             connected: HashSet::new(),
         })
@@ -156,11 +161,28 @@ impl EventLoop {
         let b = self.swarm.behaviour_mut();
         match command {
             Command::Dial { addr, reply } => {
-                let r = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
-                    addr,
-                    reason: e.to_string(),
+                let peer = addr.iter().find_map(|p| match p {
+                    Protocol::P2p(id) => Some(id),
+                    _ => None,
                 });
-                let _ = reply.send(r);
+                if peer.is_some_and(|p| self.connected.contains(&p)) {
+                    // Already connected to that peer: nothing to do.
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let opts = DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
             }
             Command::Publish { topic, data, reply } => {
                 let ident = self
@@ -259,6 +281,26 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match &event {
+            SwarmEvent::ConnectionEstablished { connection_id, .. } => {
+                if let Some((_, reply)) = self.pending_dials.remove(connection_id) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some((addr, reply)) = self.pending_dials.remove(connection_id) {
+                    let _ = reply.send(Err(NetError::Dial {
+                        addr,
+                        reason: dial_reason(error),
+                    }));
+                }
+            }
+            _ => {}
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -442,4 +484,52 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// Why a dial failed, in a few words: the root cause of each transport's failure
+/// ("Connection refused (os error 111)"), else the error with its sources.
+fn dial_reason(e: &libp2p::swarm::DialError) -> String {
+    let libp2p::swarm::DialError::Transport(errors) = e else {
+        return with_sources(e);
+    };
+    let mut causes: Vec<String> = Vec::new();
+    for (_, error) in errors {
+        let mut root: &dyn std::error::Error = error;
+        while let Some(s) = root.source() {
+            root = s;
+        }
+        // Combined transports nest "Multiple dial errors occurred:\n - …": the last line
+        // is the innermost cause.
+        let text = root.to_string();
+        let cause = text
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("- ")
+            .to_string();
+        if !cause.is_empty() && !causes.contains(&cause) {
+            causes.push(cause);
+        }
+    }
+    if causes.is_empty() {
+        with_sources(e)
+    } else {
+        causes.join("; ")
+    }
+}
+
+/// An error and its sources, on one line (libp2p's dial errors keep the cause in them).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }

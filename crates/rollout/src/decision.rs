@@ -20,6 +20,39 @@ use upswarm_proto::KeyId;
 use crate::cohort::{Bp, Cohort};
 use crate::gate::{Evaluation, Halt, PhaseGate, PhaseStats};
 
+/// The last second RFC 3339 can show: 9999-12-31T23:59:59Z.
+const LAST_RFC3339: u64 = 253_402_300_799;
+
+/// Unix seconds as an RFC 3339 time (`2026-12-02T13:00:00Z`), the form every text an
+/// operator reads uses; times past year 9999 are shown as such, never a panic.
+#[derive(Debug, Clone, Copy)]
+pub struct Time(pub u64);
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 > LAST_RFC3339 {
+            return write!(f, "after 9999-12-31T23:59:59Z ({} unix seconds)", self.0);
+        }
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(self.0);
+        write!(f, "{}", humantime::format_rfc3339_seconds(t))
+    }
+}
+
+/// Phases `0..open` in words: `phase 0 is open`, `phases 0 to 2 are open`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenPhases(pub usize);
+
+impl fmt::Display for OpenPhases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => f.write_str("no phase is open yet"),
+            1 => f.write_str("only phase 0 is open"),
+            2 => f.write_str("phases 0 and 1 are open"),
+            n => write!(f, "phases 0 to {} are open", n - 1),
+        }
+    }
+}
+
 /// The answer for one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "decision")]
@@ -60,7 +93,7 @@ impl fmt::Display for Decision {
             Decision::Install => f.write_str("install now"),
             Decision::Wait { until, reason } => {
                 match until {
-                    Some(t) => write!(f, "wait until {t}: ")?,
+                    Some(t) => write!(f, "wait until {}: ", Time(*t))?,
                     None => f.write_str("wait: ")?,
                 }
                 write!(f, "{reason}")
@@ -75,19 +108,17 @@ impl fmt::Display for WaitReason {
         match self {
             WaitReason::Spread { phase, opened_at } => write!(
                 f,
-                "phase {phase} opened at {opened_at}; installs are spread inside the phase"
+                "phase {phase} opened at {}; installs are spread inside the phase",
+                Time(*opened_at)
             ),
-            WaitReason::PhaseNotOpen { phase, open: 0 } => {
-                write!(f, "this node is in phase {phase}; no phase is open yet")
+            WaitReason::PhaseNotOpen { phase, open } => {
+                write!(f, "this node is in phase {phase}; {}", OpenPhases(*open))
             }
-            WaitReason::PhaseNotOpen { phase, open } => write!(
-                f,
-                "this node is in phase {phase}; phases 0..{open} are open"
-            ),
             WaitReason::Paused { since } => {
                 write!(
                     f,
-                    "the rollout is paused by the control role (since {since})"
+                    "the rollout is paused by the control role (since {})",
+                    Time(*since)
                 )
             }
         }
@@ -105,13 +136,17 @@ impl fmt::Display for Halt {
                 max_failure_bp,
             } => write!(
                 f,
-                "halted at {at}: phase {phase} had {failures} failure(s) in {reports} report(s), over the {} allowed",
+                "halted at {}: phase {phase} had {failures} failure(s) in {reports} report(s), over the {} allowed",
+                Time(*at),
                 Bp(*max_failure_bp)
             ),
-            Halt::Aborted { at } => write!(f, "aborted by the control role (at {at})"),
+            Halt::Aborted { at } => {
+                write!(f, "aborted by the control role (at {})", Time(*at))
+            }
             Halt::Yanked { at } => write!(
                 f,
-                "yanked by the control role (at {at}); nodes that installed it roll back"
+                "yanked by the control role (at {}); nodes that installed it roll back",
+                Time(*at)
             ),
         }
     }
@@ -186,7 +221,7 @@ impl fmt::Display for RolloutStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RolloutStatus::NotStarted { start_at: Some(t) } => {
-                write!(f, "not started: phase 0 opens at {t}")
+                write!(f, "not started: phase 0 opens at {}", Time(*t))
             }
             RolloutStatus::NotStarted { start_at: None } => f.write_str("not started"),
             RolloutStatus::Rolling { open, phases } => {
@@ -195,7 +230,8 @@ impl fmt::Display for RolloutStatus {
             RolloutStatus::Complete => f.write_str("complete: every phase is open"),
             RolloutStatus::Paused { since, open } => write!(
                 f,
-                "paused by the control role since {since} ({open} phase(s) open)"
+                "paused by the control role since {} ({open} phase(s) open)",
+                Time(*since)
             ),
             RolloutStatus::Halted { halt } => write!(f, "{halt}"),
         }
@@ -269,9 +305,13 @@ impl fmt::Display for Rel {
             }
         };
         match self.t.cmp(&self.now) {
-            std::cmp::Ordering::Greater => write!(f, "{} (in {})", self.t, d(self.t - self.now)),
-            std::cmp::Ordering::Less => write!(f, "{} ({} ago)", self.t, d(self.now - self.t)),
-            std::cmp::Ordering::Equal => write!(f, "{} (now)", self.t),
+            std::cmp::Ordering::Greater => {
+                write!(f, "{} (in {})", Time(self.t), d(self.t - self.now))
+            }
+            std::cmp::Ordering::Less => {
+                write!(f, "{} ({} ago)", Time(self.t), d(self.now - self.t))
+            }
+            std::cmp::Ordering::Equal => write!(f, "{} (now)", Time(self.t)),
         }
     }
 }
@@ -434,11 +474,11 @@ mod tests {
         for needle in [
             "phase 1 (0 %–10 % of nodes)",
             "rolling out: 1 of 3 phase(s) open",
-            "opened at 1000 (3m20s ago)",
-            "waits for: soak until 1600 (in 6m40s), reports 1/2 from phase 0",
+            "opened at 1970-01-01T00:16:40Z (3m20s ago)",
+            "waits for: soak until 1970-01-01T00:26:40Z (in 6m40s), reports 1/2 from phase 0",
             "1 more report(s) needed",
             "out of cohort (reported before their phase opened): 1e1e1e1e1e1e1e1e",
-            "decision  wait: this node is in phase 1; phases 0..1 are open",
+            "decision  wait: this node is in phase 1; only phase 0 is open",
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
         }
@@ -466,8 +506,16 @@ mod tests {
                 reason: WaitReason::PhaseNotOpen { phase: 1, open: 1 }
             }
         );
-        assert!(x.to_string().contains("opens at 1600 (in 6m40s)"), "{x}");
-        assert!(x.to_string().contains("decision  wait until 1645"), "{x}");
+        assert!(
+            x.to_string()
+                .contains("opens at 1970-01-01T00:26:40Z (in 6m40s)"),
+            "{x}"
+        );
+        assert!(
+            x.to_string()
+                .contains("decision  wait until 1970-01-01T00:27:25Z"),
+            "{x}"
+        );
 
         let paused = control_state(&[(ControlAction::Pause, 1150)]);
         let x = explain(&eval(ok.clone(), &paused, 1200), &cohort(0, 0), 1200);
@@ -480,7 +528,7 @@ mod tests {
         );
         assert!(
             x.to_string()
-                .contains("paused by the control role since 1150")
+                .contains("paused by the control role since 1970-01-01T00:19:10Z")
         );
 
         let failed = vec![report(0, 1, HealthStatus::Failed, 1100)];
@@ -494,7 +542,7 @@ mod tests {
         assert!(x.next_gate.is_none());
         assert!(
             x.to_string().contains(
-                "halted at 1100: phase 0 had 1 failure(s) in 1 report(s), over the 20 % allowed"
+                "halted at 1970-01-01T00:18:20Z: phase 0 had 1 failure(s) in 1 report(s), over the 20 % allowed"
             ),
             "{x}"
         );
@@ -522,7 +570,7 @@ mod tests {
         );
         assert!(
             x.to_string()
-                .contains("opens at the release's start 1000 (in 1m40s)")
+                .contains("opens at the release's start 1970-01-01T00:16:40Z (in 1m40s)")
         );
     }
 
@@ -564,6 +612,24 @@ mod tests {
             "{x}"
         );
         assert_eq!(serde_json::to_value(&x).unwrap()["cohort"]["rank_phase"], 1);
+    }
+
+    #[test]
+    fn open_phases_and_times_read_as_words() {
+        assert_eq!(OpenPhases(0).to_string(), "no phase is open yet");
+        assert_eq!(OpenPhases(1).to_string(), "only phase 0 is open");
+        assert_eq!(OpenPhases(2).to_string(), "phases 0 and 1 are open");
+        assert_eq!(OpenPhases(4).to_string(), "phases 0 to 3 are open");
+        assert_eq!(Time(0).to_string(), "1970-01-01T00:00:00Z");
+        assert!(Time(u64::MAX).to_string().starts_with("after 9999"));
+        let d = Decision::Wait {
+            until: None,
+            reason: WaitReason::PhaseNotOpen { phase: 1, open: 1 },
+        };
+        assert_eq!(
+            d.to_string(),
+            "wait: this node is in phase 1; only phase 0 is open"
+        );
     }
 
     #[test]

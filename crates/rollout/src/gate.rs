@@ -93,7 +93,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use upswarm_proto::manifest::BP_ALL;
 use upswarm_proto::{Hash32, HealthReport, HealthStatus, KeyId, Phase, RolloutPlan};
 
@@ -141,7 +141,7 @@ pub struct RankedReport {
 }
 
 /// Why the rollout stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Halt {
     /// Phase `phase` went over its failure rate at `at`.

@@ -36,7 +36,8 @@ pub use cohort::{
 };
 pub use control::{ControlState, control_state};
 pub use decision::{
-    Decision, Explanation, RolloutStatus, WaitReason, decide, explain, may_install,
+    Decision, Explanation, OpenPhases, RolloutStatus, Time, WaitReason, decide, explain,
+    may_install,
 };
 pub use gate::{
     Evaluation, GateWait, Halt, PhaseGate, PhaseStats, QUORUM_OF_KNOWN, RankedReport, Report,

@@ -29,21 +29,14 @@ pub struct ApiArgs {
 #[derive(Debug)]
 pub struct ApiClient {
     base: String,
-    token: Option<String>,
+    /// Read only by calls that change the node: a command that only reads (`status`)
+    /// works whatever `--token-file` names.
+    token_file: Option<PathBuf>,
     http: reqwest::Client,
 }
 
 impl ApiClient {
     pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
-        let token = match &args.token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("{}: cannot read the API token", p.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => None,
-        };
         let base = if args.api.starts_with("http://") {
             args.api.clone()
         } else {
@@ -51,9 +44,22 @@ impl ApiClient {
         };
         Ok(ApiClient {
             base,
-            token,
+            token_file: args.token_file.clone(),
             http: crate::http::local_client(None)?,
         })
+    }
+
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(p) = &self.token_file else {
+            return Ok(None);
+        };
+        let t = std::fs::read_to_string(p).with_context(|| {
+            format!(
+                "{}: cannot read the API token (--token-file names the daemon's <data_dir>/api.token)",
+                p.display()
+            )
+        })?;
+        Ok(Some(t.trim().to_string()))
     }
 
     async fn handle<T: DeserializeOwned>(
@@ -97,7 +103,7 @@ impl ApiClient {
         body: &B,
     ) -> anyhow::Result<T> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(t) = &self.token {
+        if let Some(t) = self.token()? {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| {

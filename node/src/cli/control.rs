@@ -75,12 +75,15 @@ pub(super) fn run(cmd: ControlCommand) -> anyhow::Result<()> {
         }
         ControlCommand::Sign { key, file } => return sign(&key, &file),
         ControlCommand::Publish { file, api } => {
-            let (env, _) = read_signed::<ControlMessage>(&file)?;
-            return publish(&api, &env);
+            let (env, msg) = read_signed::<ControlMessage>(&file)?;
+            return block_on(async move {
+                let label = describe(&msg, &label_of(&msg.release, None, &api).await);
+                publish_async(&api, &env, &label).await
+            });
         }
     };
     block_on(async move {
-        let release = resolve(&common.release, &common.api).await?;
+        let (release, version) = resolve(&common.release, &common.api).await?;
         let msg = ControlMessage {
             v: CONTROL_VERSION,
             release,
@@ -92,27 +95,29 @@ pub(super) fn run(cmd: ControlCommand) -> anyhow::Result<()> {
         for k in &common.keys {
             read_secret_key(k)?.sign_envelope(Context::Control, &mut env);
         }
+        let label = describe(&msg, &label_of(&release, version, &common.api).await);
         match &common.out {
             Some(out) => {
                 write_atomic(out, &env.encode())?;
                 println!(
-                    "wrote {} ({} signature(s)); co-signers run: upswarm control sign --key KEY {}",
+                    "wrote {}: {label} ({} signature(s)); co-signers run: upswarm control sign --key KEY {}",
                     out.display(),
                     env.sigs.len(),
                     out.display()
                 );
                 Ok(())
             }
-            None => publish_async(&common.api, &env).await,
+            None => publish_async(&common.api, &env, &label).await,
         }
     })
 }
 
-async fn resolve(release: &str, api: &ApiArgs) -> anyhow::Result<Hash32> {
+/// The release id of RELEASE, and the release's name and version when looked up by version.
+async fn resolve(release: &str, api: &ApiArgs) -> anyhow::Result<(Hash32, Option<String>)> {
     if release.len() == 64
         && let Ok(h) = Hash32::from_hex(release)
     {
-        return Ok(h);
+        return Ok((h, None));
     }
     let version: semver::Version = release.parse().map_err(|_| {
         anyhow::anyhow!("{release:?} is neither a release id (64 hex digits) nor a version")
@@ -123,9 +128,47 @@ async fn resolve(release: &str, api: &ApiArgs) -> anyhow::Result<Hash32> {
         .filter(|r| r.version == version.to_string())
         .collect();
     match matches.as_slice() {
-        [one] => Ok(Hash32::from_hex(&one.id)?),
+        [one] => Ok((
+            Hash32::from_hex(&one.id)?,
+            Some(format!("{} {}", one.name, one.version)),
+        )),
         [] => bail!("the daemon knows no release {version}"),
         _ => bail!("several releases are version {version}; give the release id"),
+    }
+}
+
+/// The release in words: `demo 1.1.0 (release 0123456789abcdef)`; its name and version
+/// from the daemon when not known (best effort: the id alone if it does not answer).
+async fn label_of(release: &Hash32, known: Option<String>, api: &ApiArgs) -> String {
+    let id = &release.to_hex()[..16];
+    let name = match known {
+        Some(n) => Some(n),
+        None => match ApiClient::new(api) {
+            Ok(c) => c
+                .get::<Vec<ReleaseView>>("/v1/releases")
+                .await
+                .ok()
+                .and_then(|l| {
+                    l.into_iter()
+                        .find(|r| r.id == release.to_hex())
+                        .map(|r| format!("{} {}", r.name, r.version))
+                }),
+            Err(_) => None,
+        },
+    };
+    match name {
+        Some(n) => format!("{n} (release {id})"),
+        None => format!("release {id}"),
+    }
+}
+
+/// The action on the release in words: `yank of demo 1.1.0 (release …)`.
+fn describe(m: &ControlMessage, release: &str) -> String {
+    match m.action {
+        ControlAction::Advance { to_phase } => {
+            format!("advance to phase {to_phase} of {release}")
+        }
+        a => format!("{} of {release}", a.name()),
     }
 }
 
@@ -135,17 +178,10 @@ fn sign(key: &Path, file: &Path) -> anyhow::Result<()> {
     })
 }
 
-fn publish(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
-    block_on(publish_async(api, env))
-}
-
-async fn publish_async(api: &ApiArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
+async fn publish_async(api: &ApiArgs, env: &SignedEnvelope, label: &str) -> anyhow::Result<()> {
     super::signed::publish(api, "/v1/control", env)
         .await
-        .context("publishing the control message")?;
-    println!(
-        "control message published ({} signature(s))",
-        env.sigs.len()
-    );
+        .with_context(|| format!("publishing the {label}"))?;
+    println!("published: {label} ({} signature(s))", env.sigs.len());
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
 use crate::daemon::api::{TransitionResult, VersionRequest};
-use crate::daemon::apply::{HistoryEntry, Outcome};
+use crate::daemon::apply::{HistoryEntry, Kind, Origin, Outcome};
 use crate::daemon::core::{CheckItem, ExplainView, ReleaseView, StatusView};
 use crate::daemon::state::DownloadState;
 use crate::daemon::{self, Config};
@@ -133,12 +133,28 @@ fn print_release(r: &ReleaseView) {
     );
 }
 
+/// The warning for a pin to a version no known release has.
+fn unknown_pin(v: &str) -> String {
+    format!(
+        "this node knows no release {v}: nothing is installed until one arrives (or `upswarm unpin`)"
+    )
+}
+
 pub(super) fn check(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
     block_on(async {
-        let items: Vec<CheckItem> = ApiClient::new(api)?.get("/v1/check").await?;
+        let c = ApiClient::new(api)?;
+        let items: Vec<CheckItem> = c.get("/v1/check").await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&items)?);
-        } else if items.is_empty() {
+            return Ok(());
+        }
+        let s: StatusView = c.get("/v1/status").await?;
+        if let Some(pin) = s.managed.as_ref().and_then(|m| m.pinned.as_ref())
+            && !s.releases.iter().any(|r| &r.version == pin)
+        {
+            println!("warning: pinned to {pin}, but {}", unknown_pin(pin));
+        }
+        if items.is_empty() {
             println!("no downloaded release of the managed program");
         } else {
             for i in &items {
@@ -194,26 +210,7 @@ pub(super) fn history(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             println!("nothing applied yet");
         } else {
             for e in &h {
-                println!(
-                    "{}  {:?} {} -> {}: {:?}{}{}{}",
-                    show::time(e.at),
-                    e.kind,
-                    e.from.as_deref().unwrap_or("(none)"),
-                    e.to,
-                    e.outcome,
-                    e.reason
-                        .as_ref()
-                        .map(|r| format!(" — {r}"))
-                        .unwrap_or_default(),
-                    e.backup_ms
-                        .map(|b| format!(" (backup {b} ms)"))
-                        .unwrap_or_default(),
-                    if e.restarts > 0 {
-                        format!(" (finished after {} daemon restart(s))", e.restarts)
-                    } else {
-                        String::new()
-                    }
-                );
+                println!("{}", history_line(e));
                 if let Some(out) = &e.hook_output {
                     println!("    pre-upgrade hook output:");
                     for line in out.lines() {
@@ -229,20 +226,29 @@ pub(super) fn history(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
 pub(super) fn pin(api: &ApiArgs, version: Option<semver::Version>) -> anyhow::Result<()> {
     block_on(async {
         let c = ApiClient::new(api)?;
-        let v: serde_json::Value = match version {
+        match version {
             Some(v) => {
-                c.post(
-                    "/v1/pin",
-                    &VersionRequest {
-                        version: Some(v),
-                        force: false,
-                    },
-                )
-                .await?
+                let r: serde_json::Value = c
+                    .post(
+                        "/v1/pin",
+                        &VersionRequest {
+                            version: Some(v.clone()),
+                            force: false,
+                        },
+                    )
+                    .await?;
+                println!(
+                    "pinned to {v}: this node installs no other version until `upswarm unpin`"
+                );
+                if r["known"] == false {
+                    eprintln!("warning: {}", unknown_pin(&v.to_string()));
+                }
             }
-            None => c.post("/v1/unpin", &serde_json::json!({})).await?,
-        };
-        println!("pinned: {}", v["pinned"]);
+            None => {
+                let _: serde_json::Value = c.post("/v1/unpin", &serde_json::json!({})).await?;
+                println!("unpinned: updates follow the policy again");
+            }
+        }
         Ok(())
     })
 }
@@ -282,8 +288,18 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
             .progress_chars("=> ");
         let mut bars: std::collections::HashMap<String, ProgressBar> =
             std::collections::HashMap::new();
+        let mut first = true;
         loop {
             let list: Vec<ReleaseView> = c.get("/v1/releases").await?;
+            if first
+                && !list
+                    .iter()
+                    .any(|r| matches!(r.download, DownloadState::Downloading))
+            {
+                println!("nothing is downloading");
+                return Ok(());
+            }
+            first = false;
             let mut active = 0;
             for r in &list {
                 let Some(p) = &r.progress else { continue };
@@ -306,9 +322,16 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
                 }
             }
             if active == 0 {
-                if bars.is_empty() {
-                    println!("no downloads");
+                multi.clear().ok();
+                for r in list.iter().filter(|r| bars.contains_key(&r.id)) {
+                    let state = match &r.download {
+                        DownloadState::Complete { .. } => "complete".to_string(),
+                        DownloadState::Failed { reason } => format!("FAILED: {reason}"),
+                        _ => "stopped".to_string(),
+                    };
+                    println!("{} {}: {state}", r.name, r.version);
                 }
+                println!("nothing is downloading any more");
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -331,55 +354,231 @@ pub(super) fn explain(
             println!("{}", serde_json::to_string_pretty(&e)?);
             return Ok(());
         }
-        let r = &e.rollout;
-        println!("release   {} {} ({})", e.name, e.version, &e.release[..16]);
-        println!("node      {} — {}", &e.node_id[..16], r.cohort);
-        let ev = &r.evaluation;
-        println!(
-            "phases    open: {} — opened at {}",
-            ev["open"], ev["opened_at"]
-        );
-        if !ev["halted"].is_null() {
-            println!("halted    {}", ev["halted"]);
-        }
-        if !ev["waiting"].is_null() {
-            let w = &ev["waiting"];
-            let first = if w["phase"].as_u64() > Some(0) && w["earlier_reports"].as_u64() == Some(0)
-            {
-                ", and a first report from an earlier phase"
-            } else {
-                ""
-            };
-            println!(
-                "gate      phase {} waits: soak until {}, reports {}/{}{first}",
-                w["phase"],
-                w["soak_until"].as_u64().map(show::time).unwrap_or_default(),
-                w["reports"],
-                w["reports_needed"]
-            );
-        }
-        if let Some(stats) = ev["stats"].as_array() {
-            for (i, s) in stats.iter().enumerate() {
-                println!(
-                    "  phase {i}: {} known node(s), {} healthy, {} failed, {} installing",
-                    s["known_nodes"], s["healthy"], s["failed"], s["installed"]
-                );
-            }
-        }
-        if ev["out_of_cohort"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-        {
-            println!(
-                "out of cohort (reported before their phase opened): {}",
-                ev["out_of_cohort"]
-            );
-        }
-        println!("rollout   {}", r.decision);
-        println!(
-            "policy    {}",
-            e.policy.as_deref().unwrap_or("allows it now")
-        );
+        print!("{}", explain_text(&e));
         Ok(())
     })
+}
+
+/// The text of `upswarm explain`: times in RFC 3339, the rollout as this node sees it, and
+/// one verdict.
+fn explain_text(e: &ExplainView) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let r = &e.rollout;
+    let ev = &r.evaluation;
+    let _ = writeln!(
+        out,
+        "release   {} {} ({})",
+        e.name,
+        e.version,
+        &e.release[..16]
+    );
+    let _ = writeln!(out, "node      {} — {}", &e.node_id[..16], r.cohort);
+    let opened: Vec<Option<u64>> = ev["opened_at"]
+        .as_array()
+        .map(|a| a.iter().map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default();
+    let phases: Vec<String> = opened
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Some(t) => format!("phase {i} opened at {}", show::time(*t)),
+            None => format!("phase {i} not open"),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "phases    {} of {} open — {}",
+        ev["open"].as_u64().unwrap_or(0),
+        opened.len(),
+        phases.join(", ")
+    );
+    if let Ok(h) = serde_json::from_value::<upswarm_rollout::Halt>(ev["halted"].clone()) {
+        let _ = writeln!(out, "halted    {h}");
+    }
+    if let Some(since) = ev["paused_since"].as_u64() {
+        let _ = writeln!(
+            out,
+            "paused    by the control role since {}",
+            show::time(since)
+        );
+    }
+    if !ev["waiting"].is_null() {
+        let w = &ev["waiting"];
+        let first = if w["phase"].as_u64() > Some(0) && w["earlier_reports"].as_u64() == Some(0) {
+            ", and a first report from an earlier phase"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "gate      phase {} waits: soak until {}, reports {}/{}{first}",
+            w["phase"],
+            w["soak_until"].as_u64().map(show::time).unwrap_or_default(),
+            w["reports"],
+            w["reports_needed"]
+        );
+    }
+    if let Some(stats) = ev["stats"].as_array() {
+        for (i, s) in stats.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  phase {i}: {} known node(s), {} healthy, {} failed, {} installing",
+                s["known_nodes"], s["healthy"], s["failed"], s["installed"]
+            );
+        }
+    }
+    let late: Vec<&str> = ev["out_of_cohort"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    if !late.is_empty() {
+        let _ = writeln!(
+            out,
+            "out of cohort (reported before their phase opened): {}",
+            late.join(", ")
+        );
+    }
+    let rollout = if r.may_install {
+        format!("phase {} is open to this node", r.phase)
+    } else {
+        r.decision.clone()
+    };
+    let _ = writeln!(out, "rollout   {rollout}");
+    let _ = writeln!(out, "verdict   {}", e.verdict);
+    out
+}
+
+/// A duration for people: `850 ms`, `4.2 s`, `2 min 05 s`.
+fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{}.{} s", ms / 1000, ms % 1000 / 100)
+    } else {
+        format!("{} min {:02} s", ms / 60_000, ms / 1000 % 60)
+    }
+}
+
+/// One line of text `upswarm history`: when, what, who asked, how it ended, how long it
+/// took, and why (a failure, a yank's reason).
+fn history_line(e: &HistoryEntry) -> String {
+    let kind = match e.kind {
+        Kind::Apply => "apply",
+        Kind::Rollback => "rollback",
+    };
+    let origin = match e.origin {
+        Origin::Auto => "automatic",
+        Origin::Manual => "by hand",
+        Origin::Yank => "after a yank",
+    };
+    let outcome = match e.outcome {
+        Outcome::Applied => "applied",
+        Outcome::RolledBack => "FAILED, rolled back",
+        Outcome::Refused => "REFUSED",
+        Outcome::Postponed => "postponed",
+    };
+    let mut line = format!(
+        "{}  {kind} {} -> {} ({origin}): {outcome} in {}",
+        show::time(e.at),
+        e.from.as_deref().unwrap_or("(none)"),
+        e.to,
+        duration(e.duration_ms)
+    );
+    if let Some(b) = e.backup_ms {
+        line.push_str(&format!(" (backup {})", duration(b)));
+    }
+    if e.restarts > 0 {
+        line.push_str(&format!(
+            " (finished after {} daemon restart(s))",
+            e.restarts
+        ));
+    }
+    if let Some(r) = &e.reason {
+        line.push_str(&format!(" — {}", show::text(r)));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_text_has_no_raw_times_or_json() {
+        let view = ExplainView {
+            release: "ab".repeat(32),
+            name: "demo".into(),
+            version: "1.1.0".into(),
+            node_id: "cd".repeat(32),
+            rollout: crate::daemon::rollout::RolloutView {
+                rank: 0.5,
+                phase: 1,
+                phase_until_percent: 100.0,
+                rank_phase: 1,
+                position: 1,
+                cohort_nodes: 2,
+                cohort: "rank 50.0000 % → phase 1 (10 %–100 % of nodes), install delay 3 s".into(),
+                install_delay_secs: 3,
+                evaluation: serde_json::json!({
+                    "open": 1,
+                    "opened_at": [1_795_000_000u64, null],
+                    "halted": {"reason": "yanked", "at": 1_795_000_100u64},
+                    "paused_since": 1_795_000_050u64,
+                    "waiting": null,
+                    "stats": [],
+                    "out_of_cohort": ["ef".repeat(32)],
+                }),
+                decision: "never: yanked".into(),
+                may_install: false,
+            },
+            hold: None,
+            verdict: "yanked by the control role at 2026-11-18T11:08:20Z".into(),
+            download: DownloadState::Complete { at: 1_795_000_000 },
+            known_nodes: 2,
+        };
+        let text = explain_text(&view);
+        for needle in [
+            "phases    1 of 2 open — phase 0 opened at 2026-11-18T11:06:40Z, phase 1 not open",
+            "halted    yanked by the control role (at 2026-11-18T11:08:20Z)",
+            "paused    by the control role since 2026-11-18T11:07:30Z",
+            &format!(
+                "out of cohort (reported before their phase opened): {}",
+                "ef".repeat(32)
+            ),
+            "rollout   never: yanked",
+            "verdict   yanked by the control role at 2026-11-18T11:08:20Z",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        assert!(!text.contains("1795"), "{text}");
+        assert!(!text.contains('{') && !text.contains('['), "{text}");
+    }
+
+    #[test]
+    fn history_lines_say_who_what_how_long_and_why() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(4_250), "4.2 s");
+        assert_eq!(duration(125_000), "2 min 05 s");
+        let e = HistoryEntry {
+            at: 1_795_000_000,
+            outcome: Outcome::Applied,
+            kind: Kind::Rollback,
+            origin: Origin::Yank,
+            from: Some("1.1.0".into()),
+            to: "1.0.0".into(),
+            release: "ab".into(),
+            reason: Some("yanked by the control role: bad\u{1b}[2J build".into()),
+            backup_ms: Some(12),
+            duration_ms: 2_300,
+            hook_output: None,
+            restarts: 1,
+        };
+        assert_eq!(
+            history_line(&e),
+            "2026-11-18T11:06:40Z  rollback 1.1.0 -> 1.0.0 (after a yank): applied in 2.3 s \
+             (backup 12 ms) (finished after 1 daemon restart(s)) — yanked by the control role: \
+             bad\\u{1b}[2J build"
+        );
+    }
 }

@@ -65,8 +65,9 @@ pub enum ReleaseCommand {
         /// Print JSON instead.
         #[arg(long)]
         json: bool,
-        /// Preview the cohorts for these nodes: a file of node ids (the `node_id` that
-        /// `upswarm status` prints; 64 hex digits), one per line; blank lines and `#`
+        /// Preview the cohorts for these nodes: a file of node ids (64 hex digits: the
+        /// `node_id` of `upswarm status --json`, or `upswarm key id <data_dir>/identity.key`
+        /// on the node), one per line; blank lines and `#`
         /// comments are ignored. Shows each node's rank, phase and install delay in install
         /// order, as every node that knows exactly these nodes computes them.
         #[arg(long, value_name = "FILE")]

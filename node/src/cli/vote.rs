@@ -195,7 +195,7 @@ pub(super) fn add_peer(api: &ApiArgs, addr: &str) -> anyhow::Result<()> {
                 },
             )
             .await?;
-        println!("dialing {addr}");
+        println!("connected to {addr}");
         Ok(())
     })
 }

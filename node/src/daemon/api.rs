@@ -157,10 +157,13 @@ impl Api {
         match given {
             // Compare hashes, not the secrets, so timing says nothing about the token.
             Some(t) if blake3::hash(t.trim().as_bytes()) == self.token_hash => Ok(()),
-            Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong API token")),
+            Some(_) => Err(error(
+                StatusCode::UNAUTHORIZED,
+                "wrong API token: pass --token-file with this daemon's <data_dir>/api.token",
+            )),
             None => Err(error(
                 StatusCode::UNAUTHORIZED,
-                "this call changes the node: send the token from <data_dir>/api.token as `Authorization: Bearer …`",
+                "this call changes the node and needs the API token: pass --token-file <data_dir>/api.token (or set UPSWARM_TOKEN_FILE)",
             )),
         }
     }
@@ -308,6 +311,7 @@ async fn transition(
             origin: Origin::Manual,
             target,
             mark_failed: None,
+            note: None,
         })
         .await
         .map_err(apply_failure)?;
@@ -343,7 +347,14 @@ async fn pin(
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "version: pin needs a version"))?;
     let shown = v.to_string();
     api.apply()?.pin(Some(v)).await.map_err(apply_failure)?;
-    Ok(Json(serde_json::json!({ "pinned": shown })))
+    // Pinning to a version no release has is allowed (it may come), but said.
+    let known = api
+        .ask(CoreMsg::Status)
+        .await?
+        .releases
+        .iter()
+        .any(|r| r.version == shown);
+    Ok(Json(serde_json::json!({ "pinned": shown, "known": known })))
 }
 
 async fn unpin(
@@ -518,6 +529,9 @@ async fn proposal(
     Ok(Json(serde_json::json!({ "proposal": id })))
 }
 
+/// How long `POST /v1/peers` waits for the connection.
+const DIAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Body of `POST /v1/peers`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -544,12 +558,20 @@ async fn add_peer(
             format!("addr: {} is not a multiaddr", short(&req.addr)),
         )
     })?;
-    api.ctx
-        .client
-        .dial(addr)
-        .await
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    Ok(Json(serde_json::json!({ "dialing": req.addr })))
+    // Answer when the connection is up or has failed; a dial that hangs (an address that
+    // drops packets) is given up on after DIAL_WAIT.
+    match tokio::time::timeout(DIAL_WAIT, api.ctx.client.dial(addr)).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({ "connected": req.addr }))),
+        Ok(Err(e)) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "cannot dial {}: no connection within {} s",
+                req.addr,
+                DIAL_WAIT.as_secs()
+            ),
+        )),
+    }
 }
 
 async fn root(

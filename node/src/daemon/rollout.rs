@@ -67,6 +67,8 @@ pub fn verify_control(
 pub struct RolloutBook {
     health: HashMap<Hash32, Vec<Report>>,
     controls: HashMap<Hash32, Vec<(ControlAction, u64)>>,
+    /// The reason of the earliest yank of a release, when its signers gave one.
+    yank_reasons: HashMap<Hash32, (u64, String)>,
     known: BTreeSet<KeyId>,
 }
 
@@ -112,6 +114,16 @@ impl RolloutBook {
     }
 
     pub fn add_control(&mut self, m: &ControlMessage) {
+        if m.action == ControlAction::Yank && !m.reason.is_empty() {
+            let earliest = self
+                .yank_reasons
+                .get(&m.release)
+                .is_none_or(|(at, _)| m.issued_at < *at);
+            if earliest {
+                self.yank_reasons
+                    .insert(m.release, (m.issued_at, m.reason.clone()));
+            }
+        }
         let list = self.controls.entry(m.release).or_default();
         if !list.contains(&(m.action, m.issued_at)) {
             list.push((m.action, m.issued_at));
@@ -164,6 +176,11 @@ impl RolloutBook {
             now,
             skew,
         )
+    }
+
+    /// Why the control role yanked this release, if its signers said.
+    pub fn yank_reason(&self, release: &Hash32) -> Option<&str> {
+        self.yank_reasons.get(release).map(|(_, why)| why.as_str())
     }
 
     /// Whether the control role yanked this release.

@@ -61,6 +61,8 @@ pub struct TransitionRequest {
     pub target: Target,
     /// A release to mark failed when it ends (a yanked one).
     pub mark_failed: Option<Hash32>,
+    /// Why, for the history, when the transition itself does not say (a yank's reason).
+    pub note: Option<String>,
 }
 
 /// What the actor reports to the core.
@@ -342,6 +344,7 @@ impl ApplyActor {
             started_at_ms: now,
             failure: None,
             mark_failed: req.mark_failed,
+            note: req.note,
             hook_output: None,
             restarts: 0,
         };
@@ -589,6 +592,7 @@ mod tests {
                 source,
             },
             mark_failed: None,
+            note: None,
         }
     }
 

@@ -1,5 +1,22 @@
 //! Operator policy: may this node install that release now? A pure function of the policy,
-//! the release, what is installed, and the clock.
+//! the release (with the phased rollout's decision for this node), what is installed, and
+//! the clock.
+//!
+//! When several things hold a release back, [`may_auto_apply`] names **one**: the first
+//! that applies in this order (final reasons first, then the operator's choices, then
+//! waits that end by themselves):
+//!
+//! 1. [`Hold::Running`]: this node runs that very release.
+//! 2. [`Hold::NotNewer`], [`Hold::UpgradePath`]: it cannot be applied over what runs.
+//! 3. [`Hold::Stopped`]: the rollout stopped for the whole fleet (yanked, aborted, or
+//!    halted by failures); no node installs it, whatever it did before.
+//! 4. [`Hold::FailedBefore`]: it failed on this node (only `apply --force` retries it).
+//! 5. [`Hold::Pinned`], [`Hold::Manual`], [`Hold::Deferred`]: the operator's choices.
+//! 6. [`Hold::Rollout`]: the phased rollout does not let this node install yet (paused,
+//!    its phase is not open, or its install delay inside the phase).
+//! 7. [`Hold::Delay`]: the policy's `delay_after_release`.
+//! 8. [`Hold::OutsideWindow`]: everything else is ready; the next maintenance window
+//!    installs it.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -8,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use upswarm_proto::UpdateType;
+use upswarm_rollout::{Decision, Halt, Time};
 
 /// The `[policy]` section of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +173,8 @@ pub struct Candidate {
     pub already_failed: bool,
     /// Unix seconds until which the operator deferred it.
     pub deferred_until: Option<u64>,
+    /// The phased rollout's decision for this node (`None`: not known; nothing holds).
+    pub rollout: Option<Decision>,
 }
 
 /// What is installed, for the policy.
@@ -168,6 +188,8 @@ pub struct Installed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "hold")]
 pub enum Hold {
+    /// This node runs this very version.
+    Running { version: String },
     /// Not newer than what runs (and not a signed rollback release).
     NotNewer { current: String },
     /// The release may only be applied over `min_version` or later.
@@ -175,6 +197,8 @@ pub enum Hold {
         min_version: String,
         current: String,
     },
+    /// The rollout stopped for the whole fleet: yanked, aborted, or halted by failures.
+    Stopped { halt: Halt },
     /// It failed here before; never retried automatically.
     FailedBefore,
     /// The operator pinned another version.
@@ -187,13 +211,14 @@ pub enum Hold {
     Delay { until: u64 },
     /// Deferred by the operator until this unix time.
     Deferred { until: u64 },
-    /// The phased rollout does not let this node install yet (or ever).
+    /// The phased rollout does not let this node install yet.
     Rollout { decision: String },
 }
 
 impl fmt::Display for Hold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Hold::Running { version } => write!(f, "installed: this node runs {version}"),
             Hold::NotNewer { current } => write!(f, "not newer than the running version {current}"),
             Hold::UpgradePath {
                 min_version,
@@ -204,6 +229,19 @@ impl fmt::Display for Hold {
                     "may only be applied over {min_version} or later; this node runs {current}"
                 )
             }
+            Hold::Stopped { halt } => match halt {
+                Halt::Yanked { at } => write!(
+                    f,
+                    "yanked by the control role at {}: no node installs it, and nodes that ran it rolled back",
+                    Time(*at)
+                ),
+                Halt::Aborted { at } => write!(
+                    f,
+                    "the rollout was aborted by the control role at {}: no node installs it",
+                    Time(*at)
+                ),
+                Halt::Failures { .. } => write!(f, "the rollout {halt}: no node installs it"),
+            },
             Hold::FailedBefore => {
                 f.write_str("failed on this node before; apply it by hand with --force")
             }
@@ -213,8 +251,14 @@ impl fmt::Display for Hold {
                 "{update_type} updates are manual here: run `upswarm apply`"
             ),
             Hold::OutsideWindow => f.write_str("outside the maintenance windows"),
-            Hold::Delay { until } => write!(f, "waiting until {until} (delay after release)"),
-            Hold::Deferred { until } => write!(f, "deferred by the operator until {until}"),
+            Hold::Delay { until } => write!(
+                f,
+                "waiting until {} (the policy's delay after release)",
+                Time(*until)
+            ),
+            Hold::Deferred { until } => {
+                write!(f, "deferred by the operator until {}", Time(*until))
+            }
             Hold::Rollout { decision } => write!(f, "rollout: {decision}"),
         }
     }
@@ -242,14 +286,25 @@ pub fn compatible(c: &Candidate, installed: &Installed, force: bool) -> Result<(
     Ok(())
 }
 
-/// Whether the node may apply `c` automatically at `now`.
+/// Whether the node may apply `c` automatically at `now`; if not, the one most important
+/// reason (in the order of the module docs).
 pub fn may_auto_apply(
     policy: &Policy,
     c: &Candidate,
     installed: &Installed,
     now: DateTime<Utc>,
 ) -> Result<(), Hold> {
+    if installed.current.as_ref() == Some(&c.version) {
+        return Err(Hold::Running {
+            version: c.version.to_string(),
+        });
+    }
     compatible(c, installed, false)?;
+    if let Some(Decision::Never { reason }) = &c.rollout {
+        return Err(Hold::Stopped {
+            halt: reason.clone(),
+        });
+    }
     if c.already_failed {
         return Err(Hold::FailedBefore);
     }
@@ -266,16 +321,23 @@ pub fn may_auto_apply(
         });
     }
     let now_secs = u64::try_from(now.timestamp()).unwrap_or(0);
+    if let Some(until) = c.deferred_until
+        && now_secs < until
+    {
+        return Err(Hold::Deferred { until });
+    }
+    if let Some(d) = &c.rollout
+        && !d.is_install()
+    {
+        return Err(Hold::Rollout {
+            decision: d.to_string(),
+        });
+    }
     let ready_at = c
         .first_seen
         .saturating_add(policy.delay_after_release.as_secs());
     if now_secs < ready_at && !c.security_critical {
         return Err(Hold::Delay { until: ready_at });
-    }
-    if let Some(until) = c.deferred_until
-        && now_secs < until
-    {
-        return Err(Hold::Deferred { until });
     }
     let in_window = policy.windows.is_empty() || policy.windows.iter().any(|w| w.contains(now));
     let overrides = c.security_critical && policy.security_overrides_windows;
@@ -303,6 +365,7 @@ mod tests {
             first_seen: 0,
             already_failed: false,
             deferred_until: None,
+            rollout: None,
         }
     }
 
@@ -408,6 +471,94 @@ mod tests {
         );
     }
 
+    /// One reason per hold, the most important one (see the module docs for the order).
+    #[test]
+    fn the_one_reason_follows_the_documented_order() {
+        let policy = Policy {
+            windows: vec![window(&[], "02:00", "04:00", "UTC")],
+            ..Policy::default()
+        };
+        let outside = at("2026-11-24T12:00:00Z");
+        let i = installed("1.0.0");
+        let yanked = Decision::Never {
+            reason: Halt::Yanked { at: 1_795_000_000 },
+        };
+        let halted = Decision::Never {
+            reason: Halt::Failures {
+                phase: 0,
+                at: 1_795_000_000,
+                failures: 1,
+                reports: 1,
+                max_failure_bp: 1000,
+            },
+        };
+        // A yanked release this node rolled back from (marked failed): yanked, never --force.
+        let c = Candidate {
+            already_failed: true,
+            rollout: Some(yanked.clone()),
+            ..cand("1.1.0", UpdateType::Patch)
+        };
+        let h = may_auto_apply(&policy, &c, &i, outside).unwrap_err();
+        assert!(matches!(h, Hold::Stopped { .. }), "{h:?}");
+        let text = h.to_string();
+        assert!(
+            text.starts_with("yanked by the control role at 2026-11-18T"),
+            "{text}"
+        );
+        assert!(!text.contains("--force") && !text.contains("failed on this node"));
+        // Halted, outside the windows: halted.
+        let c = Candidate {
+            rollout: Some(halted),
+            ..cand("1.1.0", UpdateType::Patch)
+        };
+        let text = may_auto_apply(&policy, &c, &i, outside)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("the rollout halted at 2026-11-18T"),
+            "{text}"
+        );
+        assert!(!text.contains("window"), "{text}");
+        // The running release: installed, whatever the rollout says.
+        let c = Candidate {
+            rollout: Some(Decision::Install),
+            ..cand("1.0.0", UpdateType::Patch)
+        };
+        assert_eq!(
+            may_auto_apply(&policy, &c, &i, outside)
+                .unwrap_err()
+                .to_string(),
+            "installed: this node runs 1.0.0"
+        );
+        // Its phase is not open, outside the windows: the rollout is what it waits for.
+        let c = Candidate {
+            rollout: Some(Decision::Wait {
+                until: None,
+                reason: upswarm_rollout::WaitReason::PhaseNotOpen { phase: 1, open: 1 },
+            }),
+            ..cand("1.1.0", UpdateType::Patch)
+        };
+        assert_eq!(
+            may_auto_apply(&policy, &c, &i, outside)
+                .unwrap_err()
+                .to_string(),
+            "rollout: wait: this node is in phase 1; only phase 0 is open"
+        );
+        // Everything ready but the window: the window.
+        let c = Candidate {
+            rollout: Some(Decision::Install),
+            ..cand("1.1.0", UpdateType::Patch)
+        };
+        assert_eq!(
+            may_auto_apply(&policy, &c, &i, outside),
+            Err(Hold::OutsideWindow)
+        );
+        assert_eq!(
+            may_auto_apply(&policy, &c, &i, at("2026-11-24T02:30:00Z")),
+            Ok(())
+        );
+    }
+
     #[test]
     fn holds() {
         let p = Policy::default();
@@ -415,7 +566,7 @@ mod tests {
         let i = installed("1.0.0");
         assert!(matches!(
             may_auto_apply(&p, &cand("1.0.0", UpdateType::Patch), &i, now),
-            Err(Hold::NotNewer { .. })
+            Err(Hold::Running { .. })
         ));
         assert!(matches!(
             may_auto_apply(&p, &cand("0.9.0", UpdateType::Patch), &i, now),

@@ -215,6 +215,9 @@ pub struct Journal {
     /// A release to mark failed when the transition ends (the yanked one).
     #[serde(default)]
     pub mark_failed: Option<Hash32>,
+    /// Why, for the history, when the outcome does not say (a yank's reason).
+    #[serde(default)]
+    pub note: Option<String>,
     /// Output of the pre-upgrade hook, bounded.
     #[serde(default)]
     pub hook_output: Option<String>,

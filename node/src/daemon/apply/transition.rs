@@ -188,7 +188,7 @@ impl Procedure {
             from: j.from.as_ref().map(|v| v.version.to_string()),
             to: j.to.version.to_string(),
             release: j.to.release.to_hex(),
-            reason,
+            reason: reason.or_else(|| j.note.clone()),
             backup_ms: j.backup_ms,
             duration_ms: now.saturating_sub(j.started_at_ms),
             hook_output: j.hook_output.clone(),

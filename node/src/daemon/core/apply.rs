@@ -41,6 +41,7 @@ impl Core {
             first_seen: k.stored.first_seen,
             already_failed: installed.failed.contains(id),
             deferred_until: installed.deferrals.get(id).map(|d| d.until),
+            rollout: None,
         }
     }
 
@@ -108,6 +109,7 @@ impl Core {
                 source: release_dir(&self.ctx, &id),
             },
             mark_failed: None,
+            note: None,
         });
     }
 
@@ -133,6 +135,13 @@ impl Core {
                 .ok_or("no downloaded release to apply")?,
         };
         let c = self.candidate(id, k, &installed);
+        if self.book.yanked(id) {
+            // A yank is final for the whole fleet: no --force for it.
+            return Err(format!(
+                "{} was yanked by the control role: no node applies it, not even with --force",
+                c.version
+            ));
+        }
         policy::compatible(&c, &Self::policy_installed(&installed), force)
             .map_err(|h| format!("{h}; use --force to override"))?;
         if c.already_failed && !force {

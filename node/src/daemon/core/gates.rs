@@ -11,15 +11,20 @@ pub struct ExplainView {
     pub version: String,
     pub node_id: String,
     pub rollout: RolloutView,
-    /// The local policy's verdict (`None`: it allows the install now).
-    pub policy: Option<String>,
+    /// What keeps this node from installing the release now: the one most important reason
+    /// (see [`policy`]'s module docs; `None`: nothing holds it, or this node never installs
+    /// it — it manages no program, or one of another product; `verdict` says which).
+    pub hold: Option<Hold>,
+    /// That reason in words, or what happens instead.
+    pub verdict: String,
     pub download: DownloadState,
     pub known_nodes: usize,
 }
 
 impl Core {
-    /// The first thing that keeps release `id` from being applied now: the local policy,
-    /// else the phased rollout.
+    /// The one most important thing that keeps release `id` from being applied now, from
+    /// the local policy and this node's rollout decision together (the order is in
+    /// [`policy`]'s module docs).
     pub(super) fn hold(
         &self,
         id: &Hash32,
@@ -28,10 +33,7 @@ impl Core {
         pi: &PolicyInstalled,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Hold> {
-        let c = self.candidate(id, k, installed);
-        if let Err(h) = policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now) {
-            return Some(h);
-        }
+        let mut c = self.candidate(id, k, installed);
         let (_, d) = self.book.decide(
             id,
             &k.verified.manifest,
@@ -40,9 +42,8 @@ impl Core {
             unix_now(),
             self.ctx.config.clock_skew.as_secs(),
         );
-        (d != Decision::Install).then(|| Hold::Rollout {
-            decision: d.to_string(),
-        })
+        c.rollout = Some(d);
+        policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now).err()
     }
 
     /// Validates a signed health report or control message (from gossip, a peer's resync
@@ -322,6 +323,10 @@ impl Core {
             origin: Origin::Yank,
             target,
             mark_failed: Some(current.release),
+            note: Some(match self.book.yank_reason(&current.release) {
+                Some(why) => format!("yanked by the control role: {why}"),
+                None => "yanked by the control role".to_string(),
+            }),
         });
     }
 
@@ -336,18 +341,41 @@ impl Core {
         };
         let m = &k.verified.manifest;
         let me = self.ctx.node_key.key_id();
-        let policy = self.apply.as_ref().and_then(|a| {
-            let installed = a.installed();
-            let c = self.candidate(id, k, &installed);
-            policy::may_auto_apply(
-                &self.ctx.config.policy,
-                &c,
-                &Self::policy_installed(&installed),
-                chrono::Utc::now(),
-            )
-            .err()
-            .map(|h| h.to_string())
-        });
+        let (hold, verdict) = match &self.apply {
+            None => (
+                None,
+                "this daemon manages no program: it installs nothing".to_string(),
+            ),
+            Some(_)
+                if self
+                    .ctx
+                    .config
+                    .managed_product()
+                    .is_some_and(|p| p != m.name) =>
+            {
+                (
+                    None,
+                    format!(
+                        "never installed here: this node's program runs {} releases, not {}",
+                        self.ctx.config.managed_product().unwrap_or_default(),
+                        m.name
+                    ),
+                )
+            }
+            Some(a) => {
+                let installed = a.installed();
+                let pi = Self::policy_installed(&installed);
+                let hold = self.hold(id, k, &installed, &pi, chrono::Utc::now());
+                let verdict = match &hold {
+                    Some(h) => h.to_string(),
+                    None if !matches!(k.stored.download, DownloadState::Complete { .. }) => {
+                        "will be applied once downloaded".to_string()
+                    }
+                    None => "will be applied now".to_string(),
+                };
+                (hold, verdict)
+            }
+        };
         Ok(ExplainView {
             release: id.to_hex(),
             name: m.name.clone(),
@@ -361,7 +389,8 @@ impl Core {
                 unix_now(),
                 self.ctx.config.clock_skew.as_secs(),
             ),
-            policy,
+            hold,
+            verdict,
             download: k.stored.download.clone(),
             known_nodes: self.book.known_nodes(),
         })

@@ -41,7 +41,6 @@ use crate::layout::{latest_key, provider_key};
 use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
-use upswarm_rollout::Decision;
 
 /// Messages to the core, from the API and from tasks the core started.
 #[derive(Debug)]
