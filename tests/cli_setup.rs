@@ -1,8 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Setting a node up through the real binary: `upswarm init`, completions, man pages.
 
-use crate::common;
-
 use std::process::Stdio;
 
 use crate::common::upswarm;

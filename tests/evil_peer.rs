@@ -5,8 +5,6 @@
 //! bogus bitmaps served to downloaders. Every honest node must complete with the right
 //! bytes, nothing honest may be lost from disk, and the offender must be penalised.
 
-use crate::common;
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,8 +2,6 @@
 //! Hostile inputs to the trust and wire-format layers, each asserted to fail with a
 //! specific error.
 
-use crate::common;
-
 use crate::common::*;
 use upswarm_content::{ChunkStore, ContentError, chunk_file, verify_artifact};
 use upswarm_proto::{

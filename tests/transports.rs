@@ -3,8 +3,6 @@
 //! address given as a DNS name: each time a release published on one is fetched by the
 //! other.
 
-use crate::common;
-
 use std::time::Duration;
 
 use crate::common::daemon::{Testnet, wait_for};
