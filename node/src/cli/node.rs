@@ -70,6 +70,13 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
                     "          recovering: finishing an update interrupted by a restart; no other may start yet"
                 );
             }
+            if !m.previous.is_empty() {
+                println!(
+                    "          earlier versions kept: {} (rollback goes to {})",
+                    m.previous.join(", "),
+                    m.previous[0]
+                );
+            }
             if let Some(pin) = &m.pinned {
                 println!("          pinned to {pin}");
             }

@@ -290,17 +290,6 @@ impl Procedure {
         }
         self.save_record(rec)?;
         self.done(j, Step::Commit);
-        let mut protect: Vec<semver::Version> = rec
-            .previous
-            .iter()
-            .take(1)
-            .map(|v| v.version.clone())
-            .collect();
-        protect.push(j.to.version.clone());
-        let removed = versions::prune(&self.layout.versions, self.managed.keep_versions, &protect);
-        if !removed.is_empty() {
-            info!(?removed, "pruned old versions");
-        }
         info!(version = %j.to.version, "update applied; the new version is healthy");
         self.finish(j, Outcome::Applied, None)?;
         Ok(Outcome::Applied)

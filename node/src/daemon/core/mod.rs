@@ -214,6 +214,8 @@ pub struct Core {
     alarms: Vec<String>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
     halted_seen: std::sync::Mutex<BTreeSet<Hash32>>,
+    /// The yanked releases last reported to the apply actor.
+    yanks_reported: BTreeSet<Hash32>,
 }
 
 impl std::fmt::Debug for Core {
@@ -253,6 +255,7 @@ impl Core {
             activations: Vec::new(),
             alarms: Vec::new(),
             halted_seen: std::sync::Mutex::new(BTreeSet::new()),
+            yanks_reported: BTreeSet::new(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -340,6 +343,7 @@ impl Core {
                 _ = apply_tick.tick() => {
                     self.lift_bans();
                     self.obey_yank();
+                    self.report_yanks();
                     self.maybe_apply();
                     self.voting_tick();
                     self.watch_halts();
@@ -949,7 +953,15 @@ impl Core {
                 let i = &v.installed;
                 ManagedView {
                     current: i.current.as_ref().map(|v| v.version.to_string()),
-                    previous: i.previous.iter().map(|v| v.version.to_string()).collect(),
+                    // Only what a rollback can reach: kept on disk.
+                    previous: i
+                        .previous
+                        .iter()
+                        .filter(|p| {
+                            super::apply::versions::dir(&a.layout().versions, &p.version).is_dir()
+                        })
+                        .map(|v| v.version.to_string())
+                        .collect(),
                     pinned: i.pinned.as_ref().map(ToString::to_string),
                     failed: i.failed.iter().map(Hash32::to_hex).collect(),
                     program: a.program(),
