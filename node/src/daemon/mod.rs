@@ -17,6 +17,7 @@ pub mod apply;
 pub mod config;
 pub mod core;
 mod fetcher;
+pub mod gc;
 pub mod metrics;
 pub mod rollout;
 mod seeder;
@@ -201,6 +202,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     data_dir: data_dir.clone(),
                     skip_backup: ctx.config.policy.skip_backup,
                     platform: ctx.config.platform.clone(),
+                    keep_backups: ctx.config.retention.keep_backups,
                 },
                 &ctx.state.db,
             )

@@ -144,6 +144,8 @@ pub struct ApplySettings {
     pub skip_backup: bool,
     /// This node's platform (for messages).
     pub platform: String,
+    /// `retention.keep_backups`: data backups kept under `backups/`.
+    pub keep_backups: usize,
 }
 
 /// Handle to the apply actor: cheap to clone.
@@ -226,6 +228,7 @@ impl ApplyActor {
                 view: view_tx.clone(),
                 skip_backup: settings.skip_backup,
                 platform: settings.platform,
+                keep_backups: settings.keep_backups,
             },
             store,
             record: Some(record),
@@ -651,6 +654,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             skip_backup: false,
             platform: "any".into(),
+            keep_backups: 3,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod apply;
 mod gates;
+mod gc;
 mod votes;
 mod webhooks;
 
@@ -107,6 +108,11 @@ pub enum CoreMsg {
     Damaged {
         blob: Hash32,
     },
+    /// `upswarm gc [--dry-run]`.
+    Gc {
+        dry_run: bool,
+        reply: oneshot::Sender<crate::daemon::gc::GcReport>,
+    },
 }
 
 /// What `GET /v1/status` returns.
@@ -129,6 +135,9 @@ pub struct StatusView {
     /// Conditions an operator must act on, e.g. "upgrade required".
     pub alarms: Vec<String>,
     pub counters: Counters,
+    /// Bytes the data directory holds, in all and per part.
+    #[serde(default)]
+    pub disk: crate::daemon::gc::DiskUse,
 }
 
 /// One release as the API shows it.
@@ -329,6 +338,9 @@ impl Core {
         let mut resync_tick =
             tokio::time::interval(period(self.ctx.config.rollout.resync_interval));
         let mut dht = tokio::time::interval(period(self.ctx.config.network_options.dht_refresh));
+        let gc_every = period(self.ctx.config.retention.interval);
+        let mut gc_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         loop {
@@ -349,6 +361,12 @@ impl Core {
                     self.watch_halts();
                 }
                 _ = resync_tick.tick() => self.resync(),
+                _ = gc_tick.tick() => {
+                    let r = self.gc(false).await;
+                    if let Some(why) = r.skipped {
+                        debug!("garbage collection skipped: {why}");
+                    }
+                }
             }
         }
         for (_, (_, task)) in self.downloads.drain() {
@@ -757,6 +775,9 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Damaged { blob } => self.repair(blob),
+            CoreMsg::Gc { dry_run, reply } => {
+                let _ = reply.send(self.gc(dry_run).await);
+            }
             CoreMsg::DhtRecords(records) => {
                 for r in records {
                     if let Verdict::Reject(why) = self.consider(&r.value, Source::Dht) {
@@ -918,6 +939,10 @@ impl Core {
         releases.sort_by(|a, b| {
             (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
         });
+        let dir = self.ctx.data_dir.clone();
+        let disk = tokio::task::spawn_blocking(move || crate::daemon::gc::disk_use(&dir))
+            .await
+            .unwrap_or_default();
         StatusView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             peer_id: self.ctx.client.local_peer_id().to_base58(),
@@ -974,6 +999,7 @@ impl Core {
             }),
             alarms: self.alarms.clone(),
             counters: self.ctx.metrics.snapshot(),
+            disk,
         }
     }
 }
