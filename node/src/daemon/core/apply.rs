@@ -168,7 +168,7 @@ impl Core {
                             .is_dir()
                 })
                 .cloned()
-                .ok_or("no earlier good version kept on this node to roll back to")?,
+                .ok_or("no earlier version to roll back to (one that failed here or was yanked is none)")?,
             Some(v) => installed
                 .previous
                 .iter()
