@@ -211,6 +211,19 @@ impl Core {
                 self.set_download(*id, DownloadState::Removed { at: unix_now() });
             }
         }
+        // Health reports about releases removed earlier that peers handed over again.
+        let earlier: Vec<Hash32> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| matches!(k.stored.download, DownloadState::Removed { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &earlier {
+            report.signed += self
+                .ctx
+                .signed
+                .remove_subject(SignedKind::Health, id, dry_run);
+        }
         if !dry_run {
             for h in &forget {
                 self.ctx.haves.forget(h);
