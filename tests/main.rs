@@ -11,6 +11,7 @@ mod apply;
 mod cli_setup;
 mod cli_signing;
 mod crash;
+mod disk;
 mod evil_peer;
 mod hostile_config;
 mod hostile_fixtures;

@@ -79,6 +79,26 @@ impl ChunkStore {
         self.path_of(hash).is_file()
     }
 
+    /// Length of the stored blob with `hash`, if it is there.
+    pub fn len_of(&self, hash: &Hash32) -> Option<u64> {
+        fs::metadata(self.path_of(hash))
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len())
+    }
+
+    /// Deletes the blob with `hash` (garbage collection: the caller knows no kept release
+    /// references it). Returns the bytes freed; 0 when it was not there.
+    pub fn remove(&self, hash: &Hash32) -> Result<u64, ContentError> {
+        let path = self.path_of(hash);
+        let len = self.len_of(hash).unwrap_or(0);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(len),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(ContentError::io("remove chunk", &path)(e)),
+        }
+    }
+
     /// Stores `bytes`, returning their hash. Already-stored content is not rewritten.
     pub fn put(&self, bytes: &[u8]) -> Result<Hash32, ContentError> {
         let hash = Hash32::of(bytes);

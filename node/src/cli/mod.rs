@@ -83,6 +83,17 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Remove downloaded releases, chunks and data backups the retention settings no
+    /// longer keep (`[retention]`); with --dry-run, only list them and the bytes.
+    Gc {
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// What was applied, rolled back or refused, and why.
     History {
         #[command(flatten)]
@@ -225,6 +236,7 @@ pub fn run(cli: Cli) -> ExitCode {
             node::transition(&api, "/v1/rollback", version, false)
         }
         Command::History { api, json } => node::history(&api, json),
+        Command::Gc { dry_run, api, json } => node::gc(&api, dry_run, json),
         Command::Pin { version, api } => node::pin(&api, Some(version)),
         Command::Unpin { api } => node::pin(&api, None),
         Command::Defer { version, api } => node::defer(&api, version),

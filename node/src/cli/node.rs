@@ -70,10 +70,26 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
                     "          recovering: finishing an update interrupted by a restart; no other may start yet"
                 );
             }
+            if !m.previous.is_empty() {
+                println!(
+                    "          earlier versions kept: {} (rollback goes to {})",
+                    m.previous.join(", "),
+                    m.previous[0]
+                );
+            }
             if let Some(pin) = &m.pinned {
                 println!("          pinned to {pin}");
             }
         }
+        let d = &s.disk;
+        println!(
+            "disk      {} (chunks {}, releases {}, versions {}, backups {})",
+            crate::daemon::gc::human(d.total),
+            crate::daemon::gc::human(d.chunks),
+            crate::daemon::gc::human(d.releases),
+            crate::daemon::gc::human(d.versions),
+            crate::daemon::gc::human(d.backups)
+        );
         println!("releases  {}", s.releases.len());
         for r in &s.releases {
             print_release(r);
@@ -122,6 +138,7 @@ fn print_release(r: &ReleaseView) {
         },
         DownloadState::Complete { .. } => "complete, seeding".to_string(),
         DownloadState::Failed { reason } => format!("FAILED: {reason}"),
+        DownloadState::Removed { at } => format!("removed by gc {}", show::time(*at)),
     };
     println!(
         "  {} {} [{}] {} — {}",
@@ -196,6 +213,60 @@ pub(super) fn transition(
                 anyhow::bail!("{} was rolled back", r.version);
             }
             other => println!("{}: {other:?}", r.version),
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn gc(api: &ApiArgs, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    use crate::daemon::gc::{GcReport, human};
+    block_on(async {
+        let r: GcReport = ApiClient::new(api)?
+            .post("/v1/gc", &crate::daemon::api::GcRequest { dry_run })
+            .await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
+        if let Some(why) = &r.skipped {
+            println!("nothing collected: {why}");
+            return Ok(());
+        }
+        let verb = if dry_run { "would remove" } else { "removed" };
+        if r.bytes == 0 && r.signed == 0 && r.releases.is_empty() && r.backups.is_empty() {
+            println!("nothing to remove: everything on disk is kept by the retention settings");
+            return Ok(());
+        }
+        println!(
+            "{verb} {} release(s), {} chunk file(s), {} backup(s), {} health report(s): {} in all",
+            r.releases.len(),
+            r.chunks,
+            r.backups.len(),
+            r.signed,
+            human(r.bytes)
+        );
+        for rel in &r.releases {
+            println!(
+                "  release {} {} [{}] {} — {} of artifacts",
+                show::text(&rel.name),
+                rel.version,
+                show::text(&rel.channel),
+                &rel.id[..16],
+                human(rel.bytes)
+            );
+        }
+        if r.chunks > 0 {
+            println!(
+                "  chunks  {} file(s) no kept release uses — {}",
+                r.chunks,
+                human(r.chunk_bytes)
+            );
+        }
+        for b in &r.backups {
+            println!("  backup  {}", show::text(b));
+        }
+        if !r.backups.is_empty() {
+            println!("  backups {} in all", human(r.backup_bytes));
         }
         Ok(())
     })
@@ -318,7 +389,7 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
                     DownloadState::Failed { reason } => {
                         bar.abandon_with_message(format!("FAILED: {reason}"))
                     }
-                    DownloadState::NotFollowed => {}
+                    DownloadState::NotFollowed | DownloadState::Removed { .. } => {}
                 }
             }
             if active == 0 {

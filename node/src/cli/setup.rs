@@ -331,6 +331,15 @@ ban_duration = \"1h\"
 [api]
 # Keep it on loopback (default).
 listen = \"127.0.0.1:7780\"
+
+[retention]
+# Garbage collection of the data directory (defaults): the newest releases kept per
+# (product, channel) besides those installed, the age below which none is removed, the
+# data backups kept, and how often the daemon collects (`upswarm gc --dry-run` shows it).
+keep_releases = 3
+grace = \"7d\"
+keep_backups = 3
+interval = \"1h\"
 ",
         network = q(&a.network),
         data_dir = q(&a.data_dir.to_string_lossy()),

@@ -92,6 +92,15 @@ pub struct PublishRequest {
     pub dir: PathBuf,
 }
 
+/// Body of `POST /v1/gc`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    /// Only say what would be removed.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// Error body of every endpoint.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApiError {
@@ -143,6 +152,7 @@ pub fn router(
         .route("/v1/proposal", post(proposal))
         .route("/v1/peers", post(add_peer))
         .route("/v1/root", post(root))
+        .route("/v1/gc", post(gc))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -334,6 +344,16 @@ async fn rollback(
 ) -> Result<Json<TransitionResult>, Failure> {
     api.authorised(&headers)?;
     transition(&api, body(b)?, true).await
+}
+
+async fn gc(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    b: Body<GcRequest>,
+) -> Result<Json<crate::daemon::gc::GcReport>, Failure> {
+    api.authorised(&headers)?;
+    let dry_run = body(b)?.dry_run;
+    Ok(Json(api.ask(|reply| CoreMsg::Gc { dry_run, reply }).await?))
 }
 
 async fn pin(

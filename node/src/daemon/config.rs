@@ -53,6 +53,53 @@ pub struct Config {
     pub webhooks: Webhooks,
     #[serde(default)]
     pub tls: Tls,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// Garbage collection of the data directory: what is kept of downloaded releases and of
+/// data backups (`upswarm gc`, and periodically).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Newest releases kept per (product, channel), besides those installed (current and
+    /// earlier versions kept for rollback) and those still downloading. Default 3.
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: usize,
+    /// A release first seen less than this long ago is never removed. Default `7d`.
+    #[serde(default = "default_gc_grace", with = "humantime_serde")]
+    pub grace: Duration,
+    /// Data backups of the managed program kept under `backups/` (the newest; the one a
+    /// rollback restores is always kept). Default 3.
+    #[serde(default = "default_keep_backups")]
+    pub keep_backups: usize,
+    /// How often the daemon collects garbage by itself. Default `1h`.
+    #[serde(default = "default_gc_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+fn default_keep_releases() -> usize {
+    3
+}
+fn default_gc_grace() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
+fn default_keep_backups() -> usize {
+    3
+}
+fn default_gc_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_releases: default_keep_releases(),
+            grace: default_gc_grace(),
+            keep_backups: default_keep_backups(),
+            interval: default_gc_interval(),
+        }
+    }
 }
 
 /// TLS of the daemon's outbound HTTPS (webhooks, health probes): the platform's trusted

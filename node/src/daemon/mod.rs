@@ -17,6 +17,7 @@ pub mod apply;
 pub mod config;
 pub mod core;
 mod fetcher;
+pub mod gc;
 pub mod metrics;
 pub mod rollout;
 mod seeder;
@@ -192,6 +193,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     data_dir: data_dir.clone(),
                     skip_backup: ctx.config.policy.skip_backup,
                     platform: ctx.config.platform.clone(),
+                    keep_backups: ctx.config.retention.keep_backups,
                 },
                 &ctx.state.db,
             )
@@ -276,7 +278,7 @@ fn load_identity(layout: &Layout) -> anyhow::Result<SecretKey> {
     let secret = prefix.with_extension("key");
     if !secret.exists() {
         let key = SecretKey::generate()?;
-        write_keypair(&prefix, &key)?;
+        write_keypair(prefix, &key)?;
         info!(node_id = %key.key_id(), "generated a new node identity");
     }
     Ok(read_secret_key(&secret)?)
@@ -292,12 +294,12 @@ fn load_token(layout: &Layout) -> anyhow::Result<String> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("{}: cannot create", path.display()))?;
         use std::io::Write;
         writeln!(f, "{}", hex::encode(raw))?;
     }
     let text =
-        fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(text.trim().to_string())
 }

@@ -100,6 +100,30 @@ impl SignedStore {
         true
     }
 
+    /// Drops every envelope of one subject (garbage collection of a removed release's
+    /// health reports); returns how many. `dry_run`: only counts.
+    pub fn remove_subject(&self, kind: SignedKind, about: &Hash32, dry_run: bool) -> u64 {
+        let Ok(mut m) = self.map.lock() else {
+            return 0;
+        };
+        let n = m.get(&(kind, *about)).map_or(0, BTreeMap::len) as u64;
+        if dry_run || n == 0 {
+            return n;
+        }
+        let gone = m.remove(&(kind, *about)).unwrap_or_default();
+        drop(m);
+        for id in gone.keys() {
+            let mut key = Vec::with_capacity(65);
+            key.push(kind_byte(kind));
+            key.extend_from_slice(about.as_bytes());
+            key.extend_from_slice(id.as_bytes());
+            if let Err(e) = self.tree.remove(key) {
+                tracing::warn!("cannot remove a signed message: {e}");
+            }
+        }
+        n
+    }
+
     /// Envelopes for one subject, bounded to fit one fetch response.
     pub fn list(&self, kind: SignedKind, about: &Hash32) -> Vec<Vec<u8>> {
         let Ok(m) = self.map.lock() else {

@@ -33,6 +33,9 @@ pub enum DownloadState {
     Complete { at: u64 },
     /// Fetching failed for a reason that retrying will not fix (e.g. no space).
     Failed { reason: String },
+    /// Its files were removed by garbage collection (`retention`); only the signed
+    /// manifest is kept, so the release is not fetched again when peers mention it.
+    Removed { at: u64 },
 }
 
 /// A release as stored in the `releases` tree, keyed by release id.

@@ -371,6 +371,16 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         DAY,
     );
 
+    let r = &c.retention;
+    if r.keep_releases == 0 || r.keep_releases > 1000 {
+        p.add("retention.keep_releases", "must be between 1 and 1000");
+    }
+    if r.keep_backups == 0 || r.keep_backups > 1000 {
+        p.add("retention.keep_backups", "must be between 1 and 1000");
+    }
+    p.duration("retention.grace", r.grace, Duration::ZERO, 3650 * DAY);
+    p.duration("retention.interval", r.interval, SEC, 30 * DAY);
+
     for (i, w) in c.voting.withhold.iter().enumerate() {
         if w.is_empty() {
             p.add(format!("voting.withhold[{i}]"), "is empty");
@@ -450,6 +460,22 @@ mod tests {
                 .is_empty()
         );
         assert!(fields_of("products = [\"a\"]\n[managed]\ncommand = \"app\"\n").is_empty());
+    }
+
+    #[test]
+    fn retention_settings_are_bounded() {
+        assert!(problems("[retention]\nkeep_releases = 1\ngrace = \"0s\"\nkeep_backups = 1\ninterval = \"1m\"\n").is_empty());
+        assert_eq!(
+            fields(
+                "[retention]\nkeep_releases = 0\nkeep_backups = 5000\ngrace = \"100y\"\ninterval = \"0s\"\n"
+            ),
+            [
+                "retention.keep_releases",
+                "retention.keep_backups",
+                "retention.grace",
+                "retention.interval"
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! managed program is stopped (supervise mode; in external mode it belongs to its service
 //! manager), then the actor returns.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -41,6 +42,7 @@ use super::record::{
 };
 use super::supervisor::{ProgramStatus, Supervisor};
 use super::transition::{Finished, Procedure, RETRY_AFTER, next_id, unix_ms};
+use super::versions;
 use crate::daemon::config::{Managed, ManagedMode};
 use crate::layout::Layout;
 
@@ -104,6 +106,8 @@ enum Request {
         reply: oneshot::Sender<Result<Deferral, ApplyError>>,
     },
     History(oneshot::Sender<Result<Vec<HistoryEntry>, ApplyError>>),
+    /// The releases yanked by the control role (for retention: never a rollback target).
+    Yanked(BTreeSet<Hash32>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -117,6 +121,8 @@ pub struct ApplySettings {
     pub skip_backup: bool,
     /// This node's platform (for messages).
     pub platform: String,
+    /// `retention.keep_backups`: data backups kept under `backups/`.
+    pub keep_backups: usize,
 }
 
 /// Handle to the apply actor: cheap to clone.
@@ -142,6 +148,8 @@ pub struct ApplyActor {
     /// Releases whose automatic apply was postponed (hook exit 2, disk space): not offered
     /// again before this instant (a manual apply may go at any time).
     postponed: std::collections::HashMap<Hash32, tokio::time::Instant>,
+    /// Releases yanked by the control role, as the core last reported them.
+    yanked: BTreeSet<Hash32>,
 }
 
 /// How long an automatically applied release that was postponed waits before the next try.
@@ -197,6 +205,7 @@ impl ApplyActor {
                 view: view_tx.clone(),
                 skip_backup: settings.skip_backup,
                 platform: settings.platform,
+                keep_backups: settings.keep_backups,
             },
             store,
             record: Some(record),
@@ -206,6 +215,7 @@ impl ApplyActor {
             events: events_tx,
             last_id: 0,
             postponed: std::collections::HashMap::new(),
+            yanked: BTreeSet::new(),
         };
         Ok((actor, handle, events_rx))
     }
@@ -277,6 +287,15 @@ impl ApplyActor {
                     }
                     Some(Request::History(reply)) => {
                         let _ = reply.send(self.store.history().map_err(ApplyError::from));
+                    }
+                    Some(Request::Yanked(set)) => {
+                        if set != self.yanked {
+                            self.yanked = set;
+                            // While a transition runs, retention follows its end.
+                            if running.is_none() && retry.is_none() {
+                                self.retain();
+                            }
+                        }
                     }
                 }
             }
@@ -416,6 +435,9 @@ impl ApplyActor {
                     .await;
             }
         }
+        if retry.is_none() {
+            self.retain();
+        }
         self.view.send_modify(|v| {
             v.applying = None;
             v.recovered = retry.is_none();
@@ -424,6 +446,36 @@ impl ApplyActor {
             let _ = reply.send(result);
         }
         retry
+    }
+
+    /// Applies the retention rule of `versions/` ([`versions::retention`]) between
+    /// transitions: deletes what it removes and records the rollback targets that remain.
+    fn retain(&mut self) {
+        let Some(rec) = self.record.as_mut() else {
+            return;
+        };
+        let dir = &self.proc.layout.versions;
+        let bad: BTreeSet<Hash32> = rec.failed.union(&self.yanked).copied().collect();
+        let plan = versions::retention(
+            &versions::on_disk(dir),
+            rec.current.as_ref().map(|c| &c.version),
+            &rec.previous,
+            &bad,
+            self.proc.managed.keep_versions,
+        );
+        let removed = versions::remove(dir, &plan.remove);
+        if !removed.is_empty() {
+            let removed: Vec<String> = removed.iter().map(ToString::to_string).collect();
+            info!(removed = %removed.join(", "), "pruned old versions");
+        }
+        if plan.previous != rec.previous {
+            rec.previous = plan.previous;
+            if let Err(e) = self.store.save_record(rec) {
+                error!("cannot record the versions kept: {e}");
+            }
+            let rec = rec.clone();
+            self.view.send_modify(|v| v.installed.set_record(&rec));
+        }
     }
 
     fn set_prefs(&mut self, p: Preferences) -> Result<Installed, ApplyError> {
@@ -536,6 +588,12 @@ impl ApplyHandle {
         self.ask(Request::History).await?
     }
 
+    /// Reports the releases yanked by the control role (without waiting; a full inbox
+    /// drops it and the next report carries it).
+    pub fn set_yanked(&self, yanked: BTreeSet<Hash32>) -> bool {
+        self.tx.try_send(Request::Yanked(yanked)).is_ok()
+    }
+
     /// Stops the running transition at its journaled step, stops the managed program, and
     /// ends the actor.
     pub async fn shutdown(&self) {
@@ -574,6 +632,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             skip_backup: false,
             platform: "any".into(),
+            keep_backups: 3,
         }
     }
 

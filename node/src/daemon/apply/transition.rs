@@ -40,6 +40,7 @@ pub(super) struct Procedure {
     pub view: watch::Sender<ApplyView>,
     pub skip_backup: bool,
     pub platform: String,
+    pub keep_backups: usize,
 }
 
 /// How a transition (or a recovery) ended.
@@ -292,17 +293,6 @@ impl Procedure {
         }
         self.save_record(rec)?;
         self.done(j, Step::Commit);
-        let mut protect: Vec<semver::Version> = rec
-            .previous
-            .iter()
-            .take(1)
-            .map(|v| v.version.clone())
-            .collect();
-        protect.push(j.to.version.clone());
-        let removed = versions::prune(&self.layout.versions, self.managed.keep_versions, &protect);
-        if !removed.is_empty() {
-            info!(?removed, "pruned old versions");
-        }
         info!(version = %j.to.version, "update applied; the new version is healthy");
         self.finish(j, Outcome::Applied, None)?;
         Ok(Outcome::Applied)
@@ -375,14 +365,16 @@ impl Procedure {
         j.backup = Some(dest.clone());
         j.backup_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
         self.store.save_journal(j)?;
-        let old = rec
-            .last_backup
-            .replace((from.version.clone(), dest.clone()));
+        rec.last_backup = Some((from.version.clone(), dest.clone()));
         self.save_record(rec)?;
-        if let Some((_, old)) = old
-            && old != dest
-        {
-            let _ = std::fs::remove_dir_all(old);
+        // `retention.keep_backups`: the newest are kept, the one just made always.
+        for gone in crate::daemon::gc::backups_beyond(
+            &self.layout.backups,
+            self.keep_backups,
+            &[dest.as_path()],
+        ) {
+            info!(backup = %gone.display(), "removing an old data backup");
+            let _ = std::fs::remove_dir_all(gone);
         }
         Ok(Ok(()))
     }

@@ -166,11 +166,18 @@ impl Core {
         let a = self.managed()?;
         let installed = a.installed();
         let to = match version {
+            // The last known-good version: never a failed or yanked one, never one gone.
             None => installed
                 .previous
-                .first()
+                .iter()
+                .find(|p| {
+                    !installed.failed.contains(&p.release)
+                        && !self.book.yanked(&p.release)
+                        && crate::daemon::apply::versions::dir(&a.layout().versions, &p.version)
+                            .is_dir()
+                })
                 .cloned()
-                .ok_or("no earlier version to roll back to")?,
+                .ok_or("no earlier version to roll back to (one that failed here or was yanked is none)")?,
             Some(v) => installed
                 .previous
                 .iter()

@@ -330,6 +330,23 @@ impl Core {
         });
     }
 
+    /// Tells the apply actor which releases are yanked (retention never keeps one as a
+    /// rollback target), when that changed.
+    pub(super) fn report_yanks(&mut self) {
+        let Some(a) = &self.apply else {
+            return;
+        };
+        let yanked: BTreeSet<Hash32> = self
+            .releases
+            .keys()
+            .filter(|id| self.book.yanked(id))
+            .copied()
+            .collect();
+        if yanked != self.yanks_reported && a.set_yanked(yanked.clone()) {
+            self.yanks_reported = yanked;
+        }
+    }
+
     pub(super) fn explain(&self, version: Option<semver::Version>) -> Result<ExplainView, String> {
         let list = self.followed_newest_first();
         let (id, k) = match &version {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod gates;
+mod gc;
 mod votes;
 mod webhooks;
 
@@ -107,6 +108,11 @@ pub enum CoreMsg {
     Damaged {
         blob: Hash32,
     },
+    /// `upswarm gc [--dry-run]`.
+    Gc {
+        dry_run: bool,
+        reply: oneshot::Sender<crate::daemon::gc::GcReport>,
+    },
 }
 
 /// What `GET /v1/status` returns.
@@ -129,6 +135,9 @@ pub struct StatusView {
     /// Conditions an operator must act on, e.g. "upgrade required".
     pub alarms: Vec<String>,
     pub counters: Counters,
+    /// Bytes the data directory holds, in all and per part.
+    #[serde(default)]
+    pub disk: crate::daemon::gc::DiskUse,
 }
 
 /// One release as the API shows it.
@@ -214,6 +223,8 @@ pub struct Core {
     alarms: Vec<String>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
     halted_seen: std::sync::Mutex<BTreeSet<Hash32>>,
+    /// The yanked releases last reported to the apply actor.
+    yanks_reported: BTreeSet<Hash32>,
 }
 
 impl std::fmt::Debug for Core {
@@ -245,6 +256,7 @@ impl Core {
             activations: Vec::new(),
             alarms: Vec::new(),
             halted_seen: std::sync::Mutex::new(BTreeSet::new()),
+            yanks_reported: BTreeSet::new(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -318,6 +330,9 @@ impl Core {
         let mut resync_tick =
             tokio::time::interval(period(self.ctx.config.rollout.resync_interval));
         let mut dht = tokio::time::interval(period(self.ctx.config.network_options.dht_refresh));
+        let gc_every = period(self.ctx.config.retention.interval);
+        let mut gc_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         loop {
@@ -332,11 +347,18 @@ impl Core {
                 _ = apply_tick.tick() => {
                     self.lift_bans();
                     self.obey_yank();
+                    self.report_yanks();
                     self.maybe_apply();
                     self.voting_tick();
                     self.watch_halts();
                 }
                 _ = resync_tick.tick() => self.resync(),
+                _ = gc_tick.tick() => {
+                    let r = self.gc(false).await;
+                    if let Some(why) = r.skipped {
+                        debug!("garbage collection skipped: {why}");
+                    }
+                }
             }
         }
         for (_, (_, task)) in self.downloads.drain() {
@@ -745,6 +767,9 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Damaged { blob } => self.repair(blob),
+            CoreMsg::Gc { dry_run, reply } => {
+                let _ = reply.send(self.gc(dry_run).await);
+            }
             CoreMsg::DhtRecords(records) => {
                 for r in records {
                     if let Verdict::Reject(why) = self.consider(&r.value, Source::Dht) {
@@ -906,6 +931,10 @@ impl Core {
         releases.sort_by(|a, b| {
             (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
         });
+        let layout = self.ctx.layout.clone();
+        let disk = tokio::task::spawn_blocking(move || crate::daemon::gc::disk_use(&layout))
+            .await
+            .unwrap_or_default();
         StatusView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             peer_id: self.ctx.client.local_peer_id().to_base58(),
@@ -941,7 +970,15 @@ impl Core {
                 let i = &v.installed;
                 ManagedView {
                     current: i.current.as_ref().map(|v| v.version.to_string()),
-                    previous: i.previous.iter().map(|v| v.version.to_string()).collect(),
+                    // Only what a rollback can reach: kept on disk.
+                    previous: i
+                        .previous
+                        .iter()
+                        .filter(|p| {
+                            super::apply::versions::dir(&a.layout().versions, &p.version).is_dir()
+                        })
+                        .map(|v| v.version.to_string())
+                        .collect(),
                     pinned: i.pinned.as_ref().map(ToString::to_string),
                     failed: i.failed.iter().map(Hash32::to_hex).collect(),
                     program: a.program(),
@@ -954,6 +991,7 @@ impl Core {
             }),
             alarms: self.alarms.clone(),
             counters: self.ctx.metrics.snapshot(),
+            disk,
         }
     }
 }
