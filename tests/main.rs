@@ -17,6 +17,7 @@ mod hostile_config;
 mod hostile_fixtures;
 mod messages;
 mod rollout;
+mod structure;
 mod swarm;
 mod testnet;
 mod tls;

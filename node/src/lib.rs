@@ -7,6 +7,7 @@
 //! The binary's `main` only parses arguments and prints errors; everything else is here so
 //! that integration tests can drive it in-process.
 
+pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod files;

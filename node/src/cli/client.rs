@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::api::ApiError;
+use crate::api::ApiError;
 
 /// Where the API is, and the token for mutating calls.
 #[derive(Debug, clap::Args)]

@@ -10,7 +10,7 @@ use upswarm_proto::{Context, ControlAction, ControlMessage, Hash32, SignedEnvelo
 use upswarm_trust::{read_secret_key, unix_now};
 
 use super::client::{ApiArgs, ApiClient, block_on};
-use crate::daemon::core::ReleaseView;
+use crate::api::ReleaseView;
 use crate::files::{read_signed, write_atomic};
 
 #[derive(Debug, Subcommand)]

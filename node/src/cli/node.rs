@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
-use crate::daemon::api::{TransitionResult, VersionRequest};
-use crate::daemon::apply::{HistoryEntry, Kind, Origin, Outcome};
-use crate::daemon::core::{CheckItem, ExplainView, ReleaseView, StatusView};
-use crate::daemon::state::DownloadState;
+use crate::api::{
+    CheckItem, DownloadState, ExplainView, GcReport, GcRequest, HistoryEntry, Kind, Origin,
+    Outcome, ReleaseView, StatusView, TransitionResult, VersionRequest,
+};
 use crate::daemon::{self, Config};
 
 /// `upswarm daemon`: validates the configuration completely, then (unless `check_only`)
@@ -84,11 +84,11 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
         let d = &s.disk;
         println!(
             "disk      {} (chunks {}, releases {}, versions {}, backups {})",
-            crate::daemon::gc::human(d.total),
-            crate::daemon::gc::human(d.chunks),
-            crate::daemon::gc::human(d.releases),
-            crate::daemon::gc::human(d.versions),
-            crate::daemon::gc::human(d.backups)
+            show::human(d.total),
+            show::human(d.chunks),
+            show::human(d.releases),
+            show::human(d.versions),
+            show::human(d.backups)
         );
         println!("releases  {}", s.releases.len());
         for r in &s.releases {
@@ -219,10 +219,10 @@ pub(super) fn transition(
 }
 
 pub(super) fn gc(api: &ApiArgs, dry_run: bool, json: bool) -> anyhow::Result<()> {
-    use crate::daemon::gc::{GcReport, human};
+    use super::show::human;
     block_on(async {
         let r: GcReport = ApiClient::new(api)?
-            .post("/v1/gc", &crate::daemon::api::GcRequest { dry_run })
+            .post("/v1/gc", &GcRequest { dry_run })
             .await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -582,7 +582,7 @@ mod tests {
             name: "demo".into(),
             version: "1.1.0".into(),
             node_id: "cd".repeat(32),
-            rollout: crate::daemon::rollout::RolloutView {
+            rollout: crate::api::RolloutView {
                 rank: 0.5,
                 phase: 1,
                 phase_until_percent: 100.0,

@@ -190,8 +190,8 @@ pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
             let dir = std::path::absolute(&dir)
                 .with_context(|| format!("{}: bad path", dir.display()))?;
             let client = super::client::ApiClient::new(&api)?;
-            let body = crate::daemon::api::PublishRequest { dir };
-            let view: crate::daemon::core::ReleaseView = client.post("/v1/publish", &body).await?;
+            let body = crate::api::PublishRequest { dir };
+            let view: crate::api::ReleaseView = client.post("/v1/publish", &body).await?;
             println!(
                 "published {} {} (channel {}), id {}",
                 view.name, view.version, view.channel, view.id

@@ -334,7 +334,7 @@ pub(super) fn run(cmd: RootCommand) -> anyhow::Result<()> {
         }
         RootCommand::Publish { root: path, api } => super::client::block_on(async move {
             let (env, root) = read_signed::<TrustRoot>(&path)?;
-            let body = crate::daemon::api::ControlRequest {
+            let body = crate::api::ControlRequest {
                 envelope_hex: hex::encode(env.encode()),
             };
             let v: serde_json::Value = super::client::ApiClient::new(&api)?

@@ -107,9 +107,31 @@ pub(super) fn tally(t: &Tally, root: &TrustRoot) -> String {
     s
 }
 
+/// `12.3 MiB`.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(1300), "1.3 KiB");
+        assert_eq!(human(12), "12 B");
+    }
 
     #[test]
     fn time_saturates_instead_of_panicking() {

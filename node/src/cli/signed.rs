@@ -7,7 +7,7 @@ use upswarm_proto::{Message, SignedEnvelope};
 use upswarm_trust::read_secret_key;
 
 use super::client::{ApiArgs, ApiClient};
-use crate::daemon::api::ControlRequest;
+use crate::api::ControlRequest;
 use crate::files::{read_signed, write_atomic};
 
 /// Adds one signature by `key` to the `M` in `file`, in place. `describe` names the message

@@ -10,8 +10,7 @@ use upswarm_trust::unix_now;
 
 use super::client::{ApiArgs, ApiClient, block_on};
 use super::show;
-use crate::daemon::api::{ControlRequest, PeerRequest, VoteRequest};
-use crate::daemon::voting::ActivationView;
+use crate::api::{ActivationView, ControlRequest, PeerRequest, VoteRequest};
 use crate::files::{read_signed, write_atomic};
 use crate::parse;
 

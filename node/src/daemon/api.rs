@@ -8,7 +8,6 @@
 //! [`MAX_VERSION_LEN`] characters; paths, addresses, ids, envelopes: a length and a
 //! charset). A refused request changes nothing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,15 +15,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
-use super::apply::{
-    ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, Outcome, TransitionRequest,
-};
+use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
 use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, StatusView};
 use super::voting::ActivationView;
+pub use crate::api::{
+    ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,
+    VersionRequest, VoteRequest,
+};
+use crate::api::{MAX_ADDR_LEN, MAX_PATH_LEN, bounded_version};
 
 #[derive(Clone)]
 struct Api {
@@ -36,77 +38,6 @@ struct Api {
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 256 * 1024;
-/// Longest version string accepted (semver allows any length; no real one comes close).
-pub const MAX_VERSION_LEN: usize = 128;
-/// Longest path accepted.
-pub const MAX_PATH_LEN: usize = 4096;
-/// Longest multiaddr accepted.
-pub const MAX_ADDR_LEN: usize = 1024;
-
-/// Body of `POST /v1/apply`, `/v1/rollback`, `/v1/pin`, `/v1/defer`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VersionRequest {
-    #[serde(default, deserialize_with = "bounded_version")]
-    pub version: Option<semver::Version>,
-    #[serde(default)]
-    pub force: bool,
-}
-
-/// A version field: at most [`MAX_VERSION_LEN`] characters of valid semver.
-fn bounded_version<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<semver::Version>, D::Error> {
-    let Some(s) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    parse_version(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-/// Parses a version given to the API, within the bound.
-pub fn parse_version(s: &str) -> Result<semver::Version, String> {
-    if s.len() > MAX_VERSION_LEN {
-        return Err(format!(
-            "version: {} characters, more than the limit of {MAX_VERSION_LEN}",
-            s.len()
-        ));
-    }
-    s.parse::<semver::Version>()
-        .map_err(|e| format!("version: {s:?} is not a semantic version: {e}"))
-}
-
-/// Answer of `POST /v1/apply` and `/v1/rollback`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TransitionResult {
-    pub version: String,
-    pub outcome: Outcome,
-}
-
-/// Body of `POST /v1/publish`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishRequest {
-    /// A release directory (as made by `upswarm release create`) on this machine.
-    pub dir: PathBuf,
-}
-
-/// Body of `POST /v1/gc`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcRequest {
-    /// Only say what would be removed.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// Error body of every endpoint.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    pub error: String,
-}
-
 /// A failed call: status and message, rendered as an [`ApiError`] body.
 #[derive(Debug)]
 struct Failure(StatusCode, String);
@@ -460,14 +391,6 @@ fn envelope(b: Body<ControlRequest>) -> Result<Vec<u8>, Failure> {
     hex::decode(hex_text).map_err(|_| error(StatusCode::BAD_REQUEST, "envelope_hex: not hex"))
 }
 
-/// Body of `POST /v1/control`, `/v1/proposal` and `/v1/root`: a signed envelope,
-/// hex-encoded.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlRequest {
-    pub envelope_hex: String,
-}
-
 async fn control(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -488,17 +411,6 @@ async fn control(
 
 async fn activations(State(api): State<Api>) -> Result<Json<Vec<ActivationView>>, Failure> {
     Ok(Json(api.ask(CoreMsg::Activations).await?))
-}
-
-/// Body of `POST /v1/vote`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoteRequest {
-    /// Proposal id (64 hex digits).
-    pub proposal: String,
-    /// `Some(true)`: withhold this node's vote; `Some(false)`: allow it again.
-    #[serde(default)]
-    pub withhold: Option<bool>,
 }
 
 async fn vote(
@@ -551,13 +463,6 @@ async fn proposal(
 
 /// How long `POST /v1/peers` waits for the connection.
 const DIAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Body of `POST /v1/peers`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerRequest {
-    pub addr: String,
-}
 
 async fn add_peer(
     State(api): State<Api>,

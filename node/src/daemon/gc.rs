@@ -18,9 +18,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use upswarm_proto::Hash32;
 
+pub use crate::api::{DiskUse, GcRelease, GcReport};
 use crate::layout::Layout;
 
 /// What [`plan`] needs to know of one release.
@@ -60,49 +60,6 @@ pub fn plan(releases: &[Candidate], keep: usize, grace_secs: u64, now: u64) -> V
         }
     }
     remove
-}
-
-/// One release removed (or that would be).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GcRelease {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub channel: String,
-    /// Bytes of its assembled artifacts (`releases/<id>/`).
-    pub bytes: u64,
-}
-
-/// What a collection removed, or (dry run) would remove.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct GcReport {
-    pub dry_run: bool,
-    /// Why nothing was collected this time, if so.
-    pub skipped: Option<String>,
-    pub releases: Vec<GcRelease>,
-    /// Chunk and chunk-index files no kept release references.
-    pub chunks: u64,
-    pub chunk_bytes: u64,
-    /// Signed health reports about removed releases dropped.
-    pub signed: u64,
-    /// Data backups beyond `retention.keep_backups`.
-    pub backups: Vec<String>,
-    pub backup_bytes: u64,
-    /// Everything together.
-    pub bytes: u64,
-}
-
-/// Bytes the data directory holds, in all and per part. Files are counted by their length;
-/// `total` counts a hard-linked file once, while `versions` (hard links of the assembled
-/// artifacts where the file system allows) counts it again, so the parts can add up to more
-/// than the total.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskUse {
-    pub total: u64,
-    pub chunks: u64,
-    pub releases: u64,
-    pub versions: u64,
-    pub backups: u64,
 }
 
 /// Measures a data directory (symlinks are not followed).
@@ -163,22 +120,6 @@ pub fn backups_beyond(backups: &Path, keep: usize, protect: &[&Path]) -> Vec<std
         .map(|(_, p)| p)
         .filter(|p| !protect.contains(p.as_path()))
         .collect()
-}
-
-/// `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]
@@ -244,8 +185,6 @@ mod tests {
                 backups: 0
             }
         );
-        assert_eq!(human(1300), "1.3 KiB");
-        assert_eq!(human(12), "12 B");
     }
 
     #[test]

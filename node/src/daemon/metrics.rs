@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
+pub use crate::api::ProgressView;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident: $kind:literal),* $(,)?) => {
@@ -16,15 +16,9 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
         }
 
-        /// A snapshot of [`Metrics`].
-        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-        pub struct Counters {
-            $(pub $name: u64,)*
-        }
-
         impl Metrics {
-            pub fn snapshot(&self) -> Counters {
-                Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            pub fn snapshot(&self) -> crate::api::Counters {
+                crate::api::Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
 
             /// Prometheus text exposition of every metric.
@@ -40,40 +34,7 @@ macro_rules! counters {
     };
 }
 
-counters! {
-    /// Gossip messages validated and forwarded.
-    gossip_accepted: "counter",
-    /// Gossip messages rejected (bad signature, malformed, stale): the sender was penalised.
-    gossip_rejected: "counter",
-    /// Gossip messages dropped without penalty (duplicates, not for us).
-    gossip_ignored: "counter",
-    /// DHT records validated and stored.
-    dht_records_accepted: "counter",
-    /// DHT records refused.
-    dht_records_rejected: "counter",
-    /// Chunks (and chunk indexes) served to peers.
-    blobs_served: "counter",
-    /// Bytes served to peers.
-    bytes_served: "counter",
-    /// Fetch requests answered "don't have".
-    requests_dont_have: "counter",
-    /// Chunks fetched from peers and verified.
-    chunks_fetched: "counter",
-    /// Bytes fetched from peers and verified.
-    bytes_fetched: "counter",
-    /// Chunks already on disk when a download (re)started: not fetched again.
-    chunks_reused: "counter",
-    /// Chunks received that did not match their hash or size.
-    bad_chunks_received: "counter",
-    /// Requests that failed or timed out.
-    requests_failed: "counter",
-    /// Peers banned after repeated faults.
-    peers_banned: "counter",
-    /// Releases fully downloaded and verified.
-    releases_completed: "counter",
-    /// 1 while a protocol is ACTIVE that the running software does not support.
-    upgrade_required: "gauge",
-}
+crate::api::for_each_counter!(counters);
 
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
@@ -96,18 +57,6 @@ pub struct DownloadProgress {
     pub bad_chunks: AtomicU64,
     /// Chunks fetched per peer id (base58).
     pub from_peers: Mutex<BTreeMap<String, u64>>,
-}
-
-/// A snapshot of [`DownloadProgress`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProgressView {
-    pub chunks_total: u64,
-    pub chunks_held: u64,
-    pub chunks_fetched: u64,
-    pub chunks_reused: u64,
-    pub bytes_fetched: u64,
-    pub bad_chunks: u64,
-    pub from_peers: BTreeMap<String, u64>,
 }
 
 impl DownloadProgress {

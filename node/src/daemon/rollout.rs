@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::api::RolloutView;
 use upswarm_proto::Message as _;
 use upswarm_proto::{
     Context, ControlAction, ControlMessage, Hash32, HealthReport, KeyId, Manifest, Role,
@@ -70,31 +70,6 @@ pub struct RolloutBook {
     /// The reason of the earliest yank of a release, when its signers gave one.
     yank_reasons: HashMap<Hash32, (u64, String)>,
     known: BTreeSet<KeyId>,
-}
-
-/// Everything `upswarm explain` shows about one release on this node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RolloutView {
-    pub rank: f64,
-    /// This node's phase (by rank, or promoted so that the canary is never empty).
-    pub phase: usize,
-    pub phase_until_percent: f64,
-    /// Its phase by rank alone; later than `phase` when promoted.
-    #[serde(default)]
-    pub rank_phase: usize,
-    /// Known nodes before it in the release's install order.
-    #[serde(default)]
-    pub position: usize,
-    /// Known nodes the cohorts were drawn from (this node counted if it is known).
-    #[serde(default)]
-    pub cohort_nodes: usize,
-    /// The cohort in words ("rank … → phase …").
-    #[serde(default)]
-    pub cohort: String,
-    pub install_delay_secs: u64,
-    pub evaluation: serde_json::Value,
-    pub decision: String,
-    pub may_install: bool,
 }
 
 impl RolloutBook {

@@ -5,38 +5,13 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 
+pub use crate::api::{DownloadState, Source};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use upswarm_net::PeerId;
 use upswarm_proto::Hash32;
 use upswarm_proto::fetch::Bitmap;
 use upswarm_store::{Db, StoreError, Tree};
-
-/// Where a release came from first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Gossip,
-    Dht,
-    Publish,
-}
-
-/// What the node is doing with a release's artifacts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum DownloadState {
-    /// Known, but not for this node (another channel or product).
-    NotFollowed,
-    /// Being fetched.
-    Downloading,
-    /// Every artifact for this node is assembled and verified; the node seeds it.
-    Complete { at: u64 },
-    /// Fetching failed for a reason that retrying will not fix (e.g. no space).
-    Failed { reason: String },
-    /// Its files were removed by garbage collection (`retention`); only the signed
-    /// manifest is kept, so the release is not fetched again when peers mention it.
-    Removed { at: u64 },
-}
 
 /// A release as stored in the `releases` tree, keyed by release id.
 #[derive(Debug, Clone, Serialize, Deserialize)]

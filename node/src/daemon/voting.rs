@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
+pub use crate::api::ActivationView;
 use tracing::{info, warn};
 use upswarm_activation::{
     ActivationState, ActivationStatus, VerifiedProposal, VerifiedVote, evaluate_verified,
@@ -14,28 +14,6 @@ use upswarm_proto::{Hash32, KeyId, SignedEnvelope, TrustRoot};
 
 /// Subject under which proposals are stored (and re-synced): all of them at once.
 pub const ALL_PROPOSALS: Hash32 = Hash32([0; 32]);
-
-/// One entry of `activations.json` and of `GET /v1/activations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivationView {
-    pub proposal: String,
-    pub protocol: String,
-    pub description: String,
-    pub state: String,
-    pub weight_counted: u64,
-    pub weight_needed: u64,
-    pub weight_total: u64,
-    pub start_at: u64,
-    pub lock_in_deadline: u64,
-    pub locked_in_at: Option<u64>,
-    pub activation_at: Option<u64>,
-    /// Whether the software this node runs supports the protocol.
-    pub supported: bool,
-    /// Whether this node has voted READY.
-    pub voted: bool,
-    /// Whether the operator withholds this node's vote.
-    pub withheld: bool,
-}
 
 /// Proposals and votes.
 #[derive(Debug, Default)]

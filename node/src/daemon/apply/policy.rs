@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::api::Hold;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use upswarm_proto::UpdateType;
@@ -182,37 +183,6 @@ pub struct Candidate {
 pub struct Installed {
     pub current: Option<semver::Version>,
     pub pinned: Option<semver::Version>,
-}
-
-/// Why a release is not applied now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "hold")]
-pub enum Hold {
-    /// This node runs this very version.
-    Running { version: String },
-    /// Not newer than what runs (and not a signed rollback release).
-    NotNewer { current: String },
-    /// The release may only be applied over `min_version` or later.
-    UpgradePath {
-        min_version: String,
-        current: String,
-    },
-    /// The rollout stopped for the whole fleet: yanked, aborted, or halted by failures.
-    Stopped { halt: Halt },
-    /// It failed here before; never retried automatically.
-    FailedBefore,
-    /// The operator pinned another version.
-    Pinned { version: String },
-    /// This update type waits for `upswarm apply`.
-    Manual { update_type: UpdateType },
-    /// Outside every maintenance window.
-    OutsideWindow,
-    /// Waiting out `delay_after_release`, until this unix time.
-    Delay { until: u64 },
-    /// Deferred by the operator until this unix time.
-    Deferred { until: u64 },
-    /// The phased rollout does not let this node install yet.
-    Rollout { decision: String },
 }
 
 impl fmt::Display for Hold {

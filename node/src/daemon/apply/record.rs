@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+pub use crate::api::{HistoryEntry, Kind, Origin, Outcome};
 use serde::{Deserialize, Serialize};
 use upswarm_proto::Hash32;
 use upswarm_store::{Db, StoreError, Tree};
@@ -161,30 +162,6 @@ impl Step {
     }
 }
 
-/// What a transition does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// An update (automatic or `upswarm apply`).
-    Apply,
-    /// Back to an earlier version (`upswarm rollback`, or a yank), restoring its data if a
-    /// backup of it exists.
-    Rollback,
-}
-
-/// Who asked for a transition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// The policy and the phased rollout.
-    #[default]
-    Auto,
-    /// The operator (`upswarm apply`, `upswarm rollback`).
-    Manual,
-    /// A signed yank of the running release.
-    Yank,
-}
-
 /// The apply journal: one transition in progress. Enough to finish it after a crash at any
 /// point: the step to redo, where it comes from and goes to, the backup to restore, and why
 /// it is rolling back (`failure`).
@@ -222,43 +199,6 @@ pub struct Journal {
     #[serde(default)]
     pub hook_output: Option<String>,
     /// Daemon restarts this transition went through.
-    #[serde(default)]
-    pub restarts: u32,
-}
-
-/// How a transition ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The new version runs and is healthy.
-    Applied,
-    /// The new version failed; the previous one is back.
-    RolledBack,
-    /// Refused before anything changed (pre-checks, pre-upgrade hook); marked failed.
-    Refused,
-    /// Not now (the pre-upgrade hook asked to retry later, or could not run; not enough
-    /// disk space). The release stays eligible.
-    Postponed,
-}
-
-/// One line of `upswarm history`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub at: u64,
-    pub outcome: Outcome,
-    pub kind: Kind,
-    #[serde(default)]
-    pub origin: Origin,
-    pub from: Option<String>,
-    pub to: String,
-    pub release: String,
-    pub reason: Option<String>,
-    pub backup_ms: Option<u64>,
-    pub duration_ms: u64,
-    /// Output of the pre-upgrade hook (its beginning and end, at most about 4 KiB).
-    #[serde(default)]
-    pub hook_output: Option<String>,
-    /// Daemon restarts the transition went through before it ended.
     #[serde(default)]
     pub restarts: u32,
 }

@@ -20,12 +20,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, warn};
 
 use super::command;
+pub use crate::api::ProgramStatus;
 use crate::daemon::config::{Managed, ManagedMode};
 use crate::layout::Layout;
 use crate::procs;
@@ -33,23 +33,6 @@ use crate::procs;
 /// Environment variable naming the daemon data directory of the supervisor, set for the
 /// managed program (and inherited by everything it starts).
 pub const SUPERVISED_BY: &str = "UPSWARM_SUPERVISED_BY";
-
-/// What the supervisor knows about the program.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProgramStatus {
-    /// The daemon wants it running.
-    pub wanted: bool,
-    pub running: bool,
-    pub pid: Option<u32>,
-    /// The version directory it was started from.
-    pub version_dir: Option<PathBuf>,
-    /// Starts since the daemon started.
-    pub starts: u64,
-    /// Exits (expected or not) since the daemon started.
-    pub exits: u64,
-    /// How the last exit went, e.g. "exit status: 3".
-    pub last_exit: Option<String>,
-}
 
 /// Why the program could not be started or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -2,24 +2,7 @@
 //! its own, re-sync with peers, yank, `upswarm explain`.
 
 use super::*;
-
-/// What `upswarm explain` returns for one release.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExplainView {
-    pub release: String,
-    pub name: String,
-    pub version: String,
-    pub node_id: String,
-    pub rollout: RolloutView,
-    /// What keeps this node from installing the release now: the one most important reason
-    /// (see [`policy`]'s module docs; `None`: nothing holds it, or this node never installs
-    /// it — it manages no program, or one of another product; `verdict` says which).
-    pub hold: Option<Hold>,
-    /// That reason in words, or what happens instead.
-    pub verdict: String,
-    pub download: DownloadState,
-    pub known_nodes: usize,
-}
+pub use crate::api::ExplainView;
 
 impl Core {
     /// The one most important thing that keeps release `id` from being applied now, from

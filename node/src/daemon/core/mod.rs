@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
@@ -29,15 +28,15 @@ use upswarm_trust::{
 use super::Ctx;
 use super::admission::Staleness;
 use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
-use super::apply::supervisor::ProgramStatus;
 use super::apply::{
     ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
 };
 use super::fetcher::{self, release_dir, wanted_artifacts};
-use super::metrics::{Counters, DownloadProgress, Metrics, ProgressView};
-use super::rollout::{RolloutBook, RolloutView, verify_control, verify_health};
+use super::metrics::{DownloadProgress, Metrics};
+use super::rollout::{RolloutBook, verify_control, verify_health};
 use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
+pub use crate::api::{CheckItem, ManagedView, ReleaseView, StatusView};
 use crate::layout::{latest_key, provider_key};
 use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
@@ -113,74 +112,6 @@ pub enum CoreMsg {
         dry_run: bool,
         reply: oneshot::Sender<crate::daemon::gc::GcReport>,
     },
-}
-
-/// What `GET /v1/status` returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusView {
-    pub node_id: String,
-    pub peer_id: String,
-    pub network: String,
-    pub listen: Vec<String>,
-    pub peers: Vec<String>,
-    /// Gossipsub score of each connected peer (`null` when it has none yet), and the peers
-    /// banned now with the unix time their ban ends.
-    #[serde(default)]
-    pub peer_scores: Vec<(String, Option<f64>)>,
-    #[serde(default)]
-    pub banned: Vec<(String, u64)>,
-    pub root_version: u64,
-    pub releases: Vec<ReleaseView>,
-    pub managed: Option<ManagedView>,
-    /// Conditions an operator must act on, e.g. "upgrade required".
-    pub alarms: Vec<String>,
-    pub counters: Counters,
-    /// Bytes the data directory holds, in all and per part.
-    #[serde(default)]
-    pub disk: crate::daemon::gc::DiskUse,
-}
-
-/// One release as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReleaseView {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub channel: String,
-    pub update_type: String,
-    pub source: Source,
-    pub first_seen: u64,
-    pub download: DownloadState,
-    pub progress: Option<ProgressView>,
-}
-
-/// One candidate of `upswarm check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckItem {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub update_type: String,
-    pub security_critical: bool,
-    /// `None`: it would be applied now.
-    pub hold: Option<Hold>,
-    /// Human-readable reason.
-    pub why: String,
-}
-
-/// What the status shows about the managed program.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManagedView {
-    pub current: Option<String>,
-    pub previous: Vec<String>,
-    pub pinned: Option<String>,
-    pub failed: Vec<String>,
-    pub program: ProgramStatus,
-    /// Apply step in progress and the version being applied.
-    pub applying: Option<(String, String)>,
-    /// Finishing an update interrupted by a restart (no new update may start until done).
-    #[serde(default)]
-    pub recovering: bool,
 }
 
 /// The verdict on a manifest heard of.
