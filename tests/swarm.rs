@@ -300,6 +300,68 @@ fn a_node_started_after_publication_finds_the_release_in_the_dht() {
     assert!(artifact_matches(&net, late, &rel, "2.0.0"));
 }
 
+/// Graceful shutdown (SIGTERM) in the middle of a download: the daemon stops its downloads,
+/// flushes its state and exits 0, reporting what it stopped; nothing of it is left running;
+/// the next start resumes with what was fetched.
+#[test]
+fn sigterm_mid_download_stops_cleanly_and_the_next_start_resumes() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
+    let d = net.spawn("d", &[p], "");
+    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
+    assert!(net.publish(p, &rel).0);
+    let held = |net: &Testnet| {
+        net.release_view(d, "1.0.0")
+            .and_then(|r| r["progress"]["chunks_held"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || held(&net) >= 20),
+        "download did not get going"
+    );
+    let pid = net.daemons[d].pid().unwrap() as i32;
+    let status = net.daemons[d].stop(Duration::from_secs(60));
+    let log = net.daemons[d].log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?} after SIGTERM; log:\n{log}"
+    );
+    assert!(
+        !upswarm::procs::alive(pid),
+        "the daemon's process is still there"
+    );
+    for line in [
+        "shutting down",
+        "download stopped by shutdown",
+        "core stopped",
+        "stopped",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    let stopped_with: u64 = log
+        .lines()
+        .find(|l| l.contains("download stopped by shutdown"))
+        .and_then(|l| l.split("chunks_held=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("the shutdown line names the chunks held");
+    assert!(stopped_with >= 20, "{stopped_with} chunks held at shutdown");
+    net.daemons[d].start();
+    assert!(
+        wait_for(Duration::from_secs(120), || net.complete(d, "1.0.0")),
+        "{}",
+        net.daemons[d].log()
+    );
+    let view = net.release_view(d, "1.0.0").unwrap();
+    let reused = view["progress"]["chunks_reused"].as_u64().unwrap();
+    assert!(
+        reused >= stopped_with,
+        "only {reused} chunks reused after the restart, {stopped_with} were held at shutdown"
+    );
+    assert!(artifact_matches(&net, d, &rel, "1.0.0"));
+}
+
 #[test]
 fn a_node_killed_mid_download_resumes_with_only_the_missing_chunks() {
     let _g = serial();

@@ -223,18 +223,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         return Err(e);
     }
-    tokio::spawn(node.run().instrument(tracing::info_span!("core")));
+    let core_task = tokio::spawn(node.run().instrument(tracing::info_span!("core")));
     info!(%api_addr, "control API listening");
 
-    let app = api::router(ctx.clone(), core_tx, apply.clone(), &token);
-    // On SIGTERM / SIGINT: stop accepting API calls; stop a transition in progress at its
-    // journaled step (the next start finishes it) and stop the managed program, so no
-    // program outlives its daemon; flush the state.
+    let app = api::router(ctx.clone(), core_tx.clone(), apply.clone(), &token);
+    // On SIGTERM / SIGINT, in this order: the core stops (no new download, gossip or apply
+    // is started; downloads in flight stop with what they fetched on disk, and resume at the
+    // next start); a transition in progress stops at its journaled step (the next start
+    // finishes it) and the managed program is stopped, so no program outlives its daemon;
+    // the API stops accepting calls (those in flight get their answer); the state is
+    // flushed. See the operator guide, "Stopping the daemon".
     let shutdown = {
         let apply = apply.clone();
         async move {
             shutdown_signal().await;
             info!("shutting down");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if core_tx.send(core::CoreMsg::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
             if let Some(a) = apply {
                 a.shutdown().await;
             }
@@ -244,6 +251,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("control API")?;
+    // The core has ended (it answered the shutdown) unless it had failed before.
+    if !core_task.is_finished() {
+        core_task.abort();
+    }
     ctx.state.db.flush()?;
     info!("stopped");
     Ok(())

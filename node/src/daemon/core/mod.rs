@@ -45,6 +45,9 @@ use upswarm_proto::{HealthReport, HealthStatus};
 /// Messages to the core, from the API and from tasks the core started.
 #[derive(Debug)]
 pub enum CoreMsg {
+    /// Stop: abort the downloads in flight (what they fetched stays on disk; the next start
+    /// resumes them), flush the state, answer, and end the core's task.
+    Shutdown(oneshot::Sender<()>),
     Status(oneshot::Sender<StatusView>),
     /// Candidates for installation and what holds each back.
     Check(oneshot::Sender<Vec<CheckItem>>),
@@ -266,9 +269,14 @@ impl Core {
             tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
+        let mut stopped = None;
         loop {
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
+                    Some(CoreMsg::Shutdown(reply)) => {
+                        stopped = Some(reply);
+                        break;
+                    }
                     Some(m) => self.on_msg(m).await,
                     None => break,
                 },
@@ -292,8 +300,17 @@ impl Core {
                 }
             }
         }
-        for (_, (_, task)) in self.downloads.drain() {
+        for (id, (progress, task)) in self.downloads.drain() {
             task.abort();
+            let held = progress.view().chunks_held;
+            info!(release = %id, chunks_held = held, "download stopped by shutdown; it resumes at the next start");
+        }
+        if let Err(e) = self.ctx.state.db.flush() {
+            warn!("flushing the state at shutdown: {e}");
+        }
+        info!("core stopped");
+        if let Some(reply) = stopped {
+            let _ = reply.send(());
         }
     }
 
@@ -591,6 +608,10 @@ impl Core {
 
     async fn on_msg(&mut self, msg: CoreMsg) {
         match msg {
+            // Handled by `run`, which ends the loop.
+            CoreMsg::Shutdown(reply) => {
+                let _ = reply.send(());
+            }
             CoreMsg::Status(reply) => {
                 let _ = reply.send(self.status().await);
             }
