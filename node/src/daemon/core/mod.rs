@@ -156,7 +156,7 @@ pub struct Core {
     activations: Vec<ActivationView>,
     alarms: Vec<String>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
-    halted_seen: std::sync::Mutex<BTreeSet<Hash32>>,
+    halted_seen: BTreeSet<Hash32>,
     /// The yanked releases last reported to the apply actor.
     yanks_reported: BTreeSet<Hash32>,
 }
@@ -189,7 +189,7 @@ impl Core {
             withheld: BTreeSet::new(),
             activations: Vec::new(),
             alarms: Vec::new(),
-            halted_seen: std::sync::Mutex::new(BTreeSet::new()),
+            halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             ctx,
             chain,

@@ -4,21 +4,24 @@ use super::*;
 
 impl Core {
     /// Announces (once each) releases whose rollout halted network-wide.
-    pub(super) fn watch_halts(&self) {
+    pub(super) fn watch_halts(&mut self) {
         let now = unix_now();
         let skew = self.ctx.config.clock_skew.as_secs();
+        let mut newly = Vec::new();
         for (id, k) in &self.releases {
-            if !self.follows(&k.verified.manifest) {
+            if !self.follows(&k.verified.manifest) || self.halted_seen.contains(id) {
                 continue;
             }
             let e = self.book.evaluate(id, &k.verified.manifest, now, skew);
-            if let Some(h) = &e.halted
-                && self.halted_seen.lock().is_ok_and(|mut s| s.insert(*id))
-            {
-                warn!(release = %id, version = %k.verified.manifest.version, "rollout {h}");
-                let details = serde_json::json!({ "release": id.to_hex(), "version": k.verified.manifest.version.to_string(), "reason": h.to_string() });
-                self.webhook("halted", details);
+            if let Some(h) = &e.halted {
+                newly.push((*id, k.verified.manifest.version.clone(), h.to_string()));
             }
+        }
+        for (id, version, reason) in newly {
+            self.halted_seen.insert(id);
+            warn!(release = %id, %version, "rollout {reason}");
+            let details = serde_json::json!({ "release": id.to_hex(), "version": version.to_string(), "reason": reason });
+            self.webhook("halted", details);
         }
     }
 
