@@ -7,17 +7,10 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::daemon::{Testnet, free_port, http_get, managed_config, serial, wait_for};
 use crate::common::{key, roles};
 use serde_json::Value;
 use upswarm_proto::{Electorate, Voter};
-
-/// These tests start many processes; run them one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const FAST: &str = "[rollout]\nspread = \"1s\"\nresync_interval = \"2s\"\n";
 

@@ -6,35 +6,12 @@
 
 use crate::common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn version_served(port: u16) -> Option<String> {
-    http_get(port, "/version")
-        .filter(|(c, _)| *c == 200)
-        .map(|(_, b)| b)
-}
-
-fn healthy(port: u16) -> bool {
-    http_get(port, "/health").is_some_and(|(c, _)| c == 200)
-}
-
-fn outcomes(net: &Testnet, i: usize, to: &str) -> Vec<String> {
-    net.daemons[i]
-        .history()
-        .iter()
-        .filter(|e| e["to"] == to)
-        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
-        .collect()
-}
+use crate::common::daemon::{
+    Testnet, free_port, healthy, http_get, managed_config, outcomes, serial, version_served,
+    wait_for,
+};
 
 /// A publisher and one managed node running demo 1.0.0.
 fn setup(extra: &str) -> (Testnet, usize, u16) {

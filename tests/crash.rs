@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::daemon::{Testnet, free_port, http_get, wait_for};
+use crate::common::daemon::{Testnet, free_port, http_get, serial, wait_for};
 
 /// How a release of the demo program behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +256,7 @@ fn fill(dir: &std::path::Path) {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn sigkill_at_the_entry_and_in_the_middle_of_every_step_then_restart_finishes_the_job() {
+    let _g = serial();
     use At::*;
     use Demo::*;
     // (step, where, the release applied, what it leads to); versions 1.1.0, 1.2.0, … in
@@ -408,6 +409,7 @@ fn sigkill_at_the_entry_and_in_the_middle_of_every_step_then_restart_finishes_th
 
 #[test]
 fn thirty_sigkills_at_random_moments_of_applies_then_restart_finishes_the_job() {
+    let _g = serial();
     use rand::{RngExt, SeedableRng};
     let seed: u64 = std::env::var("UPSWARM_CRASH_SEED")
         .ok()

@@ -6,32 +6,12 @@ use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::daemon::{
+    Testnet, free_port, managed_config, outcomes, serial, version_served, wait_for,
+};
 use serde_json::Value;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn version_served(port: u16) -> Option<String> {
-    http_get(port, "/version")
-        .filter(|(c, _)| *c == 200)
-        .map(|(_, b)| b)
-}
-
-fn outcomes(net: &Testnet, i: usize, to: &str) -> Vec<String> {
-    net.daemons[i]
-        .history()
-        .iter()
-        .filter(|e| e["to"] == to)
-        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
-        .collect()
-}
 
 /// The version directories under `versions/`.
 fn versions_on_disk(net: &Testnet, i: usize) -> BTreeSet<String> {

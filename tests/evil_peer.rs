@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, wait_for};
+use crate::common::daemon::{Testnet, serial, wait_for};
 use crate::common::evil::Evil;
 use crate::common::upswarm;
 use serde_json::Value;
@@ -34,6 +34,7 @@ fn banned(status: &Value, peer: &str) -> bool {
 
 #[test]
 fn a_hostile_peer_cannot_hurt_honest_nodes() {
+    let _g = serial();
     let mut net = Testnet::new();
     let seed = net.spawn("seed", &[], "");
     let old = net.release("demo", "1.0.0", 300_000, &[]);

@@ -4,24 +4,11 @@
 
 use crate::common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::daemon::{Testnet, free_port, managed_config, serial, version_served, wait_for};
 use serde_json::Value;
 use upswarm_proto::{Hash32, KeyId, Phase, RolloutPlan};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn version_served(port: u16) -> Option<String> {
-    http_get(port, "/version")
-        .filter(|(c, _)| *c == 200)
-        .map(|(_, b)| b)
-}
 
 /// A word of ten digits: a raw unix time where an RFC 3339 one belongs.
 fn raw_unix_time(text: &str) -> Option<&str> {

@@ -4,19 +4,12 @@
 
 use crate::common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, free_port, http_get, managed_config, wait_for};
+use crate::common::daemon::{Testnet, free_port, managed_config, serial, version_served, wait_for};
 use crate::common::evil::Evil;
 use serde_json::Value;
 use upswarm_proto::{Hash32, KeyId, Phase, RolloutPlan};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const FAST: &str = "[rollout]\nspread = \"2s\"\nresync_interval = \"2s\"\n";
 
@@ -24,12 +17,6 @@ struct Fleet {
     net: Testnet,
     nodes: Vec<usize>,
     ports: Vec<u16>,
-}
-
-fn version_served(port: u16) -> Option<String> {
-    http_get(port, "/version")
-        .filter(|(c, _)| *c == 200)
-        .map(|(_, b)| b)
 }
 
 /// A publisher and `n` managed nodes, all on demo 1.0.0 (a hotfix: one phase, everyone).

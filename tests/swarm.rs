@@ -4,19 +4,12 @@
 
 use crate::common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, wait_for};
+use crate::common::daemon::{Testnet, serial, wait_for};
 use crate::common::evil::Evil;
 
 /// These tests start many processes; run them one at a time so that each gets the machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const MIB: usize = 1024 * 1024;
 
 /// Assembled artifact of `version` on daemon `i`, compared with the source bytes.

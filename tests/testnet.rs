@@ -7,18 +7,12 @@
 //! environment once `upswarm testnet` has exited.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::common::daemon::serial;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn testnet(tmp: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_upswarm"))

@@ -6,11 +6,12 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, wait_for};
+use crate::common::daemon::{Testnet, serial, wait_for};
 use crate::common::tls::{TestCa, TlsHookSink};
 
 #[test]
 fn https_webhooks_arrive_when_the_ca_is_trusted_and_never_otherwise() {
+    let _g = serial();
     let mut net = Testnet::new();
     let ca = TestCa::new(net.path());
     let sink = TlsHookSink::start(&ca);
@@ -63,6 +64,7 @@ fn https_webhooks_arrive_when_the_ca_is_trusted_and_never_otherwise() {
 
 #[test]
 fn an_unreadable_ca_file_is_a_configuration_error_naming_the_field() {
+    let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
     let cfg = dir.path().join("node.toml");

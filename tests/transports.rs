@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::daemon::{Testnet, wait_for};
+use crate::common::daemon::{Testnet, serial, wait_for};
 
 /// Every listen address of daemon `i` (with `/p2p/`).
 fn listen_addrs(net: &Testnet, i: usize) -> Vec<String> {
@@ -30,6 +30,7 @@ fn fetched(net: &Testnet, a: usize, b: usize) {
 
 #[test]
 fn daemons_that_speak_only_quic_exchange_a_release() {
+    let _g = serial();
     let mut net = Testnet::new();
     net.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()];
     let a = net.spawn("a", &[], "");
@@ -44,6 +45,7 @@ fn daemons_that_speak_only_quic_exchange_a_release() {
 
 #[test]
 fn daemons_on_ipv6_loopback_exchange_a_release() {
+    let _g = serial();
     let mut net = Testnet::new();
     net.listen = vec!["/ip6/::1/tcp/0".into()];
     let a = net.spawn("a", &[], "");
@@ -58,6 +60,7 @@ fn daemons_on_ipv6_loopback_exchange_a_release() {
 
 #[test]
 fn a_bootstrap_peer_given_by_dns_name_is_reached() {
+    let _g = serial();
     let mut net = Testnet::new();
     let a = net.spawn("a", &[], "");
     // /ip4/127.0.0.1/tcp/PORT/p2p/ID  →  /dns4/localhost/tcp/PORT/p2p/ID

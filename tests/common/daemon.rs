@@ -38,6 +38,36 @@ impl DerefMut for Daemon {
 }
 
 /// Polls `f` every 200 ms until it returns true or `timeout` passes.
+/// Tests that run fleets of daemons take this lock, so that one runs at a time in the test
+/// binary (the machines are small and the tests wait on timers): a test that starts a
+/// daemon holds `let _g = serial();` for its whole run.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The version the demo program on `port` serves, if it answers.
+pub fn version_served(port: u16) -> Option<String> {
+    http_get(port, "/version")
+        .filter(|(c, _)| *c == 200)
+        .map(|(_, b)| b)
+}
+
+/// Whether the demo program on `port` answers its health check.
+pub fn healthy(port: u16) -> bool {
+    http_get(port, "/health").is_some_and(|(c, _)| c == 200)
+}
+
+/// The outcomes recorded in daemon `i`'s history for transitions to version `to`.
+pub fn outcomes(net: &Testnet, i: usize, to: &str) -> Vec<String> {
+    net.daemons[i]
+        .history()
+        .iter()
+        .filter(|e| e["to"] == to)
+        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
 use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
-use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, StatusView};
+use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, ResolveError, StatusView};
 use super::voting::ActivationView;
 pub use crate::api::{
     ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,
@@ -223,6 +223,16 @@ async fn history(State(api): State<Api>) -> Result<Json<Vec<HistoryEntry>>, Fail
         .map_err(apply_failure)
 }
 
+/// 404 for a version or release this node does not have, 409 for one it refuses now.
+fn resolve_failure(e: ResolveError) -> Failure {
+    let status = if e.not_found() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::CONFLICT
+    };
+    error(status, e.to_string())
+}
+
 /// `upswarm apply` / `upswarm rollback`: resolved by the core, run by the apply actor. The
 /// transition runs on the actor's task: a client that goes away does not stop it.
 async fn transition(
@@ -239,7 +249,7 @@ async fn transition(
             reply,
         })
         .await?
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        .map_err(resolve_failure)?;
     let version = target.to.version.to_string();
     let kind = if rollback {
         Kind::Rollback
@@ -333,7 +343,7 @@ async fn defer(
             reply,
         })
         .await?
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        .map_err(resolve_failure)?;
     let policy = &api.ctx.config.policy;
     let max = policy.max_defers;
     let d = a

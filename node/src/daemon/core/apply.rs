@@ -2,6 +2,48 @@
 
 use super::*;
 
+/// Why `upswarm apply` / `rollback` / `defer` cannot have the version asked for. The API
+/// answers 404 for what is not on this node and 409 for what is there but refused in this
+/// state ([`ResolveError::not_found`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("this daemon manages no program (no [managed] section)")]
+    NotManaged,
+    #[error("no downloaded release {0} of the managed product; see `upswarm releases`")]
+    NoSuchRelease(semver::Version),
+    #[error("no downloaded release to apply")]
+    NothingToApply,
+    #[error("{0} was yanked by the control role: no node applies it, not even with --force")]
+    Yanked(semver::Version),
+    #[error("{0}; use --force to override")]
+    NeedsForce(String),
+    #[error("{0} failed on this node before; use --force to try again")]
+    FailedBefore(semver::Version),
+    #[error("no earlier version to roll back to (one that failed here or was yanked is none)")]
+    NoEarlierVersion,
+    #[error("{0} is not one of the earlier versions kept on this node")]
+    NotKept(semver::Version),
+    #[error("{}: version {version} is no longer kept on this node", dir.display())]
+    Gone {
+        dir: std::path::PathBuf,
+        version: semver::Version,
+    },
+}
+
+impl ResolveError {
+    /// What was asked for is not on this node (as opposed to: refused in this state).
+    pub fn not_found(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::NoSuchRelease(_)
+                | ResolveError::NothingToApply
+                | ResolveError::NoEarlierVersion
+                | ResolveError::NotKept(_)
+                | ResolveError::Gone { .. }
+        )
+    }
+}
+
 impl Core {
     /// Complete releases of the managed product, newest first.
     ///
@@ -19,10 +61,8 @@ impl Core {
     }
 
     /// The apply actor, or why there is none.
-    fn managed(&self) -> Result<&ApplyHandle, String> {
-        self.apply
-            .as_ref()
-            .ok_or_else(|| "this daemon manages no program (no [managed] section)".to_string())
+    fn managed(&self) -> Result<&ApplyHandle, ResolveError> {
+        self.apply.as_ref().ok_or(ResolveError::NotManaged)
     }
 
     pub(super) fn candidate(
@@ -117,38 +157,28 @@ impl Core {
         &self,
         version: Option<semver::Version>,
         force: bool,
-    ) -> Result<Target, String> {
+    ) -> Result<Target, ResolveError> {
         let installed = self.managed()?.installed();
         let list = self.installable();
         let (id, k) = match &version {
             Some(v) => list
                 .into_iter()
                 .find(|(_, k)| &k.verified.manifest.version == v)
-                .ok_or_else(|| {
-                    format!(
-                        "no downloaded release {v} of the managed product; see `upswarm releases`"
-                    )
-                })?,
+                .ok_or_else(|| ResolveError::NoSuchRelease(v.clone()))?,
             None => list
                 .into_iter()
                 .next()
-                .ok_or("no downloaded release to apply")?,
+                .ok_or(ResolveError::NothingToApply)?,
         };
         let c = self.candidate(id, k, &installed);
         if self.book.yanked(id) {
             // A yank is final for the whole fleet: no --force for it.
-            return Err(format!(
-                "{} was yanked by the control role: no node applies it, not even with --force",
-                c.version
-            ));
+            return Err(ResolveError::Yanked(c.version));
         }
         policy::compatible(&c, &Self::policy_installed(&installed), force)
-            .map_err(|h| format!("{h}; use --force to override"))?;
+            .map_err(|h| ResolveError::NeedsForce(h.to_string()))?;
         if c.already_failed && !force {
-            return Err(format!(
-                "{} failed on this node before; use --force to try again",
-                c.version
-            ));
+            return Err(ResolveError::FailedBefore(c.version));
         }
         Ok(Target {
             to: VersionRef {
@@ -162,7 +192,7 @@ impl Core {
     pub(super) fn resolve_rollback(
         &self,
         version: Option<semver::Version>,
-    ) -> Result<Target, String> {
+    ) -> Result<Target, ResolveError> {
         let a = self.managed()?;
         let installed = a.installed();
         let to = match version {
@@ -177,23 +207,20 @@ impl Core {
                             .is_dir()
                 })
                 .cloned()
-                .ok_or("no earlier version to roll back to (one that failed here or was yanked is none)")?,
+                .ok_or(ResolveError::NoEarlierVersion)?,
             Some(v) => installed
                 .previous
                 .iter()
                 .find(|p| p.version == v)
                 .cloned()
-                .ok_or_else(|| {
-                    format!("{v} is not one of the earlier versions kept on this node")
-                })?,
+                .ok_or(ResolveError::NotKept(v))?,
         };
         let dir = crate::daemon::apply::versions::dir(&a.layout().versions, &to.version);
         if !dir.is_dir() {
-            return Err(format!(
-                "{}: version {} is no longer kept on this node",
-                dir.display(),
-                to.version
-            ));
+            return Err(ResolveError::Gone {
+                dir,
+                version: to.version,
+            });
         }
         Ok(Target { to, source: dir })
     }

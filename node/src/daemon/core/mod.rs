@@ -7,6 +7,7 @@ mod gc;
 mod votes;
 mod webhooks;
 
+pub use apply::ResolveError;
 pub use gates::ExplainView;
 
 use std::collections::HashMap;
@@ -57,7 +58,7 @@ pub enum CoreMsg {
         version: Option<semver::Version>,
         force: bool,
         rollback: bool,
-        reply: oneshot::Sender<Result<Target, String>>,
+        reply: oneshot::Sender<Result<Target, ResolveError>>,
     },
     /// Signed messages pulled from a peer.
     Resynced {
