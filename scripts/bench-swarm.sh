@@ -42,6 +42,11 @@ cleanup() {
   for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   sleep 0.5
+  # Whatever still runs inside the namespaces (a tracker that forked, a daemon's child)
+  # dies with them: a namespace that is deleted does not stop its processes.
+  for ns in $(seq -f "$PREFIX%g" 0 "$N") "$HUB"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
   for k in $(seq 0 "$N"); do ip netns del "$PREFIX$k" 2>/dev/null || true; done
   ip netns del "$HUB" 2>/dev/null || true
   rm -rf "$work"
