@@ -487,3 +487,153 @@ fn a_trust_root_rotation_spreads_survives_restarts_and_changes_who_may_sign() {
     let (ok, out) = net.publish(p, &rel);
     assert!(!ok && out.contains("needs 2 valid signature(s)"), "{out}");
 }
+
+/// A tmpfs mounted for the life of a test (unmounted on drop, also on failure).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` where mounting is not permitted (not root, or no mount namespace rights).
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes zeros to `path` until the file system is full; returns the bytes written.
+fn fill_disk(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 256 * 1024];
+    let mut written = 0u64;
+    while f.write_all(&block).is_ok() {
+        written += block.len() as u64;
+    }
+    // The last partial block, byte by byte is too slow; small writes fill most of the rest.
+    let small = vec![0u8; 4096];
+    while f.write_all(&small).is_ok() {
+        written += small.len() as u64;
+    }
+    let _ = f.flush();
+    written
+}
+
+/// A full disk is this node's own condition: the download stops with a clear status, no
+/// peer is penalised, and it goes on by itself once space returns — in the same run, and
+/// (for a release refused up front for space) after a restart.
+#[test]
+fn a_full_disk_blocks_the_download_blames_nobody_and_it_goes_on_when_space_returns() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
+    let d = net.add("d", &[p], "", &[]);
+    let data = net.daemons[d].data_dir();
+    // Declared after `net`, so it is dropped (unmounted) before the test dir goes.
+    let Some(_disk) = Tmpfs::mount(&data, "128m") else {
+        eprintln!(
+            "SKIPPED: a tmpfs cannot be mounted here (needs root); the full-disk test did not run"
+        );
+        return;
+    };
+    // Room that can be given back later.
+    std::fs::write(data.join("ballast"), vec![0u8; 40 << 20]).unwrap();
+    net.daemons[d].start();
+    let seed_peer = net.daemons[p].peer_id.clone();
+
+    // 1. The disk fills up in the middle of a download.
+    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
+    assert!(net.publish(p, &rel).0);
+    let progress = |net: &Testnet, v: &str| {
+        net.release_view(d, v)
+            .map(|r| r["progress"].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            progress(&net, "1.0.0")["chunks_held"]
+                .as_u64()
+                .is_some_and(|h| h >= 6)
+        }),
+        "download did not get going"
+    );
+    let filler = data.join("filler");
+    fill_disk(&filler);
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            progress(&net, "1.0.0")["blocked"]
+                .as_str()
+                .is_some_and(|b| b.contains("cannot store chunks"))
+        }),
+        "no blocked download reported: {}\n{}",
+        progress(&net, "1.0.0"),
+        net.daemons[d].log()
+    );
+    let (ok, text) = net.daemons[d].cli(&["releases"]);
+    assert!(ok && text.contains("BLOCKED at"), "{text}");
+    assert!(net.daemons[d].counter("downloads_blocked") >= 1);
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || net.complete(d, "1.0.0")),
+        "the download did not go on after space returned:\n{}",
+        net.daemons[d].log()
+    );
+    assert!(progress(&net, "1.0.0")["blocked"].is_null());
+    assert!(artifact_matches(&net, d, &rel, "1.0.0"));
+
+    // 2. A release larger than the free space is refused up front — and tried again.
+    let rel2 = net.release("app", "2.0.0", 24 * MIB, &[]);
+    assert!(net.publish(p, &rel2).0);
+    let state = |net: &Testnet| {
+        net.release_view(d, "2.0.0")
+            .map(|r| r["download"].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || state(&net)["state"]
+            == "blocked"),
+        "2.0.0 not blocked for space: {}",
+        state(&net)
+    );
+    assert!(
+        state(&net)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not enough disk space")),
+        "{}",
+        state(&net)
+    );
+    let (ok, text) = net.daemons[d].cli(&["releases"]);
+    assert!(ok && text.contains("BLOCKED since"), "{text}");
+    // Space comes back while the daemon is down; the next start goes on by itself.
+    let status = net.daemons[d].stop(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    std::fs::remove_file(data.join("ballast")).unwrap();
+    net.daemons[d].start();
+    assert!(
+        wait_for(Duration::from_secs(120), || net.complete(d, "2.0.0")),
+        "2.0.0 not fetched after space returned and a restart: {}\n{}",
+        state(&net),
+        net.daemons[d].log()
+    );
+    assert!(artifact_matches(&net, d, &rel2, "2.0.0"));
+
+    // Nobody was blamed for this node's disk.
+    let s = net.daemons[d].status().unwrap();
+    assert_eq!(s["counters"]["peers_banned"], 0, "{s}");
+    assert!(
+        !s["banned"].to_string().contains(&seed_peer),
+        "the seed was banned: {s}"
+    );
+}

@@ -233,6 +233,10 @@ pub struct ProgressView {
     pub bytes_fetched: u64,
     pub bad_chunks: u64,
     pub from_peers: BTreeMap<String, u64>,
+    /// Set while verified chunks cannot be stored on this node (a full disk): the reason.
+    /// The download waits and goes on by itself once they can.
+    #[serde(default)]
+    pub blocked: Option<String>,
 }
 
 /// What a transition does.
@@ -315,8 +319,14 @@ pub enum DownloadState {
     Downloading,
     /// Every artifact for this node is assembled and verified; the node seeds it.
     Complete { at: u64 },
-    /// Fetching failed for a reason that retrying will not fix (e.g. no space).
+    /// Fetching failed for a reason that retrying will not fix (a release signed with a
+    /// malformed chunk index, no artifact for this platform).
     Failed { reason: String },
+    /// Waiting on this node's own disk: not enough free space for the release, or its files
+    /// could not be written. Nothing is held against any peer; the daemon tries again by
+    /// itself (every 15 s, and at start) and goes on where it stopped once space returns.
+    /// `since`: unix time it was first blocked.
+    Blocked { reason: String, since: u64 },
     /// Its files were removed by garbage collection (`retention`); only the signed
     /// manifest is kept, so the release is not fetched again when peers mention it.
     Removed { at: u64 },
@@ -465,6 +475,8 @@ macro_rules! for_each_counter {
         chunks_reused: "counter",
         /// Chunks received that did not match their hash or size.
         bad_chunks_received: "counter",
+        /// Times a download was blocked by this node's own disk (full, or not writable).
+        downloads_blocked: "counter",
         /// Requests that failed or timed out.
         requests_failed: "counter",
         /// Peers banned after repeated faults.

@@ -128,6 +128,12 @@ fn print_release(r: &ReleaseView) {
     let state = match &r.download {
         DownloadState::NotFollowed => "not followed".to_string(),
         DownloadState::Downloading => match &r.progress {
+            Some(p) if p.blocked.is_some() => format!(
+                "BLOCKED at {}/{} chunks: {} (waiting; it goes on by itself once space returns)",
+                p.chunks_held,
+                p.chunks_total,
+                p.blocked.as_deref().unwrap_or_default()
+            ),
             Some(p) if p.chunks_total > 0 => format!(
                 "downloading {}/{} chunks ({}%)",
                 p.chunks_held,
@@ -138,6 +144,10 @@ fn print_release(r: &ReleaseView) {
         },
         DownloadState::Complete { .. } => "complete, seeding".to_string(),
         DownloadState::Failed { reason } => format!("FAILED: {reason}"),
+        DownloadState::Blocked { reason, since } => format!(
+            "BLOCKED since {}: {reason} (tried again every 15 s; it goes on by itself once space returns)",
+            show::time(*since)
+        ),
         DownloadState::Removed { at } => format!("removed by gc {}", show::time(*at)),
     };
     println!(
@@ -363,9 +373,12 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
         loop {
             let list: Vec<ReleaseView> = c.get("/v1/releases").await?;
             if first
-                && !list
-                    .iter()
-                    .any(|r| matches!(r.download, DownloadState::Downloading))
+                && !list.iter().any(|r| {
+                    matches!(
+                        r.download,
+                        DownloadState::Downloading | DownloadState::Blocked { .. }
+                    )
+                })
             {
                 println!("nothing is downloading");
                 return Ok(());
@@ -388,6 +401,10 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
                     DownloadState::Complete { .. } => bar.finish_with_message("complete"),
                     DownloadState::Failed { reason } => {
                         bar.abandon_with_message(format!("FAILED: {reason}"))
+                    }
+                    DownloadState::Blocked { reason, .. } => {
+                        active += 1;
+                        bar.set_message(format!("BLOCKED: {reason}"));
                     }
                     DownloadState::NotFollowed | DownloadState::Removed { .. } => {}
                 }

@@ -47,6 +47,36 @@ pub(crate) enum DownloadError {
     Join(String),
 }
 
+/// How a download task ended without completing, as the core sees it.
+#[derive(Debug)]
+pub struct DownloadFailure {
+    pub reason: String,
+    /// See [`DownloadError::is_local`].
+    pub local: bool,
+}
+
+impl From<DownloadError> for DownloadFailure {
+    fn from(e: DownloadError) -> Self {
+        DownloadFailure {
+            local: e.is_local(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl DownloadError {
+    /// A condition of this node's own disk (no space, a write that failed): the download
+    /// waits and is tried again, and no peer is blamed.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::NoSpace { .. }
+                | DownloadError::Join(_)
+                | DownloadError::Content(ContentError::Io { .. })
+        )
+    }
+}
+
 /// Copies the chunks missing from the store out of an assembled copy of the artifact,
 /// each verified against the chunk index; returns the updated bitmap. Chunks that do not
 /// verify (or a file of the wrong size) are left to be fetched from peers.
@@ -638,6 +668,11 @@ impl Swarm {
         let chunk = positions.first().copied().unwrap_or_default();
         match outcome {
             Outcome::Stored | Outcome::AlreadyHad => {
+                if let Ok(mut b) = progress.blocked.lock()
+                    && b.take().is_some()
+                {
+                    info!("chunks can be stored again; the download goes on");
+                }
                 if matches!(outcome, Outcome::Stored) {
                     Metrics::inc(&m.chunks_fetched);
                     Metrics::add(&m.bytes_fetched, len);
@@ -678,10 +713,21 @@ impl Swarm {
                 }
             }
             Outcome::Local(e) => {
-                warn!(
-                    chunk,
-                    "cannot store a verified chunk: {e}; retrying shortly"
-                );
+                let first = progress
+                    .blocked
+                    .lock()
+                    .map(|mut b| {
+                        b.replace(format!("cannot store chunks on this node: {e}"))
+                            .is_none()
+                    })
+                    .unwrap_or(false);
+                if first {
+                    warn!(
+                        chunk,
+                        "cannot store a verified chunk: {e}; the download waits and retries (no peer is blamed)"
+                    );
+                    Metrics::inc(&m.downloads_blocked);
+                }
                 // Leave that peer alone a moment; it did nothing wrong.
                 if let Some(s) = self.peers.get_mut(&peer) {
                     s.backoff_until = Some(Instant::now() + STALL_BACKOFF);

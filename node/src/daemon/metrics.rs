@@ -57,6 +57,8 @@ pub struct DownloadProgress {
     pub bad_chunks: AtomicU64,
     /// Chunks fetched per peer id (base58).
     pub from_peers: Mutex<BTreeMap<String, u64>>,
+    /// Why verified chunks cannot be stored right now (a full disk), if they cannot.
+    pub blocked: Mutex<Option<String>>,
 }
 
 impl DownloadProgress {
@@ -73,6 +75,7 @@ impl DownloadProgress {
                 .lock()
                 .map(|m| m.clone())
                 .unwrap_or_default(),
+            blocked: self.blocked.lock().ok().and_then(|b| b.clone()),
         }
     }
 

@@ -14,8 +14,9 @@ use super::config::{Config, ManagedMode};
 use crate::procs::parse_signal;
 
 /// Events a webhook can subscribe to.
-pub const WEBHOOK_EVENTS: [&str; 6] = [
+pub const WEBHOOK_EVENTS: [&str; 7] = [
     "update_available",
+    "download_blocked",
     "applied",
     "rolled_back",
     "failed",

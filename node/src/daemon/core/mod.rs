@@ -43,6 +43,9 @@ use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
 
+/// How often downloads blocked by this node's disk are tried again.
+const BLOCKED_RETRY: Duration = Duration::from_secs(15);
+
 /// Messages to the core, from the API and from tasks the core started.
 #[derive(Debug)]
 pub enum CoreMsg {
@@ -104,7 +107,7 @@ pub enum CoreMsg {
     },
     DownloadDone {
         id: Hash32,
-        result: Result<(), String>,
+        result: Result<(), fetcher::DownloadFailure>,
     },
     DhtRecords(Vec<Record>),
     /// A stored chunk or chunk index was found damaged (and removed) while serving it.
@@ -160,6 +163,8 @@ pub struct Core {
     halted_seen: BTreeSet<Hash32>,
     /// The yanked releases last reported to the apply actor.
     yanks_reported: BTreeSet<Hash32>,
+    /// Running downloads announced as blocked (`download_blocked` webhook sent).
+    blocked_announced: BTreeSet<Hash32>,
 }
 
 impl std::fmt::Debug for Core {
@@ -192,6 +197,7 @@ impl Core {
             alarms: Vec::new(),
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
+            blocked_announced: BTreeSet::new(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -249,7 +255,9 @@ impl Core {
         for id in ids {
             match self.releases[&id].stored.download.clone() {
                 DownloadState::Complete { .. } => self.seed(id).await,
-                DownloadState::Downloading => self.start_download(id),
+                DownloadState::Downloading | DownloadState::Blocked { .. } => {
+                    self.start_download(id)
+                }
                 _ => {}
             }
         }
@@ -262,6 +270,8 @@ impl Core {
         // Periods are validated at load; the floor keeps `interval` from ever panicking.
         let period = |d: Duration| d.max(Duration::from_millis(100));
         let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
+        let mut blocked_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BLOCKED_RETRY, BLOCKED_RETRY);
         let mut resync_tick =
             tokio::time::interval(period(self.ctx.config.rollout.resync_interval));
         let mut dht = tokio::time::interval(period(self.ctx.config.network_options.dht_refresh));
@@ -293,6 +303,7 @@ impl Core {
                     self.watch_halts();
                 }
                 _ = resync_tick.tick() => self.resync(),
+                _ = blocked_tick.tick() => self.retry_blocked(),
                 _ = gc_tick.tick() => {
                     let r = self.gc(false).await;
                     if let Some(why) = r.skipped {
@@ -560,7 +571,13 @@ impl Core {
     }
 
     fn start_download(&mut self, id: Hash32) {
-        if self.downloads.contains_key(&id) {
+        // One task per release at a time; a finished one (its progress still shown) is
+        // replaced.
+        if self
+            .downloads
+            .get(&id)
+            .is_some_and(|(_, task)| !task.is_finished())
+        {
             return;
         }
         let Some(known) = self.releases.get(&id) else {
@@ -576,7 +593,7 @@ impl Core {
             async move {
                 let result = fetcher::download(ctx, manifest, id, p)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(fetcher::DownloadFailure::from);
                 let _ = to_self.send(CoreMsg::DownloadDone { id, result }).await;
             }
             .instrument(span),
@@ -640,7 +657,25 @@ impl Core {
                     self.seed(id).await;
                     self.maybe_apply();
                 }
-                Err(reason) => {
+                Err(fetcher::DownloadFailure {
+                    reason,
+                    local: true,
+                }) => {
+                    let since = match self.releases.get(&id).map(|k| &k.stored.download) {
+                        Some(DownloadState::Blocked { since, .. }) => *since,
+                        _ => {
+                            warn!(release = %id, "download blocked by this node's disk: {reason}; retried every {}s", BLOCKED_RETRY.as_secs());
+                            Metrics::inc(&self.ctx.metrics.downloads_blocked);
+                            self.webhook_blocked(id, &reason);
+                            unix_now()
+                        }
+                    };
+                    self.set_download(id, DownloadState::Blocked { reason, since });
+                }
+                Err(fetcher::DownloadFailure {
+                    reason,
+                    local: false,
+                }) => {
                     warn!(release = %id, "download failed: {reason}");
                     self.set_download(id, DownloadState::Failed { reason });
                 }
@@ -781,6 +816,43 @@ impl Core {
             info!(release = %id, %blob, "repairing a damaged blob of a complete release");
             self.set_download(id, DownloadState::Downloading);
             self.start_download(id);
+        }
+    }
+
+    /// Starts again the downloads blocked by this node's disk (they stop at once if space
+    /// is still short), and announces (once per episode) a running download that cannot
+    /// store its chunks.
+    fn retry_blocked(&mut self) {
+        let blocked: Vec<Hash32> = self
+            .releases
+            .iter()
+            .filter(|(_, k)| matches!(k.stored.download, DownloadState::Blocked { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in blocked {
+            debug!(release = %id, "trying a blocked download again");
+            self.start_download(id);
+        }
+        let stuck: Vec<(Hash32, String)> = self
+            .downloads
+            .iter()
+            .filter(|(_, (_, task))| !task.is_finished())
+            .filter_map(|(id, (p, _))| p.view().blocked.map(|why| (*id, why)))
+            .collect();
+        let now_stuck: BTreeSet<Hash32> = stuck.iter().map(|(id, _)| *id).collect();
+        for (id, why) in stuck {
+            if !self.blocked_announced.contains(&id) {
+                self.webhook_blocked(id, &why);
+            }
+        }
+        self.blocked_announced = now_stuck;
+    }
+
+    fn webhook_blocked(&self, id: Hash32, reason: &str) {
+        if let Some(k) = self.releases.get(&id) {
+            let m = &k.verified.manifest;
+            let details = serde_json::json!({ "release": id.to_hex(), "name": m.name, "version": m.version.to_string(), "reason": reason });
+            self.webhook("download_blocked", details);
         }
     }
 
