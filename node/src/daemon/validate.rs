@@ -258,7 +258,24 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             ),
             None => {}
         }
-        if m.command.trim().is_empty() {
+        if m.mode == ManagedMode::Cosmovisor {
+            cosmovisor(&mut p, m);
+        } else if m.cosmovisor.is_some() {
+            p.add(
+                "managed.cosmovisor",
+                "is only used with mode = \"cosmovisor\"",
+            );
+        }
+        if m.mode == ManagedMode::Cosmovisor {
+            // The binary is <home>/cosmovisor/current/bin/<name>; `command` is not used.
+            if !m.command.is_empty() {
+                p.add(
+                    "managed.command",
+                    "is not used in cosmovisor mode (the program is \
+                     <home>/cosmovisor/current/bin/<name>): leave it out",
+                );
+            }
+        } else if m.command.trim().is_empty() {
             p.add("managed.command", "is empty: name the program to run");
         } else if m.command.contains('\0') {
             p.add("managed.command", "contains a NUL character");
@@ -411,6 +428,65 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             file: file.to_path_buf(),
             problems: p.0,
         })
+    }
+}
+
+/// The `[managed.cosmovisor]` section, after the environment filled it in.
+fn cosmovisor(p: &mut Problems, m: &super::config::Managed) {
+    let Some(cv) = &m.cosmovisor else {
+        p.add(
+            "managed.cosmovisor",
+            "cosmovisor mode needs the chain's home and binary name (home, name; or \
+             DAEMON_HOME, DAEMON_NAME in the environment)",
+        );
+        return;
+    };
+    match &cv.home {
+        None => p.add(
+            "managed.cosmovisor.home",
+            "is not set (nor DAEMON_HOME): name the chain's home directory",
+        ),
+        Some(h) if h.as_os_str().is_empty() => {
+            p.add("managed.cosmovisor.home", "is empty");
+        }
+        Some(_) => {}
+    }
+    match cv.name.as_deref() {
+        None => p.add(
+            "managed.cosmovisor.name",
+            "is not set (nor DAEMON_NAME): name the chain binary (e.g. gaiad)",
+        ),
+        Some(n) => {
+            if let Err(e) = upswarm_proto::manifest::check_artifact_name(n) {
+                p.add("managed.cosmovisor.name", format!("must be a plain file name: {e}"));
+            }
+        }
+    }
+    if cv.restart_after_upgrade == Some(false) {
+        p.add(
+            "managed.cosmovisor.restart_after_upgrade",
+            "false is not supported (nor DAEMON_RESTART_AFTER_UPGRADE=false): upswarm always \
+             starts the new binary after the switch and checks its health",
+        );
+    }
+    if cv.args.iter().any(|a| a.contains('\0')) {
+        p.add("managed.cosmovisor.args", "contains a NUL character");
+    }
+    if let Some(d) = cv.poll_interval {
+        p.duration("managed.cosmovisor.poll_interval", d, 10 * MS, HOUR);
+    }
+    if m.data_dir.is_some() {
+        p.add(
+            "managed.data_dir",
+            "is not used in cosmovisor mode: <home>/data is backed up (see \
+             managed.cosmovisor.unsafe_skip_backup)",
+        );
+    }
+    if !m.hooks.pre_upgrade.is_empty() || !m.hooks.start.is_empty() || !m.hooks.stop.is_empty() {
+        p.add(
+            "managed.hooks",
+            "hooks are not run in cosmovisor mode: leave them out",
+        );
     }
 }
 

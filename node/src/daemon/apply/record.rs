@@ -239,6 +239,9 @@ pub enum Outcome {
     /// Not now (the pre-upgrade hook asked to retry later, or could not run; not enough
     /// disk space). The release stays eligible.
     Postponed,
+    /// Cosmovisor mode: the new binary failed at the upgrade height and the chain is
+    /// stopped (no rollback: the old binary must not run past the height).
+    Halted,
 }
 
 /// One line of `upswarm history`.

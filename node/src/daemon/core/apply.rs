@@ -1,6 +1,7 @@
 //! The core's side of applying updates: candidates, holds, auto-apply, manual targets.
 
 use super::*;
+use crate::daemon::apply::cosmovisor::{self, UpgradeRelease};
 
 impl Core {
     /// Complete releases of the managed product, newest first.
@@ -16,6 +17,30 @@ impl Core {
                 && product.is_none_or(|p| k.verified.manifest.name == p)
         });
         v
+    }
+
+    /// Cosmovisor mode: the downloaded releases of the managed product that name a chain
+    /// upgrade (`cosmos-upgrade/<name>` in `provides`), newest first; never a yanked one.
+    fn upgrade_releases(&self) -> Vec<UpgradeRelease> {
+        let platform = &self.ctx.config.platform;
+        self.installable()
+            .into_iter()
+            .filter(|(id, _)| !self.book.yanked(id))
+            .filter_map(|(id, k)| {
+                let m = &k.verified.manifest;
+                let upgrade = cosmovisor::upgrade_of(&m.protocols.provides)?;
+                Some(UpgradeRelease {
+                    upgrade: upgrade.to_string(),
+                    release: *id,
+                    version: m.version.clone(),
+                    source: release_dir(&self.ctx, id),
+                    artifacts: crate::daemon::fetcher::wanted_artifacts(m, platform)
+                        .into_iter()
+                        .map(|a| (a.name.clone(), a.hash))
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// The apply actor, or why there is none.
@@ -85,6 +110,12 @@ impl Core {
         let Some(a) = self.apply.clone() else {
             return;
         };
+        if a.cosmovisor_mode() {
+            // Releases are not applied by the policy here: those that name a chain upgrade
+            // are staged, and switched to when the chain halts for it.
+            a.set_upgrades(self.upgrade_releases());
+            return;
+        }
         let view = a.view();
         if !view.idle() {
             return;

@@ -181,6 +181,9 @@ pub struct ManagedView {
     /// Finishing an update interrupted by a restart (no new update may start until done).
     #[serde(default)]
     pub recovering: bool,
+    /// Cosmovisor mode: the chain's layout, pending upgrade and staged upgrades.
+    #[serde(default)]
+    pub cosmovisor: Option<crate::daemon::apply::cosmovisor::CosmovisorView>,
 }
 
 /// The verdict on a manifest heard of.
@@ -987,9 +990,16 @@ impl Core {
                         .as_ref()
                         .map(|a| (a.step.name().to_string(), a.to.to_string())),
                     recovering: !v.recovered,
+                    cosmovisor: a.cosmovisor(),
                 }
             }),
-            alarms: self.alarms.clone(),
+            alarms: {
+                let mut alarms = self.alarms.clone();
+                if let Some(a) = self.apply.as_ref().and_then(|a| a.cosmovisor()?.alarm) {
+                    alarms.push(a);
+                }
+                alarms
+            },
             counters: self.ctx.metrics.snapshot(),
             disk,
         }
