@@ -686,6 +686,41 @@ mod tests {
     }
 
     #[test]
+    fn cosmovisor_fields_left_out_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "DAEMON_HOME" => Some("/var/lib/gaia".to_string()),
+            "DAEMON_NAME" => Some("gaiad".to_string()),
+            "DAEMON_RESTART_AFTER_UPGRADE" => Some("true".to_string()),
+            "UNSAFE_SKIP_BACKUP" => Some("TRUE".to_string()),
+            "DAEMON_POLL_INTERVAL" => Some("1s".to_string()),
+            _ => None,
+        };
+        let mut cv = Cosmovisor {
+            name: Some("simd".into()),
+            ..Cosmovisor::default()
+        };
+        cv.fill_from_env(env).unwrap();
+        assert_eq!(cv.home(), PathBuf::from("/var/lib/gaia"));
+        assert_eq!(cv.name(), "simd", "the file wins");
+        assert_eq!(cv.restart_after_upgrade, Some(true));
+        assert!(!cv.backup());
+        assert_eq!(cv.poll_interval(), Duration::from_secs(1));
+        assert_eq!(
+            cv.backup_dir("v2"),
+            PathBuf::from("/var/lib/gaia/data-backup-v2")
+        );
+        let mut cv = Cosmovisor::default();
+        let err = cv
+            .fill_from_env(|k| (k == "UNSAFE_SKIP_BACKUP").then(|| "maybe".to_string()))
+            .unwrap_err();
+        assert_eq!(err, ("UNSAFE_SKIP_BACKUP".to_string(), "maybe".to_string()));
+        let mut cv = Cosmovisor::default();
+        cv.fill_from_env(|k| (k == "DAEMON_POLL_INTERVAL").then(|| "250".to_string()))
+            .unwrap();
+        assert_eq!(cv.poll_interval(), Duration::from_millis(250));
+    }
+
+    #[test]
     fn sizes_and_durations() {
         let c: Config = toml::from_str(
             "data_dir = \"d\"\ntrust_root = \"r\"\nclock_skew = \"1m\"\n[transfer]\nmax_download_rate = \"4MiB\"\nmax_upload_rate = 1000\n",

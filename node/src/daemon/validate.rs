@@ -458,7 +458,10 @@ fn cosmovisor(p: &mut Problems, m: &super::config::Managed) {
         ),
         Some(n) => {
             if let Err(e) = upswarm_proto::manifest::check_artifact_name(n) {
-                p.add("managed.cosmovisor.name", format!("must be a plain file name: {e}"));
+                p.add(
+                    "managed.cosmovisor.name",
+                    format!("must be a plain file name: {e}"),
+                );
             }
         }
     }
@@ -474,6 +477,13 @@ fn cosmovisor(p: &mut Problems, m: &super::config::Managed) {
     }
     if let Some(d) = cv.poll_interval {
         p.duration("managed.cosmovisor.poll_interval", d, 10 * MS, HOUR);
+    }
+    if !m.args.is_empty() {
+        p.add(
+            "managed.args",
+            "is not used in cosmovisor mode: put the chain's arguments in \
+             managed.cosmovisor.args",
+        );
     }
     if m.data_dir.is_some() {
         p.add(
@@ -510,6 +520,46 @@ mod tests {
 
     fn fields(extra: &str) -> Vec<String> {
         problems(extra).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn cosmovisor_mode_needs_home_and_name_and_refuses_what_it_does_not_use() {
+        let cv = "[managed]\nmode = \"cosmovisor\"\n[managed.cosmovisor]\n";
+        assert!(
+            problems(&format!(
+                "{cv}home = \"/h\"\nname = \"gaiad\"\nargs = [\"start\"]\n"
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            fields(cv),
+            ["managed.cosmovisor.home", "managed.cosmovisor.name"]
+        );
+        assert_eq!(
+            fields(&format!(
+                "{cv}home = \"/h\"\nname = \"../x\"\nrestart_after_upgrade = false\n"
+            )),
+            [
+                "managed.cosmovisor.name",
+                "managed.cosmovisor.restart_after_upgrade"
+            ]
+        );
+        assert_eq!(
+            fields(
+                "[managed]\nmode = \"cosmovisor\"\ncommand = \"app\"\nargs = [\"x\"]\n\
+                 [managed.cosmovisor]\nhome = \"/h\"\nname = \"gaiad\"\n"
+            ),
+            ["managed.args", "managed.command"]
+        );
+        assert_eq!(
+            fields("[managed]\ncommand = \"app\"\n[managed.cosmovisor]\nname = \"gaiad\"\n"),
+            ["managed.cosmovisor"]
+        );
+        // The section left out entirely.
+        assert_eq!(
+            fields("[managed]\nmode = \"cosmovisor\"\n"),
+            ["managed.cosmovisor"]
+        );
     }
 
     #[test]

@@ -35,12 +35,12 @@ use tracing::{Instrument as _, error, info};
 use upswarm_proto::Hash32;
 use upswarm_store::Db;
 
+use super::cosmovisor::{CosmovisorView, UpgradeRelease, Watcher};
 use super::error::ApplyError;
 use super::record::{
     ApplyStore, ApplyView, Applying, Deferral, HistoryEntry, InstallRecord, Installed, Journal,
     Kind, Origin, Outcome, Preferences, Step, VersionRef,
 };
-use super::cosmovisor::{CosmovisorView, UpgradeRelease, Watcher};
 use super::supervisor::{ProgramStatus, Supervisor};
 use super::transition::{Finished, Procedure, RETRY_AFTER, next_id, unix_ms};
 use super::versions;
@@ -213,11 +213,7 @@ impl ApplyActor {
                     apply: view_rx.clone(),
                     events: events_tx.clone(),
                 };
-                tokio::spawn(
-                    watcher
-                        .run()
-                        .instrument(tracing::info_span!("cosmovisor")),
-                );
+                tokio::spawn(watcher.run().instrument(tracing::info_span!("cosmovisor")));
                 Some(CosmovisorLink {
                     releases: std::sync::Arc::new(rel_tx),
                     view: cv_rx,

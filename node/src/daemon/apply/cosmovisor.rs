@@ -9,7 +9,7 @@
 //! ```
 //!
 //! A release implements upgrade `<upgrade>` when its signed manifest's `protocols.provides`
-//! lists `cosmos-upgrade/<upgrade>` ([`UPGRADE_PREFIX`]). The core hands the downloaded
+//! lists `cosmos-upgrade.<upgrade>` ([`UPGRADE_PREFIX`]). The core hands the downloaded
 //! (verified) ones to the [`Watcher`], which:
 //! 1. stages each ahead of time: its artifacts for this platform are copied to
 //!    `upgrades/<upgrade>/bin/` through a temporary directory, each copy checked against
@@ -46,7 +46,7 @@ use super::{backup, health, versions};
 use crate::daemon::config::{Cosmovisor, Managed};
 
 /// The prefix, in a manifest's `protocols.provides`, of the upgrade a release implements.
-pub const UPGRADE_PREFIX: &str = "cosmos-upgrade/";
+pub const UPGRADE_PREFIX: &str = "cosmos-upgrade.";
 
 /// The upgrade a release's `provides` names, if any.
 pub fn upgrade_of(provides: &[String]) -> Option<&str> {
@@ -173,8 +173,12 @@ impl Paths {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", self.upgrade_info.display())),
         };
-        let info: UpgradeInfo = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not valid upgrade info: {e}", self.upgrade_info.display()))?;
+        let info: UpgradeInfo = serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "{}: not valid upgrade info: {e}",
+                self.upgrade_info.display()
+            )
+        })?;
         if info.name.is_empty() {
             return Err(format!(
                 "{}: the upgrade has no name",
@@ -234,8 +238,7 @@ impl Paths {
             "release": rel.release.to_hex(),
             "version": rel.version.to_string(),
         });
-        fs::write(tmp.join("upswarm-release.json"), mark.to_string())
-            .map_err(|e| io(&tmp, e))?;
+        fs::write(tmp.join("upswarm-release.json"), mark.to_string()).map_err(|e| io(&tmp, e))?;
         if dest.exists() {
             // A directory without the binary (made by hand): fill in its bin/.
             let bin = dest.join("bin");
@@ -404,10 +407,7 @@ impl Watcher {
                 info!(upgrade = %info.name, "the chain runs its upgrade");
                 (
                     Outcome::Applied,
-                    format!(
-                        "cosmovisor upgrade {} at height {}",
-                        info.name, info.height
-                    ),
+                    format!("cosmovisor upgrade {} at height {}", info.name, info.height),
                 )
             }
             Err(e) => {
@@ -457,5 +457,64 @@ impl Watcher {
                 .await;
         }
         result.map_err(|_| reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(home: &Path) -> Paths {
+        Paths::new(&Cosmovisor {
+            home: Some(home.to_path_buf()),
+            name: Some("chaind".into()),
+            ..Cosmovisor::default()
+        })
+    }
+
+    #[test]
+    fn staged_copies_are_checked_and_pending_follows_current() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(t.path());
+        fs::create_dir_all(p.genesis().join("bin")).unwrap();
+        fs::write(p.binary(&p.genesis()), b"old").unwrap();
+        p.ensure_current().unwrap();
+        assert_eq!(p.current_upgrade().as_deref(), Some("genesis"));
+        assert_eq!(p.pending(), Ok(None));
+
+        let src = t.path().join("release");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("chaind"), b"new").unwrap();
+        let mut rel = UpgradeRelease {
+            upgrade: "v2".into(),
+            release: Hash32([7; 32]),
+            version: "2.0.0".parse().unwrap(),
+            source: src,
+            artifacts: vec![("chaind".into(), Hash32([0; 32]))],
+        };
+        // A copy that does not match the signed hash is not staged.
+        let err = p.stage(&rel).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        assert!(!p.staged("v2"));
+        rel.artifacts[0].1 = Hash32(*blake3::hash(b"new").as_bytes());
+        assert_eq!(p.stage(&rel), Ok(true));
+        assert_eq!(p.stage(&rel), Ok(false));
+        assert_eq!(fs::read(p.binary(&p.upgrade("v2"))).unwrap(), b"new");
+        // No artifact of the binary's name: refused.
+        let other = UpgradeRelease {
+            upgrade: "v3".into(),
+            artifacts: vec![("readme".into(), Hash32([0; 32]))],
+            ..rel.clone()
+        };
+        assert!(p.stage(&other).unwrap_err().contains("no artifact chaind"));
+
+        fs::create_dir_all(t.path().join("data")).unwrap();
+        fs::write(&p.upgrade_info, br#"{"name":"v2","height":100}"#).unwrap();
+        assert_eq!(p.pending().unwrap().unwrap().height, 100);
+        versions::switch(&p.current, &p.upgrade("v2")).unwrap();
+        assert_eq!(p.current_upgrade().as_deref(), Some("v2"));
+        assert_eq!(p.pending(), Ok(None));
+        fs::write(&p.upgrade_info, b"{not json").unwrap();
+        assert!(p.pending().unwrap_err().contains("not valid upgrade info"));
     }
 }

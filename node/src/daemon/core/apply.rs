@@ -20,7 +20,7 @@ impl Core {
     }
 
     /// Cosmovisor mode: the downloaded releases of the managed product that name a chain
-    /// upgrade (`cosmos-upgrade/<name>` in `provides`), newest first; never a yanked one.
+    /// upgrade (`cosmos-upgrade.<name>` in `provides`), newest first; never a yanked one.
     fn upgrade_releases(&self) -> Vec<UpgradeRelease> {
         let platform = &self.ctx.config.platform;
         self.installable()
