@@ -36,12 +36,16 @@ fn chain_home(net: &Testnet) -> PathBuf {
 }
 
 fn config(home: &Path, port: u16) -> String {
+    config_with(home, port, "20s")
+}
+
+fn config_with(home: &Path, port: u16, deadline: &str) -> String {
     format!(
         "products = [\"demo\"]\n\
          [managed]\nmode = \"cosmovisor\"\nshutdown_grace = \"5s\"\nrestart_backoff = \"300ms\"\n\
          [managed.cosmovisor]\nhome = \"{home}\"\nname = \"app\"\n\
          args = [\"--home\", \"{home}\", \"--listen\", \"127.0.0.1:{port}\"]\npoll_interval = \"100ms\"\n\
-         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"20s\"\n\
+         [managed.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nsuccesses = 3\ndeadline = \"{deadline}\"\n\
          [rollout]\nspread = \"1s\"\nresync_interval = \"2s\"\n",
         home = home.display()
     )
@@ -81,9 +85,13 @@ fn blocks(home: &Path) -> Vec<(u64, String)> {
 
 /// The release of demo 2.0.0 that implements upgrade v2 (artifacts `app`, `demo.toml`).
 fn upgrade_release(net: &Testnet) -> PathBuf {
+    upgrade_release_with(net, "healthy")
+}
+
+fn upgrade_release_with(net: &Testnet, mode: &str) -> PathBuf {
     net.demo_release_with(
         "2.0.0",
-        "block_time = \"100ms\"\n",
+        &format!("mode = \"{mode}\"\nblock_time = \"100ms\"\n"),
         "major",
         &["--upgrade", "v2"],
     )
@@ -232,6 +240,80 @@ fn without_a_release_the_chain_waits_with_an_alarm_then_switches_when_it_arrives
     assert_eq!(
         fs::read_to_string(home.join("data/starts")).unwrap(),
         "1.0.0\n2.0.0\n"
+    );
+    drop(net);
+}
+
+#[test]
+fn an_unhealthy_upgrade_stops_the_chain_with_an_alarm_and_no_rollback() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut net = Testnet::new();
+    net.spawn("p", &[], "");
+    let home = chain_home(&net);
+    let port = free_port();
+    let node = net.spawn("node", &[0], &config_with(&home, port, "3s"));
+    assert!(
+        wait_for(Duration::from_secs(30), || height(&home) > 2),
+        "the genesis binary never made blocks:\n{}",
+        net.daemons[node].log()
+    );
+    let v2 = upgrade_release_with(&net, "unhealthy");
+    let (ok, out) = net.publish(0, &v2);
+    assert!(ok, "{out}");
+    assert!(
+        wait_for(Duration::from_secs(60), || home
+            .join("cosmovisor/upgrades/v2/bin/app")
+            .is_file()),
+        "v2 never staged:\n{}",
+        net.daemons[node].log()
+    );
+    near_the_height(&home);
+
+    // The new binary fails its health check: stopped, in history and status, no rollback.
+    let ok = wait_for(Duration::from_secs(60), || {
+        net.daemons[node].history().iter().any(|e| {
+            e["to"] == "2.0.0"
+                && e["outcome"] == "halted"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("no rollback"))
+        })
+    });
+    assert!(ok, "history: {:?}", net.daemons[node].history());
+    let s = net.daemons[node].status().unwrap();
+    assert_eq!(s["managed"]["program"]["running"], false, "{s}");
+    assert!(
+        s["alarms"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .is_some_and(|t| t.contains("upgrade v2 at height 1000") && t.contains("no rollback"))),
+        "{s}"
+    );
+    let (_, text) = net.daemons[node].cli(&["history"]);
+    assert!(
+        text.contains("FAILED, stopped (no rollback past an upgrade height)"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_link(home.join("cosmovisor/current")).unwrap(),
+        home.join("cosmovisor/upgrades/v2")
+    );
+    let old_past: Vec<_> = blocks(&home)
+        .into_iter()
+        .filter(|(h, v)| v == "1.0.0" && *h >= UPGRADE_HEIGHT)
+        .collect();
+    assert!(
+        old_past.is_empty(),
+        "the old binary ran past the height: {old_past:?}"
+    );
+    // Neither binary is started again.
+    assert_eq!(
+        fs::read_to_string(home.join("data/starts")).unwrap(),
+        "1.0.0\n2.0.0\n"
+    );
+    let (_, text) = net.daemons[node].cli(&["status"]);
+    assert!(
+        text.contains("ALARM") && text.contains("NOT RUNNING"),
+        "{text}"
     );
     drop(net);
 }

@@ -303,7 +303,16 @@ impl Watcher {
             let mut alarm = None;
             match &pending {
                 Err(e) => alarm = Some(format!("{e}: the chain is not started")),
-                Ok(None) => failed = None,
+                Ok(None) => {
+                    // A failed switch keeps its alarm while `current` names that upgrade.
+                    if failed
+                        .as_ref()
+                        .is_some_and(|(n, _)| paths.current_upgrade().as_deref() != Some(n))
+                    {
+                        failed = None;
+                    }
+                    alarm = failed.as_ref().map(|(_, why)| why.clone());
+                }
                 Ok(Some(info)) => {
                     if let Some((name, why)) = &failed
                         && *name == info.name
