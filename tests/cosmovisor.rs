@@ -176,6 +176,11 @@ fn a_staged_release_is_switched_to_at_the_upgrade_height() {
         "switched before the upgrade height"
     );
     assert!(blocks(&home).iter().all(|(_, v)| v == "1.0.0"));
+    let (ok, text) = net.daemons[node].cli(&["check"]);
+    assert!(
+        ok && text.contains("switched to when the chain halts for upgrade v2"),
+        "{text}"
+    );
 
     near_the_height(&home);
     assert_switched(&net, node, &home);

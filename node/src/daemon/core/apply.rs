@@ -89,15 +89,19 @@ impl Core {
             .map(|(id, k)| {
                 let hold = self.hold(id, k, &installed, &pi, now);
                 let m = &k.verified.manifest;
+                let why = match cosmovisor_verdict(a, m) {
+                    Some(v) => v,
+                    None => hold
+                        .as_ref()
+                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                };
                 CheckItem {
                     id: id.to_hex(),
                     name: m.name.clone(),
                     version: m.version.to_string(),
                     update_type: m.update_type.to_string(),
                     security_critical: m.security_critical,
-                    why: hold
-                        .as_ref()
-                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                    why,
                     hold,
                 }
             })
@@ -228,4 +232,23 @@ impl Core {
         }
         Ok(Target { to, source: dir })
     }
+}
+
+/// Cosmovisor mode: what becomes of a release of the managed product (`None`: not in that
+/// mode).
+pub(super) fn cosmovisor_verdict(a: &ApplyHandle, m: &upswarm_proto::Manifest) -> Option<String> {
+    if !a.cosmovisor_mode() {
+        return None;
+    }
+    Some(match cosmovisor::upgrade_of(&m.protocols.provides) {
+        Some(u) => format!(
+            "cosmovisor mode: installed under cosmovisor/upgrades/{u} and switched to when the \
+             chain halts for upgrade {u}"
+        ),
+        None => format!(
+            "cosmovisor mode: never applied (it names no chain upgrade: \
+             {}<name> in provides)",
+            cosmovisor::UPGRADE_PREFIX
+        ),
+    })
 }

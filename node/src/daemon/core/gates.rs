@@ -388,6 +388,10 @@ impl Core {
                     ),
                 )
             }
+            Some(a) if a.cosmovisor_mode() => (
+                None,
+                super::apply::cosmovisor_verdict(a, m).unwrap_or_default(),
+            ),
             Some(a) => {
                 let installed = a.installed();
                 let pi = Self::policy_installed(&installed);
