@@ -236,6 +236,24 @@ fn without_a_release_the_chain_waits_with_an_alarm_then_switches_when_it_arrives
     let (ok, text) = net.daemons[node].cli(&["apply"]);
     assert!(!ok, "{text}");
 
+    // A daemon killed while it waits does not start the old binary on its next start.
+    net.daemons[node].kill();
+    net.daemons[node].start();
+    let ok = wait_for(Duration::from_secs(30), || {
+        net.daemons[node].status().is_some_and(|s| alarm(&s))
+    });
+    assert!(
+        ok,
+        "no alarm after a restart: {:?}",
+        net.daemons[node].status()
+    );
+    let s = net.daemons[node].status().unwrap();
+    assert_eq!(s["managed"]["program"]["running"], false, "{s}");
+    assert_eq!(
+        fs::read_to_string(home.join("data/starts")).unwrap(),
+        "1.0.0\n"
+    );
+
     // Then the release arrives: switched with no operator action.
     let v2 = upgrade_release(&net);
     let (ok, out) = net.publish(0, &v2);
