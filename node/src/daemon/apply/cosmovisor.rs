@@ -312,6 +312,16 @@ impl Watcher {
                         failed = None;
                     }
                     alarm = failed.as_ref().map(|(_, why)| why.clone());
+                    if alarm.is_none()
+                        && fs::symlink_metadata(&paths.current).is_err()
+                        && !paths.binary(&paths.genesis()).is_file()
+                    {
+                        alarm = Some(format!(
+                            "cosmovisor mode: no {} and no {}: the chain cannot start",
+                            paths.current.display(),
+                            paths.binary(&paths.genesis()).display()
+                        ));
+                    }
                 }
                 Ok(Some(info)) => {
                     if let Some((name, why)) = &failed
