@@ -10,6 +10,7 @@ mod activation;
 mod apply;
 mod cli_setup;
 mod cli_signing;
+mod cosmovisor;
 mod crash;
 mod disk;
 mod evil_peer;

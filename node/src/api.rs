@@ -178,6 +178,9 @@ pub struct ManagedView {
     /// Finishing an update interrupted by a restart (no new update may start until done).
     #[serde(default)]
     pub recovering: bool,
+    /// Cosmovisor mode: the chain's layout, pending upgrade and staged upgrades.
+    #[serde(default)]
+    pub cosmovisor: Option<CosmovisorView>,
 }
 
 /// What `upswarm explain` returns for one release.
@@ -276,6 +279,9 @@ pub enum Outcome {
     /// Not now (the pre-upgrade hook asked to retry later, or could not run; not enough
     /// disk space). The release stays eligible.
     Postponed,
+    /// Cosmovisor mode: the new binary failed at the upgrade height and the chain is
+    /// stopped (no rollback: the old binary must not run past the height).
+    Halted,
 }
 
 /// One line of `upswarm history`.
@@ -443,6 +449,31 @@ pub struct GcRelease {
     pub channel: String,
     /// Bytes of its assembled artifacts (`releases/<id>/`).
     pub bytes: u64,
+}
+
+/// `upgrade-info.json`, as x/upgrade writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeInfo {
+    pub name: String,
+    #[serde(default)]
+    pub height: i64,
+    #[serde(default)]
+    pub info: String,
+}
+
+/// What `upswarm status` shows of cosmovisor mode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CosmovisorView {
+    pub home: PathBuf,
+    pub name: String,
+    /// `genesis` or the upgrade `current` points at.
+    pub current: Option<String>,
+    /// The upgrade the chain halted for and that is not switched to yet.
+    pub pending: Option<UpgradeInfo>,
+    /// Upgrades whose binary is ready under `upgrades/`: "v2 (release 2.0.0)".
+    pub staged: Vec<String>,
+    /// What needs the operator, if anything.
+    pub alarm: Option<String>,
 }
 
 /// Calls `$m!` with the list of the daemon's counters: each one's documentation, name and

@@ -80,6 +80,26 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             if let Some(pin) = &m.pinned {
                 println!("          pinned to {pin}");
             }
+            if let Some(c) = &m.cosmovisor {
+                println!(
+                    "cosmovisor {} in {}: current {}",
+                    c.name,
+                    c.home.display(),
+                    c.current.as_deref().unwrap_or("(none)")
+                );
+                if let Some(p) = &c.pending {
+                    println!(
+                        "          the chain halted for upgrade {} at height {}",
+                        p.name, p.height
+                    );
+                }
+                if !c.staged.is_empty() {
+                    println!("          upgrades ready: {}", c.staged.join(", "));
+                }
+            }
+        }
+        for a in &s.alarms {
+            println!("ALARM     {a}");
         }
         let d = &s.disk;
         println!(
@@ -565,6 +585,7 @@ fn history_line(e: &HistoryEntry) -> String {
         Outcome::RolledBack => "FAILED, rolled back",
         Outcome::Refused => "REFUSED",
         Outcome::Postponed => "postponed",
+        Outcome::Halted => "FAILED, stopped (no rollback past an upgrade height)",
     };
     let mut line = format!(
         "{}  {kind} {} -> {} ({origin}): {outcome} in {}",

@@ -119,6 +119,11 @@ pub struct CreateArgs {
     /// Protocol versions / features the software provides.
     #[arg(long = "provides", value_name = "PROTOCOL", num_args = 1..)]
     provides: Vec<String>,
+    /// The Cosmos chain upgrade (the plan name x/upgrade writes to `upgrade-info.json`) this
+    /// release implements: adds `cosmos-upgrade.NAME` to `provides`. Nodes in cosmovisor
+    /// mode install it under `cosmovisor/upgrades/NAME` and switch to it at the upgrade height.
+    #[arg(long = "upgrade", value_name = "NAME")]
+    upgrade: Option<String>,
     /// Protocol versions / features the software requires of the network.
     #[arg(long = "requires", value_name = "PROTOCOL", num_args = 1..)]
     requires: Vec<String>,
@@ -259,6 +264,24 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
             chunk_index: c.index_hash,
         });
     }
+    let mut provides = a.provides;
+    if let Some(u) = &a.upgrade {
+        check_artifact_name(u).map_err(|e| {
+            anyhow::anyhow!(
+                "--upgrade {u:?}: not usable as a directory name under cosmovisor/upgrades: {e}"
+            )
+        })?;
+        let p = format!("{}{u}", crate::daemon::apply::cosmovisor::UPGRADE_PREFIX);
+        if provides
+            .iter()
+            .any(|q| q.starts_with(crate::daemon::apply::cosmovisor::UPGRADE_PREFIX) && *q != p)
+        {
+            anyhow::bail!("--upgrade {u:?}: --provides already names another cosmos upgrade");
+        }
+        if !provides.contains(&p) {
+            provides.push(p);
+        }
+    }
     let now = unix_now();
     let manifest = Manifest {
         v: MANIFEST_VERSION,
@@ -270,7 +293,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         rollback: a.rollback,
         min_version: a.min_version,
         protocols: Protocols {
-            provides: a.provides,
+            provides,
             requires: a.requires,
         },
         created_at: now,

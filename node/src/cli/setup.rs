@@ -358,7 +358,8 @@ interval = \"1h\"
             s.push_str(&format!(
                 "
 [managed]
-# \"supervise\" (default): the daemon runs the program; or \"external\" with start/stop hooks.
+# \"supervise\" (default): the daemon runs the program; or \"external\" with start/stop hooks;
+# or \"cosmovisor\" for a Cosmos chain (docs/operator-guide.md, \"Cosmos chains\").
 mode = \"supervise\"
 # An artifact name of the releases, or an absolute path.
 command = {command}

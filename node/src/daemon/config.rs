@@ -240,6 +240,118 @@ pub enum ManagedMode {
     /// The operator's service manager runs it; the daemon calls `hooks.start` / `hooks.stop`
     /// (e.g. `systemctl start mynode`).
     External,
+    /// The program is a Cosmos SDK chain binary in cosmovisor's folder layout
+    /// (`[managed.cosmovisor]`): the daemon runs `<home>/cosmovisor/current/bin/<name>` as
+    /// its child and switches `current` to `upgrades/<upgrade>` when the chain halts for an
+    /// upgrade (`<home>/data/upgrade-info.json`), to the release that names that upgrade.
+    Cosmovisor,
+}
+
+/// The `[managed.cosmovisor]` section: where the chain lives. Each field left out takes the
+/// value of the environment variable cosmovisor reads (named on the field) when the daemon
+/// reads its configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosmovisor {
+    /// `DAEMON_HOME`: the chain's home, holding `cosmovisor/` and `data/`.
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+    /// `DAEMON_NAME`: the chain binary's file name under `bin/`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `DAEMON_RESTART_AFTER_UPGRADE`: start the new binary after the switch. Only `true`
+    /// (the default) is supported.
+    #[serde(default)]
+    pub restart_after_upgrade: Option<bool>,
+    /// Arguments of the chain binary (what follows `cosmovisor run`), e.g.
+    /// `["start", "--home", "/var/lib/gaia"]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `UNSAFE_SKIP_BACKUP`: do not copy `<home>/data` before switching. Default false.
+    #[serde(default)]
+    pub unsafe_skip_backup: Option<bool>,
+    /// `DAEMON_DATA_BACKUP_DIR`: where the copy of `<home>/data` goes
+    /// (`data-backup-<upgrade>` in it). Default `home`.
+    #[serde(default)]
+    pub data_backup_dir: Option<PathBuf>,
+    /// `DAEMON_POLL_INTERVAL`: how often `upgrade-info.json` is looked at. Default `300ms`.
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+}
+
+impl Cosmovisor {
+    /// Fills the fields left out from cosmovisor's environment variables, through `env`
+    /// (`std::env::var` in the daemon). A value that does not parse is kept for
+    /// validation to name, as the text it was.
+    pub fn fill_from_env(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), (String, String)> {
+        if self.home.is_none() {
+            self.home = env("DAEMON_HOME").map(PathBuf::from);
+        }
+        if self.name.is_none() {
+            self.name = env("DAEMON_NAME");
+        }
+        let flag = |var: &str| -> Result<Option<bool>, (String, String)> {
+            match env(var) {
+                None => Ok(None),
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "on" | "yes" => Ok(Some(true)),
+                    "false" | "0" | "off" | "no" | "" => Ok(Some(false)),
+                    _ => Err((var.to_string(), v)),
+                },
+            }
+        };
+        if self.restart_after_upgrade.is_none() {
+            self.restart_after_upgrade = flag("DAEMON_RESTART_AFTER_UPGRADE")?;
+        }
+        if self.unsafe_skip_backup.is_none() {
+            self.unsafe_skip_backup = flag("UNSAFE_SKIP_BACKUP")?;
+        }
+        if self.data_backup_dir.is_none() {
+            self.data_backup_dir = env("DAEMON_DATA_BACKUP_DIR").map(PathBuf::from);
+        }
+        if self.poll_interval.is_none()
+            && let Some(v) = env("DAEMON_POLL_INTERVAL")
+        {
+            // cosmovisor takes a Go duration ("300ms", "1s") or milliseconds.
+            let d = v
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .or_else(|_| humantime::parse_duration(v.trim()))
+                .map_err(|_| ("DAEMON_POLL_INTERVAL".to_string(), v.clone()))?;
+            self.poll_interval = Some(d);
+        }
+        Ok(())
+    }
+
+    /// The chain's home (validated to be set).
+    pub fn home(&self) -> PathBuf {
+        self.home.clone().unwrap_or_default()
+    }
+
+    /// The binary's name (validated to be set).
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_default()
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval.unwrap_or(Duration::from_millis(300))
+    }
+
+    pub fn backup(&self) -> bool {
+        !self.unsafe_skip_backup.unwrap_or(false)
+    }
+
+    /// Where the data backup of `upgrade` goes.
+    pub fn backup_dir(&self, upgrade: &str) -> PathBuf {
+        self.data_backup_dir
+            .clone()
+            .unwrap_or_else(|| self.home())
+            .join(format!("data-backup-{upgrade}"))
+    }
 }
 
 /// The `[managed]` section: the operator's node program.
@@ -255,7 +367,9 @@ pub struct Managed {
     #[serde(default)]
     pub product: Option<String>,
     /// The program: an artifact name of the release (run from the version directory), or
-    /// an absolute path.
+    /// an absolute path. Not used in cosmovisor mode (the binary is
+    /// `<home>/cosmovisor/current/bin/<name>`).
+    #[serde(default)]
     pub command: String,
     /// Arguments. `{data_dir}`, `{version}` and `{version_dir}` are replaced.
     #[serde(default)]
@@ -286,6 +400,9 @@ pub struct Managed {
     pub health: HealthCheck,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Cosmovisor mode: the chain's layout.
+    #[serde(default)]
+    pub cosmovisor: Option<Cosmovisor>,
 }
 
 /// How the daemon decides the program is healthy.
@@ -536,6 +653,20 @@ impl Config {
         if let Some(m) = &mut config.managed {
             m.data_dir = m.data_dir.as_ref().map(|d| base.join(d));
             m.working_dir = m.working_dir.as_ref().map(|d| base.join(d));
+            if m.mode == ManagedMode::Cosmovisor {
+                let cv = m.cosmovisor.get_or_insert_with(Cosmovisor::default);
+                cv.fill_from_env(|k| std::env::var(k).ok())
+                    .map_err(|(var, value)| {
+                        anyhow::anyhow!(
+                            "{}: environment variable {var}={value:?} is not valid for \
+                             [managed.cosmovisor]",
+                            path.display()
+                        )
+                    })?;
+                // Relative paths (in the file or the environment) are relative to the file.
+                cv.home = cv.home.as_ref().map(|d| base.join(d));
+                cv.data_backup_dir = cv.data_backup_dir.as_ref().map(|d| base.join(d));
+            }
         }
         Ok(config)
     }
@@ -552,6 +683,41 @@ mod tests {
         assert_eq!(c.channels, vec!["stable"]);
         assert_eq!(c.transfer.max_in_flight, 32);
         assert_eq!(c.api.listen.port(), 7780);
+    }
+
+    #[test]
+    fn cosmovisor_fields_left_out_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "DAEMON_HOME" => Some("/var/lib/gaia".to_string()),
+            "DAEMON_NAME" => Some("gaiad".to_string()),
+            "DAEMON_RESTART_AFTER_UPGRADE" => Some("true".to_string()),
+            "UNSAFE_SKIP_BACKUP" => Some("TRUE".to_string()),
+            "DAEMON_POLL_INTERVAL" => Some("1s".to_string()),
+            _ => None,
+        };
+        let mut cv = Cosmovisor {
+            name: Some("simd".into()),
+            ..Cosmovisor::default()
+        };
+        cv.fill_from_env(env).unwrap();
+        assert_eq!(cv.home(), PathBuf::from("/var/lib/gaia"));
+        assert_eq!(cv.name(), "simd", "the file wins");
+        assert_eq!(cv.restart_after_upgrade, Some(true));
+        assert!(!cv.backup());
+        assert_eq!(cv.poll_interval(), Duration::from_secs(1));
+        assert_eq!(
+            cv.backup_dir("v2"),
+            PathBuf::from("/var/lib/gaia/data-backup-v2")
+        );
+        let mut cv = Cosmovisor::default();
+        let err = cv
+            .fill_from_env(|k| (k == "UNSAFE_SKIP_BACKUP").then(|| "maybe".to_string()))
+            .unwrap_err();
+        assert_eq!(err, ("UNSAFE_SKIP_BACKUP".to_string(), "maybe".to_string()));
+        let mut cv = Cosmovisor::default();
+        cv.fill_from_env(|k| (k == "DAEMON_POLL_INTERVAL").then(|| "250".to_string()))
+            .unwrap();
+        assert_eq!(cv.poll_interval(), Duration::from_millis(250));
     }
 
     #[test]

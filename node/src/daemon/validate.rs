@@ -259,7 +259,24 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             ),
             None => {}
         }
-        if m.command.trim().is_empty() {
+        if m.mode == ManagedMode::Cosmovisor {
+            cosmovisor(&mut p, m);
+        } else if m.cosmovisor.is_some() {
+            p.add(
+                "managed.cosmovisor",
+                "is only used with mode = \"cosmovisor\"",
+            );
+        }
+        if m.mode == ManagedMode::Cosmovisor {
+            // The binary is <home>/cosmovisor/current/bin/<name>; `command` is not used.
+            if !m.command.is_empty() {
+                p.add(
+                    "managed.command",
+                    "is not used in cosmovisor mode (the program is \
+                     <home>/cosmovisor/current/bin/<name>): leave it out",
+                );
+            }
+        } else if m.command.trim().is_empty() {
             p.add("managed.command", "is empty: name the program to run");
         } else if m.command.contains('\0') {
             p.add("managed.command", "contains a NUL character");
@@ -415,6 +432,75 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
     }
 }
 
+/// The `[managed.cosmovisor]` section, after the environment filled it in.
+fn cosmovisor(p: &mut Problems, m: &super::config::Managed) {
+    let Some(cv) = &m.cosmovisor else {
+        p.add(
+            "managed.cosmovisor",
+            "cosmovisor mode needs the chain's home and binary name (home, name; or \
+             DAEMON_HOME, DAEMON_NAME in the environment)",
+        );
+        return;
+    };
+    match &cv.home {
+        None => p.add(
+            "managed.cosmovisor.home",
+            "is not set (nor DAEMON_HOME): name the chain's home directory",
+        ),
+        Some(h) if h.as_os_str().is_empty() => {
+            p.add("managed.cosmovisor.home", "is empty");
+        }
+        Some(_) => {}
+    }
+    match cv.name.as_deref() {
+        None => p.add(
+            "managed.cosmovisor.name",
+            "is not set (nor DAEMON_NAME): name the chain binary (e.g. gaiad)",
+        ),
+        Some(n) => {
+            if let Err(e) = upswarm_proto::manifest::check_artifact_name(n) {
+                p.add(
+                    "managed.cosmovisor.name",
+                    format!("must be a plain file name: {e}"),
+                );
+            }
+        }
+    }
+    if cv.restart_after_upgrade == Some(false) {
+        p.add(
+            "managed.cosmovisor.restart_after_upgrade",
+            "false is not supported (nor DAEMON_RESTART_AFTER_UPGRADE=false): upswarm always \
+             starts the new binary after the switch and checks its health",
+        );
+    }
+    if cv.args.iter().any(|a| a.contains('\0')) {
+        p.add("managed.cosmovisor.args", "contains a NUL character");
+    }
+    if let Some(d) = cv.poll_interval {
+        p.duration("managed.cosmovisor.poll_interval", d, 10 * MS, HOUR);
+    }
+    if !m.args.is_empty() {
+        p.add(
+            "managed.args",
+            "is not used in cosmovisor mode: put the chain's arguments in \
+             managed.cosmovisor.args",
+        );
+    }
+    if m.data_dir.is_some() {
+        p.add(
+            "managed.data_dir",
+            "is not used in cosmovisor mode: <home>/data is backed up (see \
+             managed.cosmovisor.unsafe_skip_backup)",
+        );
+    }
+    if !m.hooks.pre_upgrade.is_empty() || !m.hooks.start.is_empty() || !m.hooks.stop.is_empty() {
+        p.add(
+            "managed.hooks",
+            "hooks are not run in cosmovisor mode: leave them out",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +521,46 @@ mod tests {
 
     fn fields(extra: &str) -> Vec<String> {
         problems(extra).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn cosmovisor_mode_needs_home_and_name_and_refuses_what_it_does_not_use() {
+        let cv = "[managed]\nmode = \"cosmovisor\"\n[managed.cosmovisor]\n";
+        assert!(
+            problems(&format!(
+                "{cv}home = \"/h\"\nname = \"gaiad\"\nargs = [\"start\"]\n"
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            fields(cv),
+            ["managed.cosmovisor.home", "managed.cosmovisor.name"]
+        );
+        assert_eq!(
+            fields(&format!(
+                "{cv}home = \"/h\"\nname = \"../x\"\nrestart_after_upgrade = false\n"
+            )),
+            [
+                "managed.cosmovisor.name",
+                "managed.cosmovisor.restart_after_upgrade"
+            ]
+        );
+        assert_eq!(
+            fields(
+                "[managed]\nmode = \"cosmovisor\"\ncommand = \"app\"\nargs = [\"x\"]\n\
+                 [managed.cosmovisor]\nhome = \"/h\"\nname = \"gaiad\"\n"
+            ),
+            ["managed.args", "managed.command"]
+        );
+        assert_eq!(
+            fields("[managed]\ncommand = \"app\"\n[managed.cosmovisor]\nname = \"gaiad\"\n"),
+            ["managed.cosmovisor"]
+        );
+        // The section left out entirely.
+        assert_eq!(
+            fields("[managed]\nmode = \"cosmovisor\"\n"),
+            ["managed.cosmovisor"]
+        );
     }
 
     #[test]

@@ -31,10 +31,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info};
+use tracing::{Instrument as _, error, info};
 use upswarm_proto::Hash32;
 use upswarm_store::Db;
 
+use super::cosmovisor::{CosmovisorView, UpgradeRelease, Watcher};
 use super::error::ApplyError;
 use super::record::{
     ApplyStore, ApplyView, Applying, Deferral, HistoryEntry, InstallRecord, Installed, Journal,
@@ -132,6 +133,14 @@ pub struct ApplyHandle {
     view: watch::Receiver<ApplyView>,
     program: watch::Receiver<ProgramStatus>,
     layout: Layout,
+    /// Cosmovisor mode: the upgrade releases handed to the watcher, and what it shows.
+    cosmovisor: Option<CosmovisorLink>,
+}
+
+#[derive(Debug, Clone)]
+struct CosmovisorLink {
+    releases: std::sync::Arc<watch::Sender<Vec<UpgradeRelease>>>,
+    view: watch::Receiver<CosmovisorView>,
 }
 
 /// The actor. See the module docs.
@@ -190,11 +199,34 @@ impl ApplyActor {
         });
         let (tx, inbox) = mpsc::channel(16);
         let (events_tx, events_rx) = mpsc::channel(64);
+        let cosmovisor = match &settings.managed.cosmovisor {
+            Some(cv) if settings.managed.mode == ManagedMode::Cosmovisor => {
+                let (rel_tx, rel_rx) = watch::channel(Vec::new());
+                let (cv_tx, cv_rx) = watch::channel(CosmovisorView::default());
+                let watcher = Watcher {
+                    managed: settings.managed.clone(),
+                    cv: cv.clone(),
+                    sup: sup.clone(),
+                    store: store.clone(),
+                    releases: rel_rx,
+                    view: cv_tx,
+                    apply: view_rx.clone(),
+                    events: events_tx.clone(),
+                };
+                tokio::spawn(watcher.run().instrument(tracing::info_span!("cosmovisor")));
+                Some(CosmovisorLink {
+                    releases: std::sync::Arc::new(rel_tx),
+                    view: cv_rx,
+                })
+            }
+            _ => None,
+        };
         let handle = ApplyHandle {
             tx,
             view: view_rx,
             program: sup.watch(),
             layout: layout.clone(),
+            cosmovisor,
         };
         let actor = ApplyActor {
             proc: Procedure {
@@ -246,13 +278,25 @@ impl ApplyActor {
                             }
                         }
                         // In external mode the program belongs to its service manager.
-                        if self.proc.managed.mode == ManagedMode::Supervise
+                        if self.proc.managed.mode != ManagedMode::External
                             && let Err(e) = self.proc.sup.stop().await
                         {
                             error!("stopping the managed program: {e}");
                         }
                         let _ = reply.send(());
                         break;
+                    }
+                    Some(Request::Transition { reply, .. })
+                        if self.proc.managed.mode == ManagedMode::Cosmovisor =>
+                    {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(ApplyError::Invalid(
+                                "in cosmovisor mode a release is switched to when the chain \
+                                 halts for the upgrade it names, never applied or rolled back \
+                                 otherwise"
+                                    .into(),
+                            )));
+                        }
                     }
                     Some(Request::Transition { req, reply }) => {
                         let now = tokio::time::Instant::now();
@@ -543,6 +587,31 @@ impl ApplyHandle {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Cosmovisor mode: whether the core should hand over upgrade releases.
+    pub fn cosmovisor_mode(&self) -> bool {
+        self.cosmovisor.is_some()
+    }
+
+    /// Cosmovisor mode: what the watcher shows.
+    pub fn cosmovisor(&self) -> Option<CosmovisorView> {
+        self.cosmovisor.as_ref().map(|c| c.view.borrow().clone())
+    }
+
+    /// Cosmovisor mode: the downloaded releases that name an upgrade (staged ahead of time,
+    /// switched to at the upgrade height).
+    pub fn set_upgrades(&self, releases: Vec<UpgradeRelease>) {
+        if let Some(c) = &self.cosmovisor {
+            c.releases.send_if_modified(|r| {
+                if *r == releases {
+                    false
+                } else {
+                    *r = releases;
+                    true
+                }
+            });
+        }
     }
 
     /// Offers a transition without waiting (the core's automatic applies and yanks): false

@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod backup;
 pub mod command;
+pub mod cosmovisor;
 pub mod error;
 mod fault;
 pub mod health;

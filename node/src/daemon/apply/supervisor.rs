@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, warn};
 
-use super::command;
+use super::{command, cosmovisor};
 pub use crate::api::ProgramStatus;
 use crate::daemon::config::{Managed, ManagedMode};
 use crate::layout::Layout;
@@ -66,6 +66,16 @@ pub enum ProgramError {
     },
     #[error(transparent)]
     HookDidNotRun(#[from] command::SpawnError),
+    /// Cosmovisor mode: the chain halted for an upgrade that `current` does not run yet;
+    /// the old binary is not started again.
+    #[error(
+        "the chain halted for upgrade {name} at height {height}: its binary is not switched \
+         to yet, and the old one must not run past the upgrade height"
+    )]
+    UpgradePending { name: String, height: i64 },
+    /// Cosmovisor mode: the chain's layout is not usable.
+    #[error("{0}")]
+    Cosmovisor(String),
 }
 
 type Reply = oneshot::Sender<Result<(), ProgramError>>;
@@ -203,6 +213,10 @@ impl Actor {
                     self.restart_at = None;
                     if let Err(e) = self.launch().await {
                         warn!("cannot restart the managed program: {e}");
+                        if matches!(e, ProgramError::UpgradePending { .. }) {
+                            // The cosmovisor watcher starts it once it has switched.
+                            continue;
+                        }
                         let delay = self.backoff.unwrap_or(self.config.restart_backoff);
                         self.restart_at = Some(tokio::time::Instant::now() + delay);
                     }
@@ -225,21 +239,46 @@ impl Actor {
             });
             return Ok(());
         }
-        let version_dir = fs::canonicalize(&self.layout.current).map_err(|source| {
-            ProgramError::NoCurrentVersion {
-                path: self.layout.current.clone(),
-                source,
+        let (version_dir, program) = match self.config.cosmovisor.as_ref() {
+            Some(cv) if self.config.mode == ManagedMode::Cosmovisor => {
+                let paths = cosmovisor::Paths::new(cv);
+                paths
+                    .ensure_current()
+                    .map_err(|e| ProgramError::Cosmovisor(e.to_string()))?;
+                if let Some(info) = paths.pending().map_err(ProgramError::Cosmovisor)? {
+                    return Err(ProgramError::UpgradePending {
+                        name: info.name,
+                        height: info.height,
+                    });
+                }
+                let dir = fs::canonicalize(&paths.current).map_err(|source| {
+                    ProgramError::NoCurrentVersion {
+                        path: paths.current.clone(),
+                        source,
+                    }
+                })?;
+                // Run through `current`, as cosmovisor does.
+                (dir, paths.binary(&paths.current))
             }
-        })?;
+            _ => {
+                let version_dir = fs::canonicalize(&self.layout.current).map_err(|source| {
+                    ProgramError::NoCurrentVersion {
+                        path: self.layout.current.clone(),
+                        source,
+                    }
+                })?;
+                let program = if Path::new(&self.config.command).is_absolute() {
+                    PathBuf::from(&self.config.command)
+                } else {
+                    version_dir.join(&self.config.command)
+                };
+                (version_dir, program)
+            }
+        };
         let version = version_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let program = if Path::new(&self.config.command).is_absolute() {
-            PathBuf::from(&self.config.command)
-        } else {
-            version_dir.join(&self.config.command)
-        };
         let data_dir = self.config.data_dir.clone();
         let subst = |a: &str| {
             a.replace("{version_dir}", &version_dir.to_string_lossy())
@@ -274,8 +313,25 @@ impl Actor {
                 source,
             })?;
         }
+        let cosmo = self
+            .config
+            .cosmovisor
+            .as_ref()
+            .filter(|_| self.config.mode == ManagedMode::Cosmovisor);
+        let args: Vec<String> = match cosmo {
+            Some(cv) => cv.args.clone(),
+            None => self.config.args.iter().map(|a| subst(a)).collect(),
+        };
+        let cwd = match cosmo {
+            Some(cv) => self.config.working_dir.clone().unwrap_or_else(|| cv.home()),
+            None => cwd,
+        };
         let mut cmd = Command::new(&program);
-        cmd.args(self.config.args.iter().map(|a| subst(a)))
+        if let Some(cv) = cosmo {
+            cmd.env("DAEMON_HOME", cv.home())
+                .env("DAEMON_NAME", cv.name());
+        }
+        cmd.args(args)
             .envs(&self.config.env)
             .env("UPSWARM_VERSION", &version)
             .env("UPSWARM_VERSION_DIR", &version_dir)

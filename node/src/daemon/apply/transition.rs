@@ -112,7 +112,8 @@ impl Procedure {
             );
         }
         let Some(mut j) = journal else {
-            if versions::current_target(&self.layout.current).is_some()
+            if (self.managed.mode == crate::daemon::config::ManagedMode::Cosmovisor
+                || versions::current_target(&self.layout.current).is_some())
                 && let Err(e) = self.sup.start().await
             {
                 error!("cannot start the managed program: {e}");

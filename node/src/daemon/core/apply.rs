@@ -1,6 +1,7 @@
 //! The core's side of applying updates: candidates, holds, auto-apply, manual targets.
 
 use super::*;
+use crate::daemon::apply::cosmovisor::{self, UpgradeRelease};
 
 /// Why `upswarm apply` / `rollback` / `defer` cannot have the version asked for. The API
 /// answers 404 for what is not on this node and 409 for what is there but refused in this
@@ -60,6 +61,30 @@ impl Core {
         v
     }
 
+    /// Cosmovisor mode: the downloaded releases of the managed product that name a chain
+    /// upgrade (`cosmos-upgrade.<name>` in `provides`), newest first; never a yanked one.
+    fn upgrade_releases(&self) -> Vec<UpgradeRelease> {
+        let platform = &self.ctx.config.platform;
+        self.installable()
+            .into_iter()
+            .filter(|(id, _)| !self.book.yanked(id))
+            .filter_map(|(id, k)| {
+                let m = &k.verified.manifest;
+                let upgrade = cosmovisor::upgrade_of(&m.protocols.provides)?;
+                Some(UpgradeRelease {
+                    upgrade: upgrade.to_string(),
+                    release: *id,
+                    version: m.version.clone(),
+                    source: release_dir(&self.ctx, id),
+                    artifacts: crate::daemon::fetcher::wanted_artifacts(m, platform)
+                        .into_iter()
+                        .map(|a| (a.name.clone(), a.hash))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     /// The apply actor, or why there is none.
     fn managed(&self) -> Result<&ApplyHandle, ResolveError> {
         self.apply.as_ref().ok_or(ResolveError::NotManaged)
@@ -104,15 +129,19 @@ impl Core {
             .map(|(id, k)| {
                 let hold = self.hold(id, k, &installed, &pi, now);
                 let m = &k.verified.manifest;
+                let why = match cosmovisor_verdict(a, m) {
+                    Some(v) => v,
+                    None => hold
+                        .as_ref()
+                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                };
                 CheckItem {
                     id: id.to_hex(),
                     name: m.name.clone(),
                     version: m.version.to_string(),
                     update_type: m.update_type.to_string(),
                     security_critical: m.security_critical,
-                    why: hold
-                        .as_ref()
-                        .map_or_else(|| "will be applied now".to_string(), ToString::to_string),
+                    why,
                     hold,
                 }
             })
@@ -125,6 +154,12 @@ impl Core {
         let Some(a) = self.apply.clone() else {
             return;
         };
+        if a.cosmovisor_mode() {
+            // Releases are not applied by the policy here: those that name a chain upgrade
+            // are staged, and switched to when the chain halts for it.
+            a.set_upgrades(self.upgrade_releases());
+            return;
+        }
         let view = a.view();
         if !view.idle() {
             return;
@@ -224,4 +259,23 @@ impl Core {
         }
         Ok(Target { to, source: dir })
     }
+}
+
+/// Cosmovisor mode: what becomes of a release of the managed product (`None`: not in that
+/// mode).
+pub(super) fn cosmovisor_verdict(a: &ApplyHandle, m: &upswarm_proto::Manifest) -> Option<String> {
+    if !a.cosmovisor_mode() {
+        return None;
+    }
+    Some(match cosmovisor::upgrade_of(&m.protocols.provides) {
+        Some(u) => format!(
+            "cosmovisor mode: installed under cosmovisor/upgrades/{u} and switched to when the \
+             chain halts for upgrade {u}"
+        ),
+        None => format!(
+            "cosmovisor mode: never applied (it names no chain upgrade: \
+             {}<name> in provides)",
+            cosmovisor::UPGRADE_PREFIX
+        ),
+    })
 }

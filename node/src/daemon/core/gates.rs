@@ -213,6 +213,15 @@ impl Core {
                     (_, Outcome::Refused) | (Kind::Rollback, Outcome::RolledBack) => {
                         self.webhook("failed", details)
                     }
+                    (_, Outcome::Halted) => {
+                        self.webhook("failed", details);
+                        self.send_report(
+                            to.release,
+                            HealthStatus::Failed,
+                            &to.version,
+                            "unhealthy at the chain upgrade height; the chain is stopped",
+                        );
+                    }
                     (_, Outcome::Postponed) => {
                         info!(version = %to.version, "apply postponed: {}", reason.unwrap_or_default())
                     }
@@ -362,6 +371,10 @@ impl Core {
                     ),
                 )
             }
+            Some(a) if a.cosmovisor_mode() => (
+                None,
+                super::apply::cosmovisor_verdict(a, m).unwrap_or_default(),
+            ),
             Some(a) => {
                 let installed = a.installed();
                 let pi = Self::policy_installed(&installed);

@@ -1012,9 +1012,16 @@ impl Core {
                         .as_ref()
                         .map(|a| (a.step.name().to_string(), a.to.to_string())),
                     recovering: !v.recovered,
+                    cosmovisor: a.cosmovisor(),
                 }
             }),
-            alarms: self.alarms.clone(),
+            alarms: {
+                let mut alarms = self.alarms.clone();
+                if let Some(a) = self.apply.as_ref().and_then(|a| a.cosmovisor()?.alarm) {
+                    alarms.push(a);
+                }
+                alarms
+            },
             counters: self.ctx.metrics.snapshot(),
             disk,
         }
