@@ -32,6 +32,10 @@ pub const MANIFEST_FILE: &str = "manifest.cbor";
 /// The chunk store in a release directory (`chunks/`), the same format as a daemon's.
 pub const CHUNKS_DIR: &str = "chunks";
 
+/// The prefix, in a signed manifest's `protocols.provides`, of the cosmovisor upgrade a
+/// release implements (`cosmos-upgrade.v2`; docs/wire-format.md, `protocols`).
+pub const UPGRADE_PREFIX: &str = "cosmos-upgrade.";
+
 /// This machine's platform name, e.g. `linux-x86_64`: the default of `platform` in the
 /// configuration and of `release create --platform`.
 pub fn host_platform() -> String {

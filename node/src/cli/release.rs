@@ -271,10 +271,10 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
                 "--upgrade {u:?}: not usable as a directory name under cosmovisor/upgrades: {e}"
             )
         })?;
-        let p = format!("{}{u}", crate::daemon::apply::cosmovisor::UPGRADE_PREFIX);
+        let p = format!("{}{u}", crate::layout::UPGRADE_PREFIX);
         if provides
             .iter()
-            .any(|q| q.starts_with(crate::daemon::apply::cosmovisor::UPGRADE_PREFIX) && *q != p)
+            .any(|q| q.starts_with(crate::layout::UPGRADE_PREFIX) && *q != p)
         {
             anyhow::bail!("--upgrade {u:?}: --provides already names another cosmos upgrade");
         }

@@ -45,8 +45,7 @@ use super::{backup, health, versions};
 pub use crate::api::{CosmovisorView, UpgradeInfo};
 use crate::daemon::config::{Cosmovisor, Managed};
 
-/// The prefix, in a manifest's `protocols.provides`, of the upgrade a release implements.
-pub const UPGRADE_PREFIX: &str = "cosmos-upgrade.";
+pub use crate::layout::UPGRADE_PREFIX;
 
 /// The upgrade a release's `provides` names, if any.
 pub fn upgrade_of(provides: &[String]) -> Option<&str> {
