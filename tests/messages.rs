@@ -433,7 +433,7 @@ fn everyday_commands_say_what_happened() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("usage: upswarm-demo-app [--listen ADDR] [--data DIR]"),
+        text.contains("usage: upswarm-demo-app [--listen ADDR] [--data DIR | --home DIR]"),
         "{text}"
     );
 }
