@@ -69,6 +69,10 @@ counters! {
     requests_failed: "counter",
     /// Peers banned after repeated faults.
     peers_banned: "counter",
+    /// Hole punches (DCUtR) over a relayed connection that gave a direct connection.
+    hole_punch_succeeded: "counter",
+    /// Hole punches that failed: the peer stays reachable through the relay only.
+    hole_punch_failed: "counter",
     /// Releases fully downloaded and verified.
     releases_completed: "counter",
     /// 1 while a protocol is ACTIVE that the running software does not support.

@@ -208,6 +208,48 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             );
         }
     }
+    for (i, a) in n.external_addresses.iter().enumerate() {
+        if a.parse::<upswarm_net::Multiaddr>().is_err() {
+            p.add(
+                format!("network_options.external_addresses[{i}]"),
+                format!("{} is not a multiaddr", quote(a)),
+            );
+        }
+    }
+    for (i, a) in n.relays.iter().enumerate() {
+        match a.parse::<upswarm_net::Multiaddr>() {
+            Err(_) => p.add(
+                format!("network_options.relays[{i}]"),
+                format!("{} is not a multiaddr", quote(a)),
+            ),
+            Ok(m) if !matches!(m.iter().last(), Some(upswarm_net::Protocol::P2p(_))) => p.add(
+                format!("network_options.relays[{i}]"),
+                format!("{} does not end in /p2p/<peer id>", quote(a)),
+            ),
+            Ok(_) => {}
+        }
+    }
+    if n.relay_max_reservations == 0 {
+        p.add(
+            "network_options.relay_max_reservations",
+            "must be at least 1",
+        );
+    }
+    if n.relay_max_circuits == 0 {
+        p.add("network_options.relay_max_circuits", "must be at least 1");
+    }
+    p.duration(
+        "network_options.relay_max_circuit_duration",
+        n.relay_max_circuit_duration,
+        SEC,
+        DAY,
+    );
+    if n.relay_max_circuit_bytes < 64 * 1024 {
+        p.add(
+            "network_options.relay_max_circuit_bytes",
+            "must be at least 64KiB",
+        );
+    }
     if n.max_connections == 0 {
         p.add("network_options.max_connections", "must be at least 1");
     }

@@ -129,6 +129,12 @@ pub struct StatusView {
     pub peer_scores: Vec<(String, Option<f64>)>,
     #[serde(default)]
     pub banned: Vec<(String, u64)>,
+    /// How others reach this node.
+    #[serde(default)]
+    pub reachability: ReachabilityView,
+    /// Per connected peer: `"direct"` or `"relayed"`.
+    #[serde(default)]
+    pub peer_links: Vec<(String, String)>,
     pub root_version: u64,
     pub releases: Vec<ReleaseView>,
     pub managed: Option<ManagedView>,
@@ -138,6 +144,41 @@ pub struct StatusView {
     /// Bytes the data directory holds, in all and per part.
     #[serde(default)]
     pub disk: crate::daemon::gc::DiskUse,
+}
+
+/// Reachability of the node, as AutoNAT and the relay client see it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReachabilityView {
+    /// `"public"`, `"private"` (behind NAT or a firewall) or `"unknown"` (not probed yet).
+    pub state: String,
+    /// The address peers dialled us back on, when public.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// When private: the relays holding a reservation for us (peer ids).
+    #[serde(default)]
+    pub relays: Vec<String>,
+}
+
+impl ReachabilityView {
+    fn of(r: &upswarm_net::Reachability) -> Self {
+        use upswarm_net::Reachability as R;
+        match r {
+            R::Unknown => ReachabilityView {
+                state: "unknown".into(),
+                ..Default::default()
+            },
+            R::Public(a) => ReachabilityView {
+                state: "public".into(),
+                address: Some(a.to_string()),
+                relays: Vec::new(),
+            },
+            R::Private { relays } => ReachabilityView {
+                state: "private".into(),
+                address: None,
+                relays: relays.iter().map(|p| p.to_base58()).collect(),
+            },
+        }
+    }
 }
 
 /// One release as the API shows it.
@@ -428,6 +469,14 @@ impl Core {
                 if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
                     warn!("cannot record listen address: {e:#}");
                 }
+            }
+            Event::HolePunch { direct, .. } => {
+                let m = &self.ctx.metrics;
+                Metrics::inc(if direct {
+                    &m.hole_punch_succeeded
+                } else {
+                    &m.hole_punch_failed
+                });
             }
             Event::PeerConnected(_) | Event::PeerDisconnected(_) => {}
         }
@@ -946,6 +995,25 @@ impl Core {
             peers: info
                 .as_ref()
                 .map(|i| i.connected.iter().map(|p| p.to_base58()).collect())
+                .unwrap_or_default(),
+            reachability: info
+                .as_ref()
+                .map(|i| ReachabilityView::of(&i.reachability))
+                .unwrap_or_default(),
+            peer_links: info
+                .as_ref()
+                .map(|i| {
+                    i.links
+                        .iter()
+                        .map(|(p, l)| {
+                            let kind = match l {
+                                upswarm_net::PeerLink::Direct => "direct",
+                                upswarm_net::PeerLink::Relayed => "relayed",
+                            };
+                            (p.to_base58(), kind.to_string())
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             peer_scores: info
                 .map(|i| i.scores.iter().map(|(p, s)| (p.to_base58(), *s)).collect())
