@@ -9,9 +9,11 @@
 //!                                           bootstrap/relay :4001, publisher :4002
 //! ```
 //!
-//! A release published on the public side reaches both NATed nodes; both find out that they
-//! are private and hold a reservation on the relay; a connection from n2 to n1 through the
-//! relay is then upgraded by hole punching or stays relayed, and `status` says which.
+//! The routers drop unsolicited inbound packets, like home routers. Daemons listen on TCP and
+//! QUIC and reach the bootstrap node over QUIC. A release published on the public side
+//! reaches both NATed nodes; both find out that they are private and hold a reservation on
+//! the relay; a connection from n2 to n1 through the relay is then upgraded by hole punching
+//! (here it usually is, over QUIC) or stays relayed, and `status` says which.
 //! Needs root (`ip netns`); otherwise the test prints `SKIPPED: …` and returns.
 
 use std::process::Command;
@@ -25,8 +27,8 @@ use crate::common::daemon::{Testnet, wait_for};
 /// the daemons in them were stopped: declare the [`Testnet`] after this).
 struct Namespaces {
     names: Vec<String>,
-    /// (namespace, rule arguments after `-t nat -A`/`-D`).
-    rules: Vec<(String, Vec<String>)>,
+    /// (namespace, table, rule arguments after `-A`/`-D`).
+    rules: Vec<(String, String, Vec<String>)>,
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
@@ -84,22 +86,44 @@ impl Namespaces {
         ]);
     }
 
-    fn masquerade(&mut self, ns: &str, out_dev: &str) {
-        let rule: Vec<String> = ["POSTROUTING", "-o", out_dev, "-j", "MASQUERADE"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut args = vec!["ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A"];
-        args.extend(rule.iter().map(String::as_str));
+    fn iptables(&mut self, ns: &str, table: &str, rule: &[&str]) {
+        let mut args = vec!["ip", "netns", "exec", ns, "iptables", "-t", table, "-A"];
+        args.extend(rule);
         must(&args);
-        self.rules.push((ns.to_string(), rule));
+        self.rules.push((
+            ns.to_string(),
+            table.to_string(),
+            rule.iter().map(|s| s.to_string()).collect(),
+        ));
+    }
+
+    /// A home router on `ns`: masquerades what leaves by `wan`, and drops what arrives
+    /// there unsolicited (the packet is dropped before its conntrack entry is confirmed, so
+    /// a hole punch's first packet does not spoil the mapping of the reply).
+    fn nat_router(&mut self, ns: &str, wan: &str) {
+        self.iptables(ns, "nat", &["POSTROUTING", "-o", wan, "-j", "MASQUERADE"]);
+        self.iptables(
+            ns,
+            "filter",
+            &[
+                "INPUT",
+                "-i",
+                wan,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-j",
+                "DROP",
+            ],
+        );
     }
 }
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        for (ns, rule) in self.rules.drain(..) {
-            let mut args = vec!["ip", "netns", "exec", &ns, "iptables", "-t", "nat", "-D"];
+        for (ns, table, rule) in self.rules.drain(..).rev() {
+            let mut args = vec!["ip", "netns", "exec", &ns, "iptables", "-t", &table, "-D"];
             args.extend(rule.iter().map(String::as_str));
             if let Err(e) = run(&args) {
                 eprintln!("cleanup: {e}");
@@ -215,7 +239,7 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
             &format!("192.168.{k}.1"),
         ]);
         ns.forward(r);
-        ns.masquerade(r, &format!("{v}w{k}"));
+        ns.nat_router(r, &format!("{v}w{k}"));
     }
 
     // Declared after `ns`: dropped (every daemon stopped) before the namespaces go.
@@ -225,7 +249,7 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
     net.network_extra = "relay_server = true\n".into();
     let boot = net.spawn("bootstrap", &[], "");
     let relay_id = net.daemons[boot].peer_id.clone();
-    let relay_from = |k: u8| format!("/ip4/10.0.{k}.1/tcp/4001/p2p/{relay_id}");
+    let relay_from = |k: u8| format!("/ip4/10.0.{k}.1/udp/4001/quic-v1/p2p/{relay_id}");
 
     net.network_extra = String::new();
     net.listen = listen(4002);
