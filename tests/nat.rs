@@ -168,8 +168,17 @@ fn link(net: &Testnet, i: usize, peer: &str) -> Option<String> {
         .find_map(|l| (l[0] == peer).then(|| l[1].as_str().unwrap_or_default().to_string()))
 }
 
-#[test]
-fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed() {
+/// The namespaces of the topology above (public `p`, routers `r1`/`r2`, one private node
+/// namespace behind each); `None` (after printing `SKIPPED: …`) when `ip netns` is not
+/// permitted.
+struct Topology {
+    ns: Namespaces,
+    p: String,
+    n1: String,
+    n2: String,
+}
+
+fn topology() -> Option<Topology> {
     let id = std::process::id() % 100_000;
     let (p, r1, n1, r2, n2) = (
         format!("usw{id}p"),
@@ -184,7 +193,7 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
     };
     if let Err(e) = ns.add(&p) {
         println!("SKIPPED: network namespaces are not permitted here ({e})");
-        return;
+        return None;
     }
     for name in [&r1, &n1, &r2, &n2] {
         ns.add(name).unwrap_or_else(|e| panic!("{e}"));
@@ -242,6 +251,14 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
         ns.nat_router(r, &format!("{v}w{k}"));
     }
 
+    Some(Topology { ns, p, n1, n2 })
+}
+
+#[test]
+fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed() {
+    let Some(Topology { ns, p, n1, n2 }) = topology() else {
+        return;
+    };
     // Declared after `ns`: dropped (every daemon stopped) before the namespaces go.
     let mut net = Testnet::new();
     net.prefix = netns(&p);
@@ -351,4 +368,87 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
     }
     drop(net);
     drop(ns);
+}
+
+/// Benchmark, run by `scripts/bench-nat.sh` (see `BENCHMARKS.md`): in the topology above, a
+/// release published by the node behind the first NAT (its only holder: the bootstrap node
+/// follows no product) is fetched by the node behind the second, once after a hole punch and
+/// once with the relay as the only path (the direct paths between the two NATs dropped on
+/// the public side). Prints both times and their ratio.
+#[test]
+#[ignore = "benchmark: scripts/bench-nat.sh"]
+fn bench_release_to_a_nated_node_hole_punched_vs_relay_only() {
+    let mib: usize = std::env::var("UPSWARM_BENCH_NAT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let Some(mut t) = topology() else {
+        return;
+    };
+    let (punched, punched_link) = bench_round(&t, mib);
+    for (a, b) in [
+        ("10.0.1.0/24", "10.0.2.0/24"),
+        ("10.0.2.0/24", "10.0.1.0/24"),
+    ] {
+        let p = t.p.clone();
+        t.ns.iptables(&p, "filter", &["FORWARD", "-s", a, "-d", b, "-j", "DROP"]);
+    }
+    let (relayed, relayed_link) = bench_round(&t, mib);
+    println!("release of {mib} MiB, from behind NAT 1 to behind NAT 2:");
+    println!("hole punching: {punched:.2} s (connection {punched_link})");
+    println!("relay only:    {relayed:.2} s (connection {relayed_link})");
+    println!("ratio relay only / hole punching: {:.2}", relayed / punched);
+}
+
+/// One round of the benchmark: seconds from publication to completion, and how the fetcher
+/// was connected to the publisher ("direct" or "relayed").
+fn bench_round(t: &Topology, mib: usize) -> (f64, String) {
+    let mut net = Testnet::new();
+    net.prefix = netns(&t.p);
+    net.listen = listen(4001);
+    net.network_extra = "relay_server = true\nrelay_max_circuit_bytes = \"4GiB\"\n\
+                         relay_max_circuit_duration = \"1h\"\n"
+        .into();
+    let boot = net.spawn("bootstrap", &[], "products = [\"none\"]\n");
+    let relay_id = net.daemons[boot].peer_id.clone();
+    let relay_from = |k: u8| format!("/ip4/10.0.{k}.1/udp/4001/quic-v1/p2p/{relay_id}");
+    let mut nated = Vec::new();
+    for (k, n) in [(1u8, &t.n1), (2, &t.n2)] {
+        net.prefix = netns(n);
+        net.network_extra = format!("relays = [\"{}\"]\n", relay_from(k));
+        nated.push(net.spawn_at(&format!("nat{k}"), &[relay_from(k)], "", &[]));
+    }
+    let (src, dst) = (nated[0], nated[1]);
+    for &i in &nated {
+        assert!(
+            wait_for(Duration::from_secs(120), || {
+                reachability(&net, i)["relays"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+            }),
+            "{} holds no relay reservation",
+            net.daemons[i].name
+        );
+    }
+    let src_id = net.daemons[src].peer_id.clone();
+    let circuit = format!("{}/p2p-circuit/p2p/{src_id}", relay_from(2));
+    let (ok, out) = net.daemons[dst].cli(&["peer", "add", &circuit]);
+    assert!(ok, "{out}");
+    let punches = |i: usize| {
+        net.daemons[i].counter("hole_punch_succeeded") + net.daemons[i].counter("hole_punch_failed")
+    };
+    assert!(wait_for(Duration::from_secs(120), || punches(src)
+        + punches(dst)
+        > 0));
+    let link_now = link(&net, dst, &src_id).unwrap_or_else(|| "none".into());
+    let rel = net.release("app", "1.0.0", mib << 20, &[]);
+    let start = std::time::Instant::now();
+    let (ok, out) = net.publish(src, &rel);
+    assert!(ok, "{out}");
+    assert!(
+        wait_for(Duration::from_secs(900), || net.complete(dst, "1.0.0")),
+        "the release did not arrive; log:\n{}",
+        net.daemons[dst].log()
+    );
+    (start.elapsed().as_secs_f64(), link_now)
 }

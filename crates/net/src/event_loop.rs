@@ -559,7 +559,19 @@ impl EventLoop {
             })) => {
                 match &result {
                     Ok(_) => {
-                        info!(peer = %remote_peer_id, "hole punch succeeded: direct connection")
+                        info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                        // Requests are spread over all connections to a peer: close the
+                        // relayed ones, so that chunks take the direct path (and the relay's
+                        // capacity is left to those who have no other).
+                        let relayed: Vec<ConnectionId> = self
+                            .connections
+                            .iter()
+                            .filter(|(_, (p, relayed, _))| *p == remote_peer_id && *relayed)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in relayed {
+                            self.swarm.close_connection(id);
+                        }
                     }
                     Err(e) => {
                         info!(peer = %remote_peer_id, "hole punch failed, staying relayed: {e}")
