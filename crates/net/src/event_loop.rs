@@ -309,10 +309,15 @@ impl EventLoop {
         let b = self.swarm.behaviour_mut();
         match command {
             Command::Dial { addr, reply } => {
-                let peer = addr.iter().find_map(|p| match p {
-                    Protocol::P2p(id) => Some(id),
-                    _ => None,
-                });
+                // The peer dialled is the last `/p2p/` (before it, in a circuit address
+                // `…/p2p/<relay>/p2p-circuit/p2p/<peer>`, comes the relay).
+                let peer = addr
+                    .iter()
+                    .filter_map(|p| match p {
+                        Protocol::P2p(id) => Some(id),
+                        _ => None,
+                    })
+                    .last();
                 if peer.is_some_and(|p| self.connected.contains(&p)) {
                     // Already connected to that peer: nothing to do.
                     let _ = reply.send(Ok(()));
