@@ -521,6 +521,32 @@ mod tests {
     }
 
     #[test]
+    fn nat_options_are_checked() {
+        assert!(
+            problems(
+                "[network_options]\nrelay_server = true\nupnp = true\n\
+                 external_addresses = [\"/ip4/203.0.113.7/tcp/4001\"]\n\
+                 relays = [\"/ip4/203.0.113.8/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA\"]\n"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            fields(
+                "[network_options]\nexternal_addresses = [\"203.0.113.7:4001\"]\n\
+                 relays = [\"/ip4/203.0.113.8/tcp/4001\"]\nrelay_max_circuits = 0\n\
+                 relay_max_circuit_bytes = \"1KiB\"\nrelay_max_circuit_duration = \"0s\"\n"
+            ),
+            [
+                "network_options.external_addresses[0]",
+                "network_options.relays[0]",
+                "network_options.relay_max_circuits",
+                "network_options.relay_max_circuit_duration",
+                "network_options.relay_max_circuit_bytes",
+            ]
+        );
+    }
+
+    #[test]
     fn zero_and_absurd_durations_are_named() {
         assert_eq!(
             fields("[network_options]\ndht_refresh = \"0s\"\n"),
