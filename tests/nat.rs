@@ -436,8 +436,7 @@ fn bench_round(t: &Topology, mib: usize) -> (f64, String) {
         net.daemons[i].counter("hole_punch_succeeded") + net.daemons[i].counter("hole_punch_failed")
     };
     // Connect through the relay; the hole punch ends (or gives up) before the release is
-    // published. A circuit opened before the nodes know their observed addresses gets no
-    // hole punch (and is not kept): dial it again.
+    // published. Should no punch have ended after a while, dial the circuit again.
     for _ in 0..5 {
         let (ok, out) = net.daemons[dst].cli(&["peer", "add", &circuit]);
         assert!(ok, "{out}");
