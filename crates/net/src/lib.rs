@@ -91,7 +91,7 @@ pub struct RelayLimits {
     pub max_circuits: usize,
     /// A circuit is closed after this long.
     pub max_circuit_duration: Duration,
-    /// A circuit is closed after this many bytes (each direction).
+    /// A circuit is closed after this many bytes (both directions together).
     pub max_circuit_bytes: u64,
 }
 

@@ -157,7 +157,7 @@ pub struct NetworkOptions {
         with = "humantime_serde"
     )]
     pub relay_max_circuit_duration: Duration,
-    /// Relay service: a circuit is closed after this many bytes in each direction.
+    /// Relay service: a circuit is closed after this many bytes (both directions together).
     /// Default `8MiB`.
     #[serde(default = "default_relay_max_circuit_bytes", deserialize_with = "size")]
     pub relay_max_circuit_bytes: u64,
