@@ -17,6 +17,7 @@ mod evil_peer;
 mod hostile_config;
 mod hostile_fixtures;
 mod messages;
+mod nat;
 mod rollout;
 mod structure;
 mod swarm;

@@ -126,6 +126,12 @@ pub struct StatusView {
     pub peer_scores: Vec<(String, Option<f64>)>,
     #[serde(default)]
     pub banned: Vec<(String, u64)>,
+    /// How others reach this node.
+    #[serde(default)]
+    pub reachability: ReachabilityView,
+    /// Per connected peer: `"direct"` or `"relayed"`.
+    #[serde(default)]
+    pub peer_links: Vec<(String, String)>,
     pub root_version: u64,
     pub releases: Vec<ReleaseView>,
     pub managed: Option<ManagedView>,
@@ -476,6 +482,19 @@ pub struct CosmovisorView {
     pub alarm: Option<String>,
 }
 
+/// Reachability of the node, as AutoNAT and the relay client see it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReachabilityView {
+    /// `"public"`, `"private"` (behind NAT or a firewall) or `"unknown"` (not probed yet).
+    pub state: String,
+    /// The address peers dialled us back on, when public.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// When private: the relays holding a reservation for us (peer ids).
+    #[serde(default)]
+    pub relays: Vec<String>,
+}
+
 /// Calls `$m!` with the list of the daemon's counters: each one's documentation, name and
 /// Prometheus kind. The snapshot the API reports ([`Counters`]) and the daemon's live
 /// atomics (`daemon::metrics::Metrics`) are both made from this one list.
@@ -512,6 +531,10 @@ macro_rules! for_each_counter {
         requests_failed: "counter",
         /// Peers banned after repeated faults.
         peers_banned: "counter",
+        /// Hole punches (DCUtR) over a relayed connection that gave a direct connection.
+        hole_punch_succeeded: "counter",
+        /// Hole punches that failed: the peer stays reachable through the relay only.
+        hole_punch_failed: "counter",
         /// Releases fully downloaded and verified.
         releases_completed: "counter",
         /// 1 while a protocol is ACTIVE that the running software does not support.

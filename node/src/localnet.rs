@@ -67,6 +67,9 @@ pub struct LocalDaemon {
     pub env: Vec<(String, String)>,
     /// `UPSWARM_LOG` for the daemon.
     pub log_filter: String,
+    /// A command the daemon is started through, e.g. `["ip", "netns", "exec", "ns1"]`
+    /// (it must exec the daemon, so that the pid is the daemon's). Default: none.
+    pub prefix: Vec<String>,
     exe: PathBuf,
     net_dir: PathBuf,
     child: Option<Child>,
@@ -86,6 +89,7 @@ impl LocalDaemon {
             peer_id: String::new(),
             env: Vec::new(),
             log_filter: "info".into(),
+            prefix: Vec::new(),
             exe: exe.to_path_buf(),
             net_dir: net_dir.to_path_buf(),
             child: None,
@@ -124,7 +128,14 @@ impl LocalDaemon {
                 what: format!("{}", self.log_path().display()),
                 source,
             })?;
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.args(["daemon", "--config"])
             .arg(&self.config)
             .env("UPSWARM_LOG", &self.log_filter)

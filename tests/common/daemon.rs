@@ -19,6 +19,11 @@ pub struct Testnet {
     pub daemons: Vec<Daemon>,
     /// Listen addresses of the daemons started from now on (default: TCP on 127.0.0.1).
     pub listen: Vec<String>,
+    /// Extra lines of `[network_options]` for the daemons started from now on.
+    pub network_extra: String,
+    /// Command prefix of the daemons added from now on (see [`LocalDaemon::prefix`]), also
+    /// used for the CLI commands run against them (e.g. `ip netns exec NS`).
+    pub prefix: Vec<String>,
 }
 
 /// One daemon process (the shared harness's [`LocalDaemon`], with test helpers).
@@ -101,6 +106,8 @@ impl Testnet {
             dir,
             daemons: Vec::new(),
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            network_extra: String::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -159,13 +166,14 @@ impl Testnet {
     ) -> usize {
         let mut d = LocalDaemon::new(Path::new(env!("CARGO_BIN_EXE_upswarm")), self.path(), name);
         d.log_filter = "info,upswarm=debug".into();
+        d.prefix = self.prefix.clone();
         fs::create_dir_all(&d.dir).unwrap();
         let boot: Vec<String> = bootstrap.iter().map(|a| format!("\"{a}\"")).collect();
         let (top, sections) = split_extra(extra);
         let config = format!(
             "network = \"test\"\ndata_dir = \"data\"\ntrust_root = \"../root.cbor\"\n{top}\n\
              [network_options]\nlisten = [{}]\nbootstrap = [{}]\ndht_refresh = \"2s\"\n\
-             denied_peers = [{}]\n[api]\nlisten = \"127.0.0.1:0\"\n{sections}\n",
+             denied_peers = [{}]\n{}\n[api]\nlisten = \"127.0.0.1:0\"\n{sections}\n",
             self.listen
                 .iter()
                 .map(|a| format!("\"{a}\""))
@@ -176,7 +184,8 @@ impl Testnet {
                 .iter()
                 .map(|p| format!("\"{p}\""))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.network_extra
         );
         fs::write(&d.config, config).unwrap();
         self.daemons.push(Daemon(d));
@@ -256,7 +265,8 @@ impl Testnet {
     /// `upswarm release publish DIR` against daemon `i`; returns (success, output).
     pub fn publish(&self, i: usize, dir: &Path) -> (bool, String) {
         let d = &self.daemons[i];
-        let out = upswarm()
+        let out = d
+            .command()
             .args([
                 "release",
                 "publish",
@@ -303,9 +313,22 @@ impl Daemon {
         }
     }
 
+    /// The `upswarm` CLI, run through the daemon's prefix (in its network namespace).
+    pub fn command(&self) -> std::process::Command {
+        match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_upswarm"));
+                c
+            }
+            None => upswarm(),
+        }
+    }
+
     /// `upswarm status --json`.
     pub fn status(&self) -> Option<Value> {
-        let out = upswarm()
+        let out = self
+            .command()
             .args(["status", "--json", "--api", &self.api])
             .output()
             .ok()?;
@@ -480,7 +503,8 @@ pub fn managed_config(port: u16, extra_managed: &str) -> String {
 impl Daemon {
     /// Runs a CLI command against this daemon's API (with its token); returns (ok, output).
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = upswarm()
+        let out = self
+            .command()
             .args(args)
             .args(["--api", &self.api, "--token-file"])
             .arg(self.dir.join("data/api.token"))

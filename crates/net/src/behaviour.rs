@@ -9,7 +9,11 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::kad::{self, StoreInserts};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, allow_block_list, connection_limits, identify, ping};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, identify, ping, relay,
+    upnp,
+};
 
 use crate::{FetchCodec, NetConfig, NetError};
 
@@ -62,6 +66,17 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) fetch: request_response::Behaviour<FetchCodec>,
+    /// Reservations on relays and circuits through them (always on: a node may learn any
+    /// time that it is behind a NAT).
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Serving as a relay for others: only when the operator opted in.
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Hole punching over a relayed connection.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Are we publicly reachable? Peers dial us back on the addresses they observed.
+    pub(crate) autonat: autonat::Behaviour,
+    /// Port mapping on the local router, when the operator enabled it.
+    pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 pub(crate) fn protocol(network: &str, what: &str) -> Result<StreamProtocol, NetError> {
@@ -72,7 +87,11 @@ pub(crate) fn protocol(network: &str, what: &str) -> Result<StreamProtocol, NetE
     })
 }
 
-pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetError> {
+pub(crate) fn build(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &NetConfig,
+) -> Result<Behaviour, NetError> {
     let peer_id = key.public().to_peer_id();
     let network = &config.network;
 
@@ -94,6 +113,8 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
         },
     );
     let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // Server until AutoNAT says we are not reachable (then client: a NATed node must not
+    // advertise itself as a DHT server nobody can dial); see `EventLoop::on_nat_status`.
     kad.set_mode(Some(kad::Mode::Server));
 
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -131,7 +152,9 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
 
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
-        .with_max_established_per_peer(Some(2))
+        // A direct and a relayed connection while hole punching, and AutoNAT's dial-back
+        // besides the connection the request came on.
+        .with_max_established_per_peer(Some(4))
         .with_max_pending_incoming(Some(64));
 
     let mut blocked = allow_block_list::Behaviour::default();
@@ -150,6 +173,27 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<Behaviour, NetE
         kad,
         gossipsub,
         fetch,
+        relay_client,
+        relay: config
+            .relay_server
+            .as_ref()
+            .map(|l| relay::Behaviour::new(peer_id, l.to_config()))
+            .into(),
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: Duration::from_secs(5),
+                retry_interval: Duration::from_secs(30),
+                refresh_interval: Duration::from_secs(300),
+                throttle_server_period: Duration::from_secs(10),
+                // Private fleets (a LAN, a VPN, the test namespaces) count too: reachable
+                // from the peers is what matters, not a globally routable address.
+                only_global_ips: false,
+                ..Default::default()
+            },
+        ),
+        upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
     })
 }
 

@@ -41,6 +41,30 @@ pub struct NetInfo {
     /// Gossipsub score of each connected peer (see `docs/wire-format.md` for the
     /// parameters); `None` for peers gossipsub has no score for yet.
     pub scores: Vec<(PeerId, Option<f64>)>,
+    /// How others can reach us.
+    pub reachability: Reachability,
+    /// Per connected peer: whether we hold a direct connection or only relayed ones.
+    pub links: Vec<(PeerId, PeerLink)>,
+}
+
+/// Whether a node can be dialled, as AutoNAT and the relay client see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not determined yet (no peer has tried to dial us back).
+    Unknown,
+    /// Peers could dial us at this address.
+    Public(Multiaddr),
+    /// Peers could not dial us back; we hold reservations on these relays (maybe none yet).
+    Private { relays: Vec<PeerId> },
+}
+
+/// The kind of connection held to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerLink {
+    /// At least one connection without a relay in the path.
+    Direct,
+    /// Only connections through a relay.
+    Relayed,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, TopicHash};
 use libp2p::kad::{
     self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, store::RecordStore,
@@ -12,13 +13,13 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, noise, relay, tcp, upnp, yamux};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use upswarm_proto::fetch::{Answer, FetchResponse};
 
 use crate::behaviour::{self, Behaviour, BehaviourEvent};
-use crate::client::{Command, NetInfo, Reply};
+use crate::client::{Command, NetInfo, PeerLink, Reachability, Reply};
 use crate::{Event, InboundFetch, NetConfig, NetError, Topic};
 
 /// Owns the swarm; run it with [`EventLoop::run`] on its own task.
@@ -40,7 +41,22 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, Reply<()>)>,
     listeners: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
+    /// Every established connection: its peer, whether it goes through a relay, and the
+    /// address we dialled (`None` for inbound ones).
+    connections: HashMap<ConnectionId, (PeerId, bool, Option<Multiaddr>)>,
+    /// Relays we know of: configured ones and connected peers that offer the relay (hop)
+    /// protocol, each with an address to reach it.
+    relay_candidates: HashMap<PeerId, Multiaddr>,
+    /// Circuit listeners asked for, by relay.
+    relay_listeners: HashMap<ListenerId, PeerId>,
+    /// Relays that accepted our reservation.
+    reserved: HashSet<PeerId>,
+    /// AutoNAT found us not publicly reachable.
+    private: bool,
 }
+
+/// Relays a private node holds reservations on at most.
+const MAX_RELAYS: usize = 2;
 
 impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,8 +85,10 @@ impl EventLoop {
             .with_quic()
             .with_dns()
             .map_err(|e| NetError::Config(format!("DNS resolver: {e}")))?
-            .with_behaviour(|key| {
-                behaviour::build(key, &cfg)
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Config(format!("relay transport: {e}")))?
+            .with_behaviour(|key, relay_client| {
+                behaviour::build(key, relay_client, &cfg)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| NetError::Config(format!("behaviour: {e}")))?
@@ -83,6 +101,24 @@ impl EventLoop {
                     addr: addr.clone(),
                     reason: e.to_string(),
                 })?;
+        }
+        for addr in &config.external_addresses {
+            swarm.add_external_address(addr.clone());
+        }
+        let mut relay_candidates = HashMap::new();
+        for addr in &config.relays {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(NetError::Config(format!(
+                    "relay {addr} does not end in /p2p/<peer id>"
+                )));
+            };
+            let mut base = addr.clone();
+            base.pop();
+            swarm
+                .behaviour_mut()
+                .autonat
+                .add_server(peer, Some(base.clone()));
+            relay_candidates.insert(peer, base);
         }
         let topics = Topic::ALL
             .iter()
@@ -104,6 +140,11 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             listeners: Vec::new(),
             connected: HashSet::new(),
+            connections: HashMap::new(),
+            relay_candidates,
+            relay_listeners: HashMap::new(),
+            reserved: HashSet::new(),
+            private: false,
         })
     }
 
@@ -126,6 +167,8 @@ impl EventLoop {
                     if self.connected.is_empty() {
                         self.dial_bootstrap();
                     }
+                    // A private node that lost (or never got) its reservations tries again.
+                    self.reserve_relays();
                 }
             }
         }
@@ -149,6 +192,111 @@ impl EventLoop {
         if !self.bootstrap.is_empty() {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
+        // Configured relays: connect now, so that they can also tell us (AutoNAT) whether
+        // we are reachable.
+        let bootstrap: HashSet<PeerId> = self
+            .bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(Protocol::P2p(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        for (peer, addr) in self.relay_candidates.clone() {
+            if !self.connected.contains(&peer) && !bootstrap.contains(&peer) {
+                let _ = self.swarm.dial(addr.with(Protocol::P2p(peer)));
+            }
+        }
+    }
+
+    /// While private: listen on `/p2p-circuit` through known relays, up to [`MAX_RELAYS`].
+    fn reserve_relays(&mut self) {
+        if !self.private {
+            return;
+        }
+        let mut candidates: Vec<(PeerId, Multiaddr)> = self
+            .relay_candidates
+            .iter()
+            .filter(|(p, _)| !self.relay_listeners.values().any(|r| r == *p))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        candidates.sort_by_key(|(p, _)| *p);
+        for (peer, addr) in candidates {
+            if self.relay_listeners.len() >= MAX_RELAYS {
+                break;
+            }
+            let circuit = addr.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    info!(relay = %peer, "reserving a slot on relay");
+                    self.relay_listeners.insert(id, peer);
+                }
+                Err(e) => debug!(%circuit, "cannot listen through relay: {e}"),
+            }
+        }
+    }
+
+    fn on_nat_status(&mut self, status: autonat::NatStatus) {
+        let kad_mode = match &status {
+            autonat::NatStatus::Private => {
+                info!("AutoNAT: not publicly reachable; DHT client mode, reserving relays");
+                self.private = true;
+                kad::Mode::Client
+            }
+            autonat::NatStatus::Public(addr) => {
+                info!(%addr, "AutoNAT: publicly reachable");
+                self.private = false;
+                kad::Mode::Server
+            }
+            autonat::NatStatus::Unknown => {
+                self.private = false;
+                kad::Mode::Server
+            }
+        };
+        self.swarm.behaviour_mut().kad.set_mode(Some(kad_mode));
+        if self.private {
+            self.reserve_relays();
+        } else {
+            // Reachable directly: circuits are not needed any more.
+            for id in std::mem::take(&mut self.relay_listeners).into_keys() {
+                self.swarm.remove_listener(id);
+            }
+            self.reserved.clear();
+        }
+    }
+
+    fn reachability(&self) -> Reachability {
+        match self.swarm.behaviour().autonat.nat_status() {
+            autonat::NatStatus::Public(addr) => Reachability::Public(addr),
+            autonat::NatStatus::Private => {
+                let mut relays: Vec<PeerId> = self.reserved.iter().copied().collect();
+                relays.sort();
+                Reachability::Private { relays }
+            }
+            autonat::NatStatus::Unknown => Reachability::Unknown,
+        }
+    }
+
+    fn links(&self) -> Vec<(PeerId, PeerLink)> {
+        let mut links: HashMap<PeerId, PeerLink> = HashMap::new();
+        for (peer, relayed, _) in self.connections.values() {
+            let link = if *relayed {
+                PeerLink::Relayed
+            } else {
+                PeerLink::Direct
+            };
+            links
+                .entry(*peer)
+                .and_modify(|l| {
+                    if link == PeerLink::Direct {
+                        *l = PeerLink::Direct
+                    }
+                })
+                .or_insert(link);
+        }
+        let mut links: Vec<_> = links.into_iter().collect();
+        links.sort_by_key(|(p, _)| *p);
+        links
     }
 
     fn emit(&self, event: Event) {
@@ -161,10 +309,15 @@ impl EventLoop {
         let b = self.swarm.behaviour_mut();
         match command {
             Command::Dial { addr, reply } => {
-                let peer = addr.iter().find_map(|p| match p {
-                    Protocol::P2p(id) => Some(id),
-                    _ => None,
-                });
+                // The peer dialled is the last `/p2p/` (before it, in a circuit address
+                // `…/p2p/<relay>/p2p-circuit/p2p/<peer>`, comes the relay).
+                let peer = addr
+                    .iter()
+                    .filter_map(|p| match p {
+                        Protocol::P2p(id) => Some(id),
+                        _ => None,
+                    })
+                    .last();
                 if peer.is_some_and(|p| self.connected.contains(&p)) {
                     // Already connected to that peer: nothing to do.
                     let _ = reply.send(Ok(()));
@@ -274,6 +427,8 @@ impl EventLoop {
                         .iter()
                         .map(|p| (*p, gossip.peer_score(p)))
                         .collect(),
+                    reachability: self.reachability(),
+                    links: self.links(),
                 };
                 let _ = reply.send(info);
             }
@@ -282,9 +437,32 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match &event {
-            SwarmEvent::ConnectionEstablished { connection_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                connection_id,
+                peer_id,
+                endpoint,
+                ..
+            } => {
                 if let Some((_, reply)) = self.pending_dials.remove(connection_id) {
                     let _ = reply.send(Ok(()));
+                }
+                let dialled = endpoint
+                    .is_dialer()
+                    .then(|| endpoint.get_remote_address().clone());
+                self.connections
+                    .insert(*connection_id, (*peer_id, endpoint.is_relayed(), dialled));
+            }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.connections.remove(connection_id);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.relay_listeners.remove(listener_id) {
+                    info!(%relay, "relay reservation ended: {reason:?}");
+                    self.reserved.remove(&relay);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -326,12 +504,101 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
-                ..
-            })) if info.protocols.contains(&self.kad_protocol) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                connection_id,
+            })) => {
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    // A relay: reachable at the address we dialled it on.
+                    let dialled = self
+                        .connections
+                        .get(&connection_id)
+                        .and_then(|(_, relayed, a)| a.clone().filter(|_| !relayed));
+                    if let Some(mut addr) = dialled {
+                        if let Some(Protocol::P2p(_)) = addr.iter().last() {
+                            addr.pop();
+                        }
+                        self.relay_candidates.entry(peer_id).or_insert(addr);
+                        self.reserve_relays();
+                    }
+                }
+                if info.protocols.contains(&self.kad_protocol) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => self.on_nat_status(new),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                },
+            )) => {
+                if !renewal {
+                    info!(relay = %relay_peer_id, "relay accepted our reservation");
+                }
+                self.reserved.insert(relay_peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => match event {
+                relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                    debug!(peer = %src_peer_id, "relay: reservation accepted");
+                }
+                relay::Event::CircuitReqAccepted {
+                    src_peer_id,
+                    dst_peer_id,
+                } => {
+                    debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit opened");
+                }
+                relay::Event::ReservationReqDenied { src_peer_id, .. }
+                | relay::Event::CircuitReqDenied { src_peer_id, .. } => {
+                    info!(peer = %src_peer_id, "relay: request denied (limits)");
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => {
+                match &result {
+                    Ok(_) => {
+                        info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                        // Requests are spread over all connections to a peer: close the
+                        // relayed ones, so that chunks take the direct path (and the relay's
+                        // capacity is left to those who have no other).
+                        let relayed: Vec<ConnectionId> = self
+                            .connections
+                            .iter()
+                            .filter(|(_, (p, relayed, _))| *p == remote_peer_id && *relayed)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in relayed {
+                            self.swarm.close_connection(id);
+                        }
+                    }
+                    Err(e) => {
+                        info!(peer = %remote_peer_id, "hole punch failed, staying relayed: {e}")
+                    }
+                }
+                self.emit(Event::HolePunch {
+                    peer: remote_peer_id,
+                    direct: result.is_ok(),
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    info!(%external_addr, "UPnP: port mapped on the router");
+                }
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    info!(%external_addr, "UPnP: port mapping expired");
+                }
+                upnp::Event::GatewayNotFound => warn!("UPnP: no gateway found"),
+                upnp::Event::NonRoutableGateway => {
+                    warn!("UPnP: the gateway is not on the public network")
+                }
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

@@ -3,7 +3,9 @@
 //! One task, the [`EventLoop`], owns the libp2p `Swarm`: TCP + Noise + Yamux and QUIC
 //! (v1), over IPv4 and IPv6, with `/dns`, `/dns4` and `/dns6` addresses resolved; identify,
 //! ping, connection limits, a block list, Kademlia under upswarm's own protocol name,
-//! gossipsub in explicit-validation mode, and the fetch request-response protocol. The rest
+//! gossipsub in explicit-validation mode, and the fetch request-response protocol; for
+//! nodes behind NAT: AutoNAT (v1), circuit relay v2 (client always, server when configured),
+//! DCUtR hole punching and optional UPnP. The rest
 //! of the daemon talks to it through a cheap, cloneable [`Client`] (commands over a bounded
 //! channel, each with a oneshot reply) and receives domain [`Event`]s and inbound
 //! [`FetchRequest`]s on two bounded channels.
@@ -26,11 +28,12 @@ pub use behaviour::{
     FIRST_DELIVERIES_CAP, FIRST_DELIVERY_WEIGHT, GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD,
     INVALID_MESSAGE_DECAY, INVALID_MESSAGE_WEIGHT, PUBLISH_THRESHOLD, TOPIC_SCORE_CAP, Topic,
 };
-pub use client::{Client, NetError, NetInfo};
+pub use client::{Client, NetError, NetInfo, PeerLink, Reachability};
 pub use codec::FetchCodec;
 pub use event_loop::EventLoop;
 pub use libp2p::gossipsub::{MessageAcceptance, MessageId};
 pub use libp2p::kad::{ProviderRecord, Record, RecordKey};
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId, identity};
 use tokio::sync::mpsc;
@@ -66,6 +69,56 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Most fetch requests served concurrently per connection.
     pub max_concurrent_streams: usize,
+    /// Addresses at which others can reach us, announced as confirmed (e.g. a port forward
+    /// on the router).
+    pub external_addresses: Vec<Multiaddr>,
+    /// Serve as a circuit relay v2 for others, within these limits; `None`: do not.
+    pub relay_server: Option<RelayLimits>,
+    /// Relays to reserve a slot on when AutoNAT finds us not publicly reachable
+    /// (`/ip4/…/tcp/…/p2p/<relay peer id>`), besides connected peers that offer the relay
+    /// protocol.
+    pub relays: Vec<Multiaddr>,
+    /// Ask the local router for a port mapping (UPnP IGD).
+    pub upnp: bool,
+}
+
+/// Limits of the relay service a node offers with `relay_server = true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Most reservations held at once, in all.
+    pub max_reservations: usize,
+    /// Most circuits relayed at once, in all.
+    pub max_circuits: usize,
+    /// A circuit is closed after this long.
+    pub max_circuit_duration: Duration,
+    /// A circuit is closed after this many bytes (both directions together).
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 128,
+            max_circuits: 16,
+            max_circuit_duration: Duration::from_secs(120),
+            max_circuit_bytes: 8 << 20,
+        }
+    }
+}
+
+impl RelayLimits {
+    pub(crate) fn to_config(self) -> libp2p::relay::Config {
+        libp2p::relay::Config {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: self.max_circuit_duration,
+            max_circuit_bytes: self.max_circuit_bytes,
+            ..Default::default()
+        }
+    }
 }
 
 impl NetConfig {
@@ -81,6 +134,10 @@ impl NetConfig {
             denied_peers: Vec::new(),
             idle_timeout: Duration::from_secs(300),
             max_concurrent_streams: 64,
+            external_addresses: Vec::new(),
+            relay_server: None,
+            relays: Vec::new(),
+            upnp: false,
         }
     }
 }
@@ -104,6 +161,12 @@ pub enum Event {
     /// A peer announces it provides a key; store it with [`Client::store_provider`] if valid.
     InboundAddProvider {
         record: ProviderRecord,
+    },
+    /// A hole punch (DCUtR) over a relayed connection to `peer` ended: `direct` is whether
+    /// it gave a direct connection.
+    HolePunch {
+        peer: PeerId,
+        direct: bool,
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),

@@ -43,7 +43,31 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             "network   {}, trust root version {}",
             s.network, s.root_version
         );
-        println!("peers     {}", s.peers.len());
+        let r = &s.reachability;
+        match r.state.as_str() {
+            "public" => println!(
+                "reachable public{}",
+                r.address
+                    .as_ref()
+                    .map(|a| format!(" at {a}"))
+                    .unwrap_or_default()
+            ),
+            "private" if r.relays.is_empty() => {
+                println!("reachable private (behind NAT), no relay reservation yet")
+            }
+            "private" => println!("reachable private via relay {}", r.relays.join(", ")),
+            _ => println!("reachable unknown (not probed yet)"),
+        }
+        let relayed = s.peer_links.iter().filter(|(_, l)| l == "relayed").count();
+        println!(
+            "peers     {} ({} direct, {} relayed only)",
+            s.peers.len(),
+            s.peer_links.len() - relayed,
+            relayed
+        );
+        for (p, _) in s.peer_links.iter().filter(|(_, l)| l == "relayed") {
+            println!("          {p} relayed");
+        }
         if let Some(m) = &s.managed {
             let p = &m.program;
             println!(
@@ -115,6 +139,12 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             print_release(r);
         }
         let c = &s.counters;
+        if c.hole_punch_succeeded + c.hole_punch_failed > 0 {
+            println!(
+                "nat       hole punches: {} succeeded, {} failed",
+                c.hole_punch_succeeded, c.hole_punch_failed
+            );
+        }
         println!(
             "transfer  fetched {} chunks ({} bytes), served {}, reused {}, bad received {}, peers banned {}",
             c.chunks_fetched,

@@ -132,6 +132,51 @@ pub struct NetworkOptions {
     /// How often to look for the latest release of each channel in the DHT. Default `30s`.
     #[serde(default = "default_dht_refresh", with = "humantime_serde")]
     pub dht_refresh: Duration,
+    /// Addresses at which others reach this node although it cannot see them itself (a port
+    /// forward on the router), e.g. `/ip4/203.0.113.7/tcp/4001`. Default: none.
+    #[serde(default)]
+    pub external_addresses: Vec<String>,
+    /// Relays to reserve a slot on when this node turns out not to be publicly reachable,
+    /// `/ip4/…/tcp/…/p2p/<peer id>`. Connected peers that serve as relays are used too.
+    /// Default: none.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Serve as a circuit relay for nodes behind NAT (within the `relay_*` limits).
+    /// Default `false`.
+    #[serde(default)]
+    pub relay_server: bool,
+    /// Relay service: most reservations held at once. Default 128.
+    #[serde(default = "default_relay_max_reservations")]
+    pub relay_max_reservations: usize,
+    /// Relay service: most circuits relayed at once. Default 16.
+    #[serde(default = "default_relay_max_circuits")]
+    pub relay_max_circuits: usize,
+    /// Relay service: a circuit is closed after this long. Default `2m`.
+    #[serde(
+        default = "default_relay_max_circuit_duration",
+        with = "humantime_serde"
+    )]
+    pub relay_max_circuit_duration: Duration,
+    /// Relay service: a circuit is closed after this many bytes (both directions together).
+    /// Default `8MiB`.
+    #[serde(default = "default_relay_max_circuit_bytes", deserialize_with = "size")]
+    pub relay_max_circuit_bytes: u64,
+    /// Ask the local router for a port mapping with UPnP. Default `false`.
+    #[serde(default)]
+    pub upnp: bool,
+}
+
+fn default_relay_max_reservations() -> usize {
+    upswarm_net::RelayLimits::default().max_reservations
+}
+fn default_relay_max_circuits() -> usize {
+    upswarm_net::RelayLimits::default().max_circuits
+}
+fn default_relay_max_circuit_duration() -> Duration {
+    upswarm_net::RelayLimits::default().max_circuit_duration
+}
+fn default_relay_max_circuit_bytes() -> u64 {
+    upswarm_net::RelayLimits::default().max_circuit_bytes
 }
 
 /// Chunk transfer.
@@ -579,6 +624,14 @@ impl Default for NetworkOptions {
             max_connections: default_max_connections(),
             denied_peers: Vec::new(),
             dht_refresh: default_dht_refresh(),
+            external_addresses: Vec::new(),
+            relays: Vec::new(),
+            relay_server: false,
+            relay_max_reservations: default_relay_max_reservations(),
+            relay_max_circuits: default_relay_max_circuits(),
+            relay_max_circuit_duration: default_relay_max_circuit_duration(),
+            relay_max_circuit_bytes: default_relay_max_circuit_bytes(),
+            upnp: false,
         }
     }
 }

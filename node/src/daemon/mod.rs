@@ -145,6 +145,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "network_options.bootstrap",
     )?;
     net.max_connections = config.network_options.max_connections;
+    let n = &config.network_options;
+    net.external_addresses =
+        parse_addrs(&n.external_addresses, "network_options.external_addresses")?;
+    net.relays = parse_addrs(&n.relays, "network_options.relays")?;
+    net.relay_server = n.relay_server.then_some(upswarm_net::RelayLimits {
+        max_reservations: n.relay_max_reservations,
+        max_circuits: n.relay_max_circuits,
+        max_circuit_duration: n.relay_max_circuit_duration,
+        max_circuit_bytes: n.relay_max_circuit_bytes,
+    });
+    net.upnp = n.upnp;
     net.request_timeout = config.transfer.request_timeout;
     net.denied_peers = config
         .network_options

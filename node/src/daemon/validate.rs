@@ -209,6 +209,48 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             );
         }
     }
+    for (i, a) in n.external_addresses.iter().enumerate() {
+        if a.parse::<upswarm_net::Multiaddr>().is_err() {
+            p.add(
+                format!("network_options.external_addresses[{i}]"),
+                format!("{} is not a multiaddr", quote(a)),
+            );
+        }
+    }
+    for (i, a) in n.relays.iter().enumerate() {
+        match a.parse::<upswarm_net::Multiaddr>() {
+            Err(_) => p.add(
+                format!("network_options.relays[{i}]"),
+                format!("{} is not a multiaddr", quote(a)),
+            ),
+            Ok(m) if !matches!(m.iter().last(), Some(upswarm_net::Protocol::P2p(_))) => p.add(
+                format!("network_options.relays[{i}]"),
+                format!("{} does not end in /p2p/<peer id>", quote(a)),
+            ),
+            Ok(_) => {}
+        }
+    }
+    if n.relay_max_reservations == 0 {
+        p.add(
+            "network_options.relay_max_reservations",
+            "must be at least 1",
+        );
+    }
+    if n.relay_max_circuits == 0 {
+        p.add("network_options.relay_max_circuits", "must be at least 1");
+    }
+    p.duration(
+        "network_options.relay_max_circuit_duration",
+        n.relay_max_circuit_duration,
+        SEC,
+        DAY,
+    );
+    if n.relay_max_circuit_bytes < 64 * 1024 {
+        p.add(
+            "network_options.relay_max_circuit_bytes",
+            "must be at least 64KiB",
+        );
+    }
     if n.max_connections == 0 {
         p.add("network_options.max_connections", "must be at least 1");
     }
@@ -601,6 +643,32 @@ mod tests {
                 "retention.keep_backups",
                 "retention.grace",
                 "retention.interval"
+            ]
+        );
+    }
+
+    #[test]
+    fn nat_options_are_checked() {
+        assert!(
+            problems(
+                "[network_options]\nrelay_server = true\nupnp = true\n\
+                 external_addresses = [\"/ip4/203.0.113.7/tcp/4001\"]\n\
+                 relays = [\"/ip4/203.0.113.8/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA\"]\n"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            fields(
+                "[network_options]\nexternal_addresses = [\"203.0.113.7:4001\"]\n\
+                 relays = [\"/ip4/203.0.113.8/tcp/4001\"]\nrelay_max_circuits = 0\n\
+                 relay_max_circuit_bytes = \"1KiB\"\nrelay_max_circuit_duration = \"0s\"\n"
+            ),
+            [
+                "network_options.external_addresses[0]",
+                "network_options.relays[0]",
+                "network_options.relay_max_circuits",
+                "network_options.relay_max_circuit_duration",
+                "network_options.relay_max_circuit_bytes",
             ]
         );
     }

@@ -37,11 +37,33 @@ use super::metrics::{DownloadProgress, Metrics};
 use super::rollout::{RolloutBook, verify_control, verify_health};
 use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
-pub use crate::api::{CheckItem, ManagedView, ReleaseView, StatusView};
+pub use crate::api::{CheckItem, ManagedView, ReachabilityView, ReleaseView, StatusView};
 use crate::layout::{latest_key, provider_key};
 use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
+
+impl ReachabilityView {
+    pub(crate) fn of(r: &upswarm_net::Reachability) -> Self {
+        use upswarm_net::Reachability as R;
+        match r {
+            R::Unknown => ReachabilityView {
+                state: "unknown".into(),
+                ..Default::default()
+            },
+            R::Public(a) => ReachabilityView {
+                state: "public".into(),
+                address: Some(a.to_string()),
+                relays: Vec::new(),
+            },
+            R::Private { relays } => ReachabilityView {
+                state: "private".into(),
+                address: None,
+                relays: relays.iter().map(|p| p.to_base58()).collect(),
+            },
+        }
+    }
+}
 
 /// How often downloads blocked by this node's disk are tried again.
 const BLOCKED_RETRY: Duration = Duration::from_secs(15);
@@ -388,6 +410,14 @@ impl Core {
                 if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
                     warn!("cannot record listen address: {e:#}");
                 }
+            }
+            Event::HolePunch { direct, .. } => {
+                let m = &self.ctx.metrics;
+                Metrics::inc(if direct {
+                    &m.hole_punch_succeeded
+                } else {
+                    &m.hole_punch_failed
+                });
             }
             Event::PeerConnected(_) | Event::PeerDisconnected(_) => {}
         }
@@ -971,6 +1001,25 @@ impl Core {
             peers: info
                 .as_ref()
                 .map(|i| i.connected.iter().map(|p| p.to_base58()).collect())
+                .unwrap_or_default(),
+            reachability: info
+                .as_ref()
+                .map(|i| ReachabilityView::of(&i.reachability))
+                .unwrap_or_default(),
+            peer_links: info
+                .as_ref()
+                .map(|i| {
+                    i.links
+                        .iter()
+                        .map(|(p, l)| {
+                            let kind = match l {
+                                upswarm_net::PeerLink::Direct => "direct",
+                                upswarm_net::PeerLink::Relayed => "relayed",
+                            };
+                            (p.to_base58(), kind.to_string())
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             peer_scores: info
                 .map(|i| i.scores.iter().map(|(p, s)| (p.to_base58(), *s)).collect())
