@@ -40,9 +40,18 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
         }
         println!("node      {} (peer {})", &s.node_id[..16], s.peer_id);
         println!(
-            "network   {}, trust root version {}",
-            s.network, s.root_version
+            "network   {}, trust root version {}{}",
+            s.network,
+            s.root_version,
+            if s.root_expires_at > 0 {
+                format!(" (expires {})", show::time(s.root_expires_at))
+            } else {
+                String::new()
+            }
         );
+        for a in &s.alarms {
+            println!("ALARM     {a}");
+        }
         println!("peers     {}", s.peers.len());
         if let Some(m) = &s.managed {
             let p = &m.program;
@@ -408,6 +417,112 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
+}
+
+pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> anyhow::Result<()> {
+    if let Some(r) = &q.release
+        && (r.is_empty()
+            || r.len() > crate::api::MAX_VERSION_LEN
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b)))
+    {
+        anyhow::bail!(
+            "--release: {:?} is neither a release id (8 to 64 hex digits) nor a version",
+            show::text(r)
+        );
+    }
+    let mut params = Vec::new();
+    if let Some(v) = &q.version {
+        params.push(format!("version={}", v.to_string().replace('+', "%2B")));
+    }
+    if let Some(s) = &q.state {
+        params.push(format!("state={s}"));
+    }
+    if let Some(r) = &q.release {
+        params.push(format!("release={}", r.replace('+', "%2B")));
+    }
+    let path = if params.is_empty() {
+        "/v1/fleet".to_string()
+    } else {
+        format!("/v1/fleet?{}", params.join("&"))
+    };
+    block_on(async {
+        let f: crate::api::FleetView = ApiClient::new(api)?.get(&path).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+        } else {
+            print!("{}", fleet_text(&f));
+        }
+        Ok(())
+    })
+}
+
+/// The table of `upswarm fleet`.
+fn fleet_text(f: &crate::api::FleetView) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fleet     {} nodes known (at most {} kept){}",
+        f.nodes_known,
+        f.cap,
+        match &f.rollout {
+            Some(r) => format!(
+                "; current rollout: {} {} ({})",
+                show::text(&r.name),
+                r.version,
+                &r.release[..16]
+            ),
+            None => String::new(),
+        }
+    );
+    let coverage: Vec<String> = f
+        .coverage
+        .iter()
+        .map(|c| format!("{} on {}", c.nodes, c.version))
+        .collect();
+    let _ = writeln!(
+        out,
+        "coverage  {}",
+        if coverage.is_empty() {
+            "no reports yet".to_string()
+        } else {
+            coverage.join(", ")
+        }
+    );
+    if f.nodes.is_empty() {
+        let _ = writeln!(out, "no node matches");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>5}  {:>8}",
+        "NODE", "VERSION", "STATE", "REPORTED", "ABOUT", "PHASE", "POSITION"
+    );
+    for n in &f.nodes {
+        let about = match (&n.release_name, &n.release_version) {
+            (Some(name), Some(v)) => format!("{} {v}", show::text(name)),
+            _ => n.release[..16].to_string(),
+        };
+        let me = if n.node_id == f.node_id {
+            " (this node)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>5}  {:>8}{me}",
+            &n.node_id[..16],
+            n.version,
+            n.state,
+            show::time(n.at),
+            about,
+            n.phase.map_or("-".into(), |p| p.to_string()),
+            n.position.map_or("-".into(), |p| p.to_string()),
+        );
+    }
+    out
 }
 
 pub(super) fn explain(

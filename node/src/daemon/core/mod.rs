@@ -2,6 +2,7 @@
 //! every manifest it hears of (gossip, DHT, local publish).
 
 mod apply;
+mod fleet;
 mod gates;
 mod gc;
 mod votes;
@@ -110,6 +111,13 @@ pub enum CoreMsg {
     Damaged {
         blob: Hash32,
     },
+    /// `GET /v1/fleet`: the fleet inventory.
+    Fleet {
+        query: crate::api::FleetQuery,
+        reply: oneshot::Sender<Result<crate::api::FleetView, String>>,
+    },
+    /// `GET /readyz` (and `/healthz`: that the core answers at all).
+    Ready(oneshot::Sender<crate::api::ReadyView>),
     /// `upswarm gc [--dry-run]`.
     Gc {
         dry_run: bool,
@@ -155,6 +163,8 @@ pub struct Core {
     withheld: BTreeSet<Hash32>,
     activations: Vec<ActivationView>,
     alarms: Vec<String>,
+    /// The trust-root expiry alarm, when due (see `watch_root`).
+    root_alarm: Option<String>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
     halted_seen: BTreeSet<Hash32>,
     /// The yanked releases last reported to the apply actor.
@@ -189,6 +199,7 @@ impl Core {
             withheld: BTreeSet::new(),
             activations: Vec::new(),
             alarms: Vec::new(),
+            root_alarm: None,
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             ctx,
@@ -258,6 +269,7 @@ impl Core {
     /// Runs until the inbox closes.
     pub async fn run(mut self) {
         self.load_signed();
+        self.watch_root();
         // Periods are validated at load; the floor keeps `interval` from ever panicking.
         let period = |d: Duration| d.max(Duration::from_millis(100));
         let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
@@ -290,6 +302,7 @@ impl Core {
                     self.maybe_apply();
                     self.voting_tick();
                     self.watch_halts();
+                    self.watch_root();
                 }
                 _ = resync_tick.tick() => self.resync(),
                 _ = gc_tick.tick() => {
@@ -719,6 +732,12 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Damaged { blob } => self.repair(blob),
+            CoreMsg::Fleet { query, reply } => {
+                let _ = reply.send(self.fleet(&query));
+            }
+            CoreMsg::Ready(reply) => {
+                let _ = reply.send(self.ready().await);
+            }
             CoreMsg::Gc { dry_run, reply } => {
                 let _ = reply.send(self.gc(dry_run).await);
             }
@@ -875,6 +894,12 @@ impl Core {
 
     async fn status(&self) -> StatusView {
         let info = self.ctx.client.info().await.ok();
+        if let Some(i) = &info {
+            self.ctx.metrics.peers_connected.store(
+                i.connected.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let mut releases: Vec<ReleaseView> = self
             .releases
             .keys()
@@ -916,6 +941,7 @@ impl Core {
                     .collect()
             },
             root_version: self.chain.current().version(),
+            root_expires_at: self.chain.current().root().expires_at,
             releases,
             managed: self.apply.as_ref().map(|a| {
                 let v = a.view();
@@ -941,7 +967,12 @@ impl Core {
                     recovering: !v.recovered,
                 }
             }),
-            alarms: self.alarms.clone(),
+            alarms: self
+                .alarms
+                .iter()
+                .chain(&self.root_alarm)
+                .cloned()
+                .collect(),
             counters: self.ctx.metrics.snapshot(),
             disk,
         }
