@@ -13,6 +13,7 @@ mod cli_signing;
 mod crash;
 mod disk;
 mod evil_peer;
+mod fleet;
 mod hostile_config;
 mod hostile_fixtures;
 mod messages;

@@ -108,7 +108,7 @@ pub(super) fn root_alarm(
     (left <= warn_ahead.as_secs()).then(|| {
         format!(
             "trust root expires soon: version {version} expires at {at}, in {} days — rotate it before then (upswarm root rotate, root sign, root publish)",
-            left / 86400
+            left.div_ceil(86400)
         )
     })
 }
