@@ -32,7 +32,9 @@ fn fleet_json(net: &Testnet, i: usize, args: &[&str]) -> Value {
 
 /// What a managed node says about itself: (node id, version it runs, the state and the
 /// release version its last health report has, from its own history).
-fn own_truth(net: &Testnet, i: usize) -> Option<(String, String, String, String)> {
+type Truth = (String, String, String, String);
+
+fn own_truth(net: &Testnet, i: usize) -> Option<Truth> {
     let d = &net.daemons[i];
     let s = d.status()?;
     if !s["managed"]["applying"].is_null() {
@@ -166,7 +168,7 @@ fn fleet_lists_every_node_with_its_version_and_last_report() {
         v.sort();
         v
     };
-    let expect = |pick: &dyn Fn(&(String, String, String, String)) -> bool| -> Vec<String> {
+    let expect = |pick: &dyn Fn(&Truth) -> bool| -> Vec<String> {
         let mut v: Vec<String> = truths
             .iter()
             .filter(|t| pick(t))

@@ -66,7 +66,7 @@ impl Core {
             })
             .collect();
         // The most common first; among equals, the newest first (the order above).
-        coverage.sort_by(|a, b| b.nodes.cmp(&a.nodes));
+        coverage.sort_by_key(|c| std::cmp::Reverse(c.nodes));
         Ok(FleetView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             nodes_known: known,
