@@ -142,6 +142,19 @@ fn fleet_lists_every_node_with_its_version_and_last_report() {
     );
     let truths: Vec<_> = truths.into_iter().flatten().collect();
 
+    // A node rolled back out of three: the rollout of 1.1.0 halts, and the publisher's
+    // metrics say so (what the UpswarmRolloutHalted alert reads).
+    let halted = wait_for(Duration::from_secs(60), || {
+        http_get(net.daemons[0].api_port(), "/metrics")
+            .is_some_and(|(_, m)| m.contains("\nupswarm_rollouts_halted 1\n"))
+    });
+    assert!(
+        halted,
+        "{:?}\n{}",
+        http_get(net.daemons[0].api_port(), "/metrics"),
+        net.daemons[0].cli(&["explain", "1.1.0"]).1
+    );
+
     // The same picture from a managed node, in the table.
     let (ok, table) = net.daemons[nodes[2]].cli(&["fleet"]);
     assert!(ok, "{table}");

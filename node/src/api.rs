@@ -482,7 +482,7 @@ macro_rules! for_each_counter {
         updates_rolled_back: "counter",
         /// Transitions refused before anything changed, or rollbacks that failed.
         updates_failed: "counter",
-        /// Followed releases whose rollout this node sees halted (failures over the gate, or aborted).
+        /// Current rollouts (the newest followed release of each product and channel) this node sees halted: failures over the gate, or aborted.
         rollouts_halted: "gauge",
         /// Peers connected now (as of the last scrape or status call).
         peers_connected: "gauge",

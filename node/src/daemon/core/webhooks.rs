@@ -23,10 +23,24 @@ impl Core {
             let details = serde_json::json!({ "release": id.to_hex(), "version": version.to_string(), "reason": reason });
             self.webhook("halted", details);
         }
-        self.ctx.metrics.rollouts_halted.store(
-            self.halted_seen.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        // The gauge counts the current rollouts only — the newest followed release of each
+        // product and channel — so that a fixed release published after a halt clears it.
+        let halted_now = self
+            .latest
+            .values()
+            .filter_map(|(_, id)| self.releases.get(id).map(|k| (id, k)))
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .filter(|(id, k)| {
+                self.book
+                    .evaluate(id, &k.verified.manifest, now, skew)
+                    .halted
+                    .is_some()
+            })
+            .count();
+        self.ctx
+            .metrics
+            .rollouts_halted
+            .store(halted_now as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The trust root's expiry: sets its metric, and raises the `root_expiring` alarm (in
