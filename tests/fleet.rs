@@ -336,6 +336,16 @@ fn a_root_expiring_soon_raises_an_alarm_and_metrics_pass_promtool() {
     );
     assert!(metrics.contains("# HELP upswarm_gossip_accepted_total "));
     assert!(metrics.contains("# TYPE upswarm_updates_rolled_back_total counter"));
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(gauge("upswarm_data_dir_used_bytes") > 0, "{metrics}");
+    let free = gauge("upswarm_data_dir_available_bytes");
+    assert!(free > 0 && free <= gauge("upswarm_data_dir_filesystem_bytes"));
 
     let (ok, text) = net.daemons[calm].cli(&["status"]);
     assert!(ok && !text.contains("ALARM"), "{text}");

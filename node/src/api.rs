@@ -488,6 +488,12 @@ macro_rules! for_each_counter {
         peers_connected: "gauge",
         /// Unix time (seconds) the pinned trust root expires.
         root_expiry_timestamp_seconds: "gauge",
+        /// Bytes the data directory holds (a hard-linked file counted once; updated at each scrape and status call).
+        data_dir_used_bytes: "gauge",
+        /// Bytes available to the daemon on the data directory's file system (updated at each scrape and status call).
+        data_dir_available_bytes: "gauge",
+        /// Size in bytes of the data directory's file system (updated at each scrape and status call).
+        data_dir_filesystem_bytes: "gauge",
         }
     };
 }

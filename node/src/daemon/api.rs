@@ -179,6 +179,13 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
             std::sync::atomic::Ordering::Relaxed,
         );
     }
+    // Disk use: a walk of the data directory and a statvfs, off the async threads.
+    let ctx = api.ctx.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let used = crate::daemon::gc::disk_use(&ctx.layout).total;
+        ctx.metrics.record_disk(used, &ctx.layout.root);
+    })
+    .await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -64,6 +64,20 @@ impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Records the data directory's disk use (`used` bytes) and the space of the file
+    /// system under `root` (left as they were when it cannot be read).
+    pub fn record_disk(&self, used: u64, root: &std::path::Path) {
+        self.data_dir_used_bytes.store(used, Ordering::Relaxed);
+        if let Ok(st) = nix::sys::statvfs::statvfs(root) {
+            let available = st.blocks_available().saturating_mul(st.fragment_size());
+            let size = st.blocks().saturating_mul(st.fragment_size());
+            self.data_dir_available_bytes
+                .store(available, Ordering::Relaxed);
+            self.data_dir_filesystem_bytes
+                .store(size, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Progress of one download, shared between its fetcher and the status API.

@@ -908,10 +908,14 @@ impl Core {
         releases.sort_by(|a, b| {
             (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
         });
-        let layout = self.ctx.layout.clone();
-        let disk = tokio::task::spawn_blocking(move || crate::daemon::gc::disk_use(&layout))
-            .await
-            .unwrap_or_default();
+        let ctx = self.ctx.clone();
+        let disk = tokio::task::spawn_blocking(move || {
+            let disk = crate::daemon::gc::disk_use(&ctx.layout);
+            ctx.metrics.record_disk(disk.total, &ctx.layout.root);
+            disk
+        })
+        .await
+        .unwrap_or_default();
         StatusView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             peer_id: self.ctx.client.local_peer_id().to_base58(),
