@@ -497,8 +497,8 @@ fn fleet_text(f: &crate::api::FleetView) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>5}  {:>8}",
-        "NODE", "VERSION", "STATE", "REPORTED", "ABOUT", "PHASE", "POSITION"
+        "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>7}  {:>5}  {:>8}",
+        "NODE", "VERSION", "STATE", "REPORTED", "ABOUT", "RANK", "PHASE", "POSITION"
     );
     for n in &f.nodes {
         let about = match (&n.release_name, &n.release_version) {
@@ -512,12 +512,13 @@ fn fleet_text(f: &crate::api::FleetView) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>5}  {:>8}{me}",
+            "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>7}  {:>5}  {:>8}{me}",
             &n.node_id[..16],
             n.version,
             n.state,
             show::time(n.at),
             about,
+            n.rank.map_or("-".into(), |r| format!("{:.2}%", r * 100.0)),
             n.phase.map_or("-".into(), |p| p.to_string()),
             n.position.map_or("-".into(), |p| p.to_string()),
         );
@@ -689,6 +690,49 @@ fn history_line(e: &HistoryEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fleet table: one aligned row per node, the signer-written release name made
+    /// safe for a terminal, this node marked, and "-" where there is no current rollout.
+    #[test]
+    fn fleet_table_rows_line_up_and_escape_names() {
+        let node =
+            |id: &str, version: &str, state: &str, rank: Option<f64>| crate::api::FleetNode {
+                node_id: id.repeat(32),
+                version: version.into(),
+                state: state.into(),
+                release: "ef".repeat(32),
+                release_name: Some("demo\u{1b}[2J".into()),
+                release_version: Some("1.1.0".into()),
+                at: 1_800_000_000,
+                rank,
+                phase: rank.map(|_| 0),
+                position: rank.map(|_| 1),
+            };
+        let view = crate::api::FleetView {
+            node_id: "ab".repeat(32),
+            nodes_known: 2,
+            cap: crate::api::FLEET_CAP,
+            rollout: None,
+            coverage: vec![crate::api::VersionCount {
+                version: "1.0.0".into(),
+                nodes: 2,
+            }],
+            nodes: vec![
+                node("ab", "1.0.0", "rolled_back", Some(0.4180)),
+                node("cd", "1.0.0", "healthy", None),
+            ],
+        };
+        let text = fleet_text(&view);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "fleet     2 nodes known (at most 10000 kept)");
+        assert_eq!(lines[1], "coverage  2 on 1.0.0");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let rank_col = lines[2].find("RANK").unwrap() + 4;
+        assert_eq!(&lines[3][rank_col - 6..rank_col], "41.80%", "{text}");
+        assert!(lines[3].starts_with("abababababababab  1.0.0"), "{text}");
+        assert!(lines[3].ends_with("1 (this node)"), "{text}");
+        assert!(lines[4].ends_with("-"), "{text}");
+    }
 
     #[test]
     fn explain_text_has_no_raw_times_or_json() {
