@@ -298,7 +298,8 @@ fn promtool(args: &[&str], stdin: &str) -> Option<(bool, String)> {
 }
 
 /// A pinned root that expires in 10 days: `status` shows its expiry and an alarm (the
-/// default warning period is 30 days), `/metrics` has the expiry time; with a warning
+/// default warning period is 30 days), the log and the `root_expiring` webhook (once) say
+/// so, `/metrics` has the expiry time; with a warning
 /// period of 5 days there is no alarm. The metrics pass `promtool check metrics`.
 #[test]
 fn a_root_expiring_soon_raises_an_alarm_and_metrics_pass_promtool() {
@@ -306,7 +307,15 @@ fn a_root_expiring_soon_raises_an_alarm_and_metrics_pass_promtool() {
     let expires_at = now() + 10 * DAY;
     let root = signed_root(1, expires_at, roles(), &[&key(1), &key(2)]);
     std::fs::write(net.path().join("root.cbor"), root.encode()).unwrap();
-    let warned = net.spawn("warned", &[], "");
+    let hooks = crate::common::daemon::HookSink::start();
+    let warned = net.spawn(
+        "warned",
+        &[],
+        &format!(
+            "[webhooks]\nurls = [\"http://127.0.0.1:{}/hook\"]\nevents = [\"root_expiring\"]\n",
+            hooks.port
+        ),
+    );
     let calm = net.spawn("calm", &[], "[alarms]\nroot_expiry_warning = \"5d\"\n");
 
     let d = &net.daemons[warned];
@@ -325,6 +334,13 @@ fn a_root_expiring_soon_raises_an_alarm_and_metrics_pass_promtool() {
     assert_eq!(s["root_expires_at"], expires_at);
     assert!(s["alarms"][0].as_str().unwrap().contains("expires soon"));
     assert!(d.log().contains("trust root expires soon"), "{}", d.log());
+    let sent = wait_for(Duration::from_secs(20), || {
+        hooks.events() == ["root_expiring"]
+    });
+    let bodies = hooks.bodies.lock().unwrap().clone();
+    assert!(sent, "{bodies:?}");
+    assert_eq!(bodies[0]["expires_at"], expires_at);
+    assert_eq!(bodies[0]["root_version"], 1);
 
     let (code, metrics) = http_get(d.api_port(), "/metrics").unwrap();
     assert_eq!(code, 200);

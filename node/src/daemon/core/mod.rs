@@ -165,6 +165,8 @@ pub struct Core {
     alarms: Vec<String>,
     /// The trust-root expiry alarm, when due (see `watch_root`).
     root_alarm: Option<String>,
+    /// The root version and kind (expired or not) of the last root alarm announced.
+    root_alarm_announced: Option<(u64, bool)>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
     halted_seen: BTreeSet<Hash32>,
     /// The yanked releases last reported to the apply actor.
@@ -200,6 +202,7 @@ impl Core {
             activations: Vec::new(),
             alarms: Vec::new(),
             root_alarm: None,
+            root_alarm_announced: None,
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             ctx,

@@ -53,20 +53,28 @@ impl Core {
             .metrics
             .root_expiry_timestamp_seconds
             .store(expires_at, std::sync::atomic::Ordering::Relaxed);
+        let now = unix_now();
         let alarm = root_alarm(
             version,
             expires_at,
-            unix_now(),
+            now,
             self.ctx.config.alarms.root_expiry_warning,
         );
-        if alarm != self.root_alarm {
-            if let Some(a) = &alarm {
-                warn!("{a}");
-                let details = serde_json::json!({ "alarm": a, "root_version": version, "expires_at": expires_at });
-                self.webhook("root_expiring", details);
-            }
-            self.root_alarm = alarm;
+        // Announced once per root version and kind (expiring soon, expired): the text
+        // itself changes every day with the days left.
+        let announced = |a: &Option<String>| {
+            a.as_ref()
+                .map(|a| (version, a.starts_with("trust root expired")))
+        };
+        if let Some(a) = &alarm
+            && announced(&alarm) != self.root_alarm_announced
+        {
+            warn!("{a}");
+            let details = serde_json::json!({ "alarm": a, "root_version": version, "expires_at": expires_at });
+            self.webhook("root_expiring", details);
         }
+        self.root_alarm_announced = announced(&alarm);
+        self.root_alarm = alarm;
     }
 
     /// Sends an event to the operator's webhooks (fire and forget, 5 s timeout, logged).
