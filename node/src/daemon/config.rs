@@ -233,7 +233,7 @@ pub struct Webhooks {
     #[serde(default)]
     pub urls: Vec<String>,
     /// Events to send (`update_available`, `applied`, `rolled_back`, `failed`, `halted`,
-    /// `upgrade_required`); empty: all.
+    /// `upgrade_required`, `root_expiring`); empty: all.
     #[serde(default)]
     pub events: Vec<String>,
 }
