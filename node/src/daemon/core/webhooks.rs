@@ -44,7 +44,7 @@ impl Core {
     }
 
     /// The trust root's expiry: sets its metric, and raises the `root_expiring` alarm (in
-    /// `status`, the log and the webhooks, once per root version) when the pinned root
+    /// `status`; in the log and the webhooks once per root version and kind) when the pinned root
     /// expires within `alarms.root_expiry_warning`, or has expired.
     pub(super) fn watch_root(&mut self) {
         let root = self.chain.current().root();
