@@ -55,6 +55,18 @@ fn own_truth(net: &Testnet, i: usize) -> Option<Truth> {
     ))
 }
 
+/// Each node's status and history, for a failure message.
+fn describe(net: &Testnet, nodes: &[usize]) -> String {
+    nodes
+        .iter()
+        .map(|&i| {
+            let d = &net.daemons[i];
+            format!("{}: {:?}\n{:?}", d.name, d.status(), d.history())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The fleet's row of `node` as (version, state, release version).
 fn row(fleet: &Value, node: &str) -> Option<(String, String, String)> {
     let n = fleet["nodes"]
@@ -100,8 +112,9 @@ fn fleet_lists_every_node_with_its_version_and_last_report() {
     });
     assert!(
         all_healthy,
-        "fleet on the publisher: {:#}",
-        fleet_json(&net, 0, &[])
+        "fleet on the publisher: {:#}\nthe nodes: {}",
+        fleet_json(&net, 0, &[]),
+        describe(&net, &nodes)
     );
     let ids: Vec<String> = nodes
         .iter()
@@ -137,8 +150,9 @@ fn fleet_lists_every_node_with_its_version_and_last_report() {
     let truths: Vec<_> = nodes.iter().map(|&i| own_truth(&net, i)).collect();
     assert!(
         settled,
-        "the nodes say {truths:?}; the publisher's fleet: {:#}",
-        fleet_json(&net, 0, &[])
+        "the nodes say {truths:?}; the publisher's fleet: {:#}\nthe nodes: {}",
+        fleet_json(&net, 0, &[]),
+        describe(&net, &nodes)
     );
     let truths: Vec<_> = truths.into_iter().flatten().collect();
 

@@ -85,6 +85,15 @@ pub struct FleetEntry {
     pub at: u64,
 }
 
+/// The order of a node's reports about one update, for reports of the same second.
+fn stage(s: HealthStatus) -> u8 {
+    match s {
+        HealthStatus::Installed => 0,
+        HealthStatus::Healthy | HealthStatus::Failed => 1,
+        HealthStatus::RolledBack => 2,
+    }
+}
+
 impl RolloutBook {
     /// A book whose fleet inventory keeps at most `cap` nodes.
     #[cfg(test)]
@@ -111,7 +120,9 @@ impl RolloutBook {
             at: r.at,
         };
         if let Some(held) = self.fleet.get_mut(&node) {
-            if r.at >= held.at {
+            // Two reports of one second: the later stage wins (installed, then healthy or
+            // failed, then rolled back), whichever arrived first.
+            if (r.at, stage(r.status)) >= (held.at, stage(held.status)) {
                 *held = entry;
             }
             return;
@@ -412,6 +423,9 @@ mod tests {
         // An older report arriving late does not replace the newer one.
         book.add_health(&report(1, r2, HealthStatus::Failed, START + 5));
         book.add_health(&report(2, r1, HealthStatus::Healthy, START + 20));
+        // Of two reports in one second, the later stage stands, in either arrival order.
+        book.add_health(&report(2, r2, HealthStatus::RolledBack, START + 21));
+        book.add_health(&report(2, r2, HealthStatus::Installed, START + 21));
         let node = |i: u8| PublicKey([i; 32]).key_id();
         let get = |b: &RolloutBook, i: u8| {
             b.fleet()
@@ -427,7 +441,8 @@ mod tests {
         book.add_health(&report(3, r2, HealthStatus::RolledBack, START + 30));
         assert_eq!(book.fleet().count(), 2);
         assert!(get(&book, 1).is_none());
-        assert!(get(&book, 2).is_some() && get(&book, 3).is_some());
+        assert_eq!(get(&book, 2).unwrap().status, HealthStatus::RolledBack);
+        assert!(get(&book, 3).is_some());
         // A report older than all kept is not taken in.
         book.add_health(&report(4, r2, HealthStatus::Healthy, START));
         assert!(get(&book, 4).is_none());
