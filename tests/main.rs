@@ -14,6 +14,7 @@ mod cosmovisor;
 mod crash;
 mod disk;
 mod evil_peer;
+mod fleet;
 mod hostile_config;
 mod hostile_fixtures;
 mod messages;

@@ -133,6 +133,9 @@ pub struct StatusView {
     #[serde(default)]
     pub peer_links: Vec<(String, String)>,
     pub root_version: u64,
+    /// Unix time the pinned trust root expires (0: unknown, from an older daemon).
+    #[serde(default)]
+    pub root_expires_at: u64,
     pub releases: Vec<ReleaseView>,
     pub managed: Option<ManagedView>,
     /// Conditions an operator must act on, e.g. "upgrade required".
@@ -538,19 +541,130 @@ macro_rules! for_each_counter {
         /// Releases fully downloaded and verified.
         releases_completed: "counter",
         /// 1 while a protocol is ACTIVE that the running software does not support.
-        upgrade_required: "gauge",        }
+        upgrade_required: "gauge",
+        /// Updates applied: the new version runs and passed its health check.
+        updates_applied: "counter",
+        /// Updates that failed on this node and were rolled back to the previous version.
+        updates_rolled_back: "counter",
+        /// Transitions refused before anything changed, or rollbacks that failed.
+        updates_failed: "counter",
+        /// Current rollouts (the newest followed release of each product and channel) this node sees halted: failures over the gate, or aborted.
+        rollouts_halted: "gauge",
+        /// Peers connected now (as of the last scrape or status call).
+        peers_connected: "gauge",
+        /// Unix time (seconds) the pinned trust root expires.
+        root_expiry_timestamp_seconds: "gauge",
+        /// Bytes the data directory holds (a hard-linked file counted once; updated at each scrape and status call).
+        data_dir_used_bytes: "gauge",
+        /// Bytes available to the daemon on the data directory's file system (updated at each scrape and status call).
+        data_dir_available_bytes: "gauge",
+        /// Size in bytes of the data directory's file system (updated at each scrape and status call).
+        data_dir_filesystem_bytes: "gauge",
+        }
     };
 }
 pub(crate) use for_each_counter;
 
 macro_rules! counters_snapshot {
-    ($($(#[$doc:meta])* $name:ident: $kind:literal),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident: $kind:literal),* $(,)?) => {
         /// Counters since the daemon started (a snapshot of `daemon::metrics::Metrics`):
         /// the `counters` of `GET /v1/status`.
         #[derive(Debug, Clone, Default, Serialize, Deserialize)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* #[serde(default)] pub $name: u64,)*
         }
     };
 }
 for_each_counter!(counters_snapshot);
+
+/// Most nodes the fleet inventory keeps (`GET /v1/fleet`): past it, the node whose last
+/// report is the oldest is forgotten first. About 200 bytes a node: 2 MB at the cap.
+pub const FLEET_CAP: usize = 10_000;
+
+/// The states a node's last report can have, as `upswarm fleet --state` takes them.
+pub const FLEET_STATES: [&str; 4] = ["installed", "healthy", "failed", "rolled_back"];
+
+/// Query of `GET /v1/fleet`: every filter given must match.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// The version a node runs.
+    #[serde(default, deserialize_with = "bounded_version")]
+    pub version: Option<semver::Version>,
+    /// The state of its last report: one of [`FLEET_STATES`].
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The release its last report is about: a release id (or a prefix of at least 8 hex
+    /// digits of it), or a release's version.
+    #[serde(default)]
+    pub release: Option<String>,
+}
+
+/// What `GET /v1/fleet` returns: every node this node has a verified health report from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetView {
+    /// This node.
+    pub node_id: String,
+    /// Nodes known, before the filters.
+    pub nodes_known: usize,
+    /// The most nodes kept ([`FLEET_CAP`]).
+    pub cap: usize,
+    /// The newest release this node follows: the rollout ranks and phases are for it.
+    pub rollout: Option<FleetRollout>,
+    /// How many known nodes run each version, the most common first (before the filters).
+    pub coverage: Vec<VersionCount>,
+    /// The nodes that match the filters, in the current rollout's install order (else by
+    /// node id).
+    pub nodes: Vec<FleetNode>,
+}
+
+/// The release whose rollout `upswarm fleet` places the nodes in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetRollout {
+    pub release: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// Nodes on one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCount {
+    pub version: String,
+    pub nodes: usize,
+}
+
+/// One node of the fleet, from its latest signed health report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetNode {
+    pub node_id: String,
+    /// The version it runs.
+    pub version: String,
+    /// Its last report: `installed`, `healthy`, `failed` or `rolled_back`.
+    pub state: String,
+    /// The release that report is about, and that release's name and version if known.
+    pub release: String,
+    pub release_name: Option<String>,
+    pub release_version: Option<String>,
+    /// When it observed that state (unix seconds, the node's clock).
+    pub at: u64,
+    /// Its rank, phase and position in the current rollout (`None`: no current rollout).
+    pub rank: Option<f64>,
+    pub phase: Option<usize>,
+    pub position: Option<usize>,
+}
+
+/// What `GET /readyz` answers (200 when `ready`, else 503).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyView {
+    pub ready: bool,
+    pub checks: Vec<ReadyCheck>,
+}
+
+/// One condition of readiness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyCheck {
+    /// `trust_root`, `state`, `listening` or `peers`.
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}

@@ -132,6 +132,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The fleet as this node sees it from signed health reports: each node's version,
+    /// last report and place in the current rollout, and how many nodes run each version.
+    Fleet {
+        /// Only nodes running this version.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<semver::Version>,
+        /// Only nodes whose last report has this state.
+        #[arg(long, value_parser = ["installed", "healthy", "failed", "rolled_back"])]
+        state: Option<String>,
+        /// Only nodes whose last report is about this release (an id, a prefix of at
+        /// least 8 hex digits, or a version).
+        #[arg(long, value_name = "RELEASE")]
+        release: Option<String>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Protocol activation proposals: create, co-sign, publish.
     #[command(subcommand)]
     Proposal(vote::ProposalCommand),
@@ -263,6 +282,21 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Activations { api, json } => vote::activations(&api, json),
         Command::Peer(PeerCommand::Add { addr, api }) => vote::add_peer(&api, &addr),
         Command::Explain { version, api, json } => node::explain(&api, version, json),
+        Command::Fleet {
+            version,
+            state,
+            release,
+            api,
+            json,
+        } => node::fleet(
+            &api,
+            &crate::api::FleetQuery {
+                version,
+                state,
+                release,
+            },
+            json,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,9 +40,18 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
         }
         println!("node      {} (peer {})", &s.node_id[..16], s.peer_id);
         println!(
-            "network   {}, trust root version {}",
-            s.network, s.root_version
+            "network   {}, trust root version {}{}",
+            s.network,
+            s.root_version,
+            if s.root_expires_at > 0 {
+                format!(" (expires {})", show::time(s.root_expires_at))
+            } else {
+                String::new()
+            }
         );
+        for a in &s.alarms {
+            println!("ALARM     {a}");
+        }
         let r = &s.reachability;
         match r.state.as_str() {
             "public" => println!(
@@ -121,9 +130,6 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
                     println!("          upgrades ready: {}", c.staged.join(", "));
                 }
             }
-        }
-        for a in &s.alarms {
-            println!("ALARM     {a}");
         }
         let d = &s.disk;
         println!(
@@ -477,6 +483,113 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
     })
 }
 
+pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> anyhow::Result<()> {
+    if let Some(r) = &q.release
+        && (r.is_empty()
+            || r.len() > crate::api::MAX_VERSION_LEN
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b)))
+    {
+        anyhow::bail!(
+            "--release: {:?} is neither a release id (8 to 64 hex digits) nor a version",
+            show::text(r)
+        );
+    }
+    let mut params = Vec::new();
+    if let Some(v) = &q.version {
+        params.push(format!("version={}", v.to_string().replace('+', "%2B")));
+    }
+    if let Some(s) = &q.state {
+        params.push(format!("state={s}"));
+    }
+    if let Some(r) = &q.release {
+        params.push(format!("release={}", r.replace('+', "%2B")));
+    }
+    let path = if params.is_empty() {
+        "/v1/fleet".to_string()
+    } else {
+        format!("/v1/fleet?{}", params.join("&"))
+    };
+    block_on(async {
+        let f: crate::api::FleetView = ApiClient::new(api)?.get(&path).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+        } else {
+            print!("{}", fleet_text(&f));
+        }
+        Ok(())
+    })
+}
+
+/// The table of `upswarm fleet`.
+fn fleet_text(f: &crate::api::FleetView) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fleet     {} nodes known (at most {} kept){}",
+        f.nodes_known,
+        f.cap,
+        match &f.rollout {
+            Some(r) => format!(
+                "; current rollout: {} {} ({})",
+                show::text(&r.name),
+                r.version,
+                &r.release[..16]
+            ),
+            None => String::new(),
+        }
+    );
+    let coverage: Vec<String> = f
+        .coverage
+        .iter()
+        .map(|c| format!("{} on {}", c.nodes, c.version))
+        .collect();
+    let _ = writeln!(
+        out,
+        "coverage  {}",
+        if coverage.is_empty() {
+            "no reports yet".to_string()
+        } else {
+            coverage.join(", ")
+        }
+    );
+    if f.nodes.is_empty() {
+        let _ = writeln!(out, "no node matches");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>7}  {:>5}  {:>8}",
+        "NODE", "VERSION", "STATE", "REPORTED", "ABOUT", "RANK", "PHASE", "POSITION"
+    );
+    for n in &f.nodes {
+        let about = match (&n.release_name, &n.release_version) {
+            (Some(name), Some(v)) => format!("{} {v}", show::text(name)),
+            _ => n.release[..16].to_string(),
+        };
+        let me = if n.node_id == f.node_id {
+            " (this node)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<12}  {:<11}  {:<20}  {:<20}  {:>7}  {:>5}  {:>8}{me}",
+            &n.node_id[..16],
+            n.version,
+            n.state,
+            show::time(n.at),
+            about,
+            n.rank.map_or("-".into(), |r| format!("{:.2}%", r * 100.0)),
+            n.phase.map_or("-".into(), |p| p.to_string()),
+            n.position.map_or("-".into(), |p| p.to_string()),
+        );
+    }
+    out
+}
+
 pub(super) fn explain(
     api: &ApiArgs,
     version: Option<semver::Version>,
@@ -642,6 +755,49 @@ fn history_line(e: &HistoryEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fleet table: one aligned row per node, the signer-written release name made
+    /// safe for a terminal, this node marked, and "-" where there is no current rollout.
+    #[test]
+    fn fleet_table_rows_line_up_and_escape_names() {
+        let node =
+            |id: &str, version: &str, state: &str, rank: Option<f64>| crate::api::FleetNode {
+                node_id: id.repeat(32),
+                version: version.into(),
+                state: state.into(),
+                release: "ef".repeat(32),
+                release_name: Some("demo\u{1b}[2J".into()),
+                release_version: Some("1.1.0".into()),
+                at: 1_800_000_000,
+                rank,
+                phase: rank.map(|_| 0),
+                position: rank.map(|_| 1),
+            };
+        let view = crate::api::FleetView {
+            node_id: "ab".repeat(32),
+            nodes_known: 2,
+            cap: crate::api::FLEET_CAP,
+            rollout: None,
+            coverage: vec![crate::api::VersionCount {
+                version: "1.0.0".into(),
+                nodes: 2,
+            }],
+            nodes: vec![
+                node("ab", "1.0.0", "rolled_back", Some(0.4180)),
+                node("cd", "1.0.0", "healthy", None),
+            ],
+        };
+        let text = fleet_text(&view);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "fleet     2 nodes known (at most 10000 kept)");
+        assert_eq!(lines[1], "coverage  2 on 1.0.0");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let rank_col = lines[2].find("RANK").unwrap() + 4;
+        assert_eq!(&lines[3][rank_col - 6..rank_col], "41.80%", "{text}");
+        assert!(lines[3].starts_with("abababababababab  1.0.0"), "{text}");
+        assert!(lines[3].ends_with("1 (this node)"), "{text}");
+        assert!(lines[4].ends_with("-"), "{text}");
+    }
 
     #[test]
     fn explain_text_has_no_raw_times_or_json() {

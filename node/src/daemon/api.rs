@@ -26,7 +26,7 @@ pub use crate::api::{
     ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,
     VersionRequest, VoteRequest,
 };
-use crate::api::{MAX_ADDR_LEN, MAX_PATH_LEN, bounded_version};
+use crate::api::{FleetQuery, FleetView, MAX_ADDR_LEN, MAX_PATH_LEN, bounded_version};
 
 #[derive(Clone)]
 struct Api {
@@ -84,7 +84,10 @@ pub fn router(
         .route("/v1/peers", post(add_peer))
         .route("/v1/root", post(root))
         .route("/v1/gc", post(gc))
+        .route("/v1/fleet", get(fleet))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
@@ -170,6 +173,19 @@ async fn publish(
 }
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    if let Ok(info) = api.ctx.client.info().await {
+        api.ctx.metrics.peers_connected.store(
+            info.connected.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    // Disk use: a walk of the data directory and a statvfs, off the async threads.
+    let ctx = api.ctx.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let used = crate::daemon::gc::disk_use(&ctx.layout).total;
+        ctx.metrics.record_disk(used, &ctx.layout.root);
+    })
+    .await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -381,6 +397,58 @@ async fn explain(
     .await?
     .map(Json)
     .map_err(|e| error(StatusCode::NOT_FOUND, e))
+}
+
+async fn fleet(
+    State(api): State<Api>,
+    q: Result<axum::extract::Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FleetView>, Failure> {
+    let axum::extract::Query(query) =
+        q.map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    api.ask(|reply| CoreMsg::Fleet { query, reply })
+        .await?
+        .map(Json)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+/// How long `/healthz` and `/readyz` wait for the core before saying it does not answer.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `GET /healthz`: 200 `ok` when the process is up and its core answers within
+/// [`PROBE_WAIT`]; 503 otherwise. No token.
+async fn healthz(State(api): State<Api>) -> (StatusCode, String) {
+    match tokio::time::timeout(PROBE_WAIT, api.ask(CoreMsg::Ready)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n".into()),
+        Ok(Err(Failure(_, why))) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the core did not answer within {} s\n",
+                PROBE_WAIT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// `GET /readyz`: 200 with the checks when every one passes, 503 with them otherwise. No
+/// token.
+async fn readyz(State(api): State<Api>) -> Response {
+    match tokio::time::timeout(PROBE_WAIT, api.ask(CoreMsg::Ready)).await {
+        Ok(Ok(v)) => {
+            let status = if v.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(v)).into_response()
+        }
+        Ok(Err(f)) => f.into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the core did not answer within {} s", PROBE_WAIT.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 /// The envelope bytes of a [`ControlRequest`]-shaped body.

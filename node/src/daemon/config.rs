@@ -55,6 +55,30 @@ pub struct Config {
     pub tls: Tls,
     #[serde(default)]
     pub retention: Retention,
+    #[serde(default)]
+    pub alarms: Alarms,
+}
+
+/// Warnings ahead of trouble, shown by `upswarm status`, logged and sent to the webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alarms {
+    /// Raise the `root_expiring` alarm when the pinned trust root expires within this long.
+    /// Default `30d`.
+    #[serde(default = "default_root_expiry_warning", with = "humantime_serde")]
+    pub root_expiry_warning: Duration,
+}
+
+fn default_root_expiry_warning() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+impl Default for Alarms {
+    fn default() -> Self {
+        Alarms {
+            root_expiry_warning: default_root_expiry_warning(),
+        }
+    }
 }
 
 /// Garbage collection of the data directory: what is kept of downloaded releases and of
@@ -254,7 +278,7 @@ pub struct Webhooks {
     #[serde(default)]
     pub urls: Vec<String>,
     /// Events to send (`update_available`, `applied`, `rolled_back`, `failed`, `halted`,
-    /// `upgrade_required`); empty: all.
+    /// `upgrade_required`, `root_expiring`); empty: all.
     #[serde(default)]
     pub events: Vec<String>,
 }

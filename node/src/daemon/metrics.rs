@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use crate::api::ProgressView;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident: $kind:literal),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident: $kind:literal),* $(,)?) => {
         /// Counters since the daemon started (monotonic unless their Prometheus kind is
         /// `gauge`).
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         impl Metrics {
@@ -21,12 +21,13 @@ macro_rules! counters {
                 crate::api::Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
 
-            /// Prometheus text exposition of every metric.
+            /// Prometheus text exposition of every metric: `upswarm_<name>`, with the
+            /// `_total` suffix for counters, and its documentation as HELP.
             pub fn render(&self) -> String {
                 let mut out = String::new();
                 $(
-                    let _ = writeln!(out, "# TYPE upswarm_{} {}", stringify!($name), $kind);
-                    let _ = writeln!(out, "upswarm_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                    let help: &[&str] = &[$($doc),*];
+                    write_metric(&mut out, stringify!($name), $kind, help, self.$name.load(Ordering::Relaxed));
                 )*
                 out
             }
@@ -36,6 +37,25 @@ macro_rules! counters {
 
 crate::api::for_each_counter!(counters);
 
+/// One metric in the Prometheus text format (version 0.0.4).
+fn write_metric(out: &mut String, name: &str, kind: &str, doc: &[&str], value: u64) {
+    let full = if kind == "counter" {
+        format!("upswarm_{name}_total")
+    } else {
+        format!("upswarm_{name}")
+    };
+    let help = doc
+        .iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {full} {help}");
+    let _ = writeln!(out, "# TYPE {full} {kind}");
+    let _ = writeln!(out, "{full} {value}");
+}
+
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -43,6 +63,20 @@ impl Metrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records the data directory's disk use (`used` bytes) and the space of the file
+    /// system under `root` (left as they were when it cannot be read).
+    pub fn record_disk(&self, used: u64, root: &std::path::Path) {
+        self.data_dir_used_bytes.store(used, Ordering::Relaxed);
+        if let Ok(st) = nix::sys::statvfs::statvfs(root) {
+            let available = st.blocks_available().saturating_mul(st.fragment_size());
+            let size = st.blocks().saturating_mul(st.fragment_size());
+            self.data_dir_available_bytes
+                .store(available, Ordering::Relaxed);
+            self.data_dir_filesystem_bytes
+                .store(size, Ordering::Relaxed);
+        }
     }
 }
 

@@ -10,11 +10,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-pub use crate::api::RolloutView;
+pub use crate::api::{FLEET_CAP, RolloutView};
 use upswarm_proto::Message as _;
 use upswarm_proto::{
-    Context, ControlAction, ControlMessage, Hash32, HealthReport, KeyId, Manifest, Role,
-    SignedEnvelope, TrustRoot,
+    Context, ControlAction, ControlMessage, Hash32, HealthReport, HealthStatus, KeyId, Manifest,
+    Role, SignedEnvelope, TrustRoot,
 };
 use upswarm_rollout::{
     Cohorts, ControlState, Decision, Evaluation, Report, control_state, decide, evaluate_cohorts,
@@ -70,10 +70,83 @@ pub struct RolloutBook {
     /// The reason of the earliest yank of a release, when its signers gave one.
     yank_reasons: HashMap<Hash32, (u64, String)>,
     known: BTreeSet<KeyId>,
+    /// The fleet inventory: each node's latest report, at most `cap` nodes.
+    fleet: HashMap<KeyId, FleetEntry>,
+    /// The inventory's bound (0: [`FLEET_CAP`]).
+    cap: usize,
+}
+
+/// A node's latest verified health report, as the fleet inventory keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetEntry {
+    pub running: semver::Version,
+    pub status: HealthStatus,
+    pub release: Hash32,
+    pub at: u64,
+}
+
+/// The order of a node's reports about one update, for reports of the same second.
+fn stage(s: HealthStatus) -> u8 {
+    match s {
+        HealthStatus::Installed => 0,
+        HealthStatus::Healthy | HealthStatus::Failed => 1,
+        HealthStatus::RolledBack => 2,
+    }
 }
 
 impl RolloutBook {
+    /// A book whose fleet inventory keeps at most `cap` nodes.
+    #[cfg(test)]
+    fn with_cap(cap: usize) -> Self {
+        RolloutBook {
+            cap,
+            ..RolloutBook::default()
+        }
+    }
+
+    /// The fleet inventory: each known node's latest report (see [`FLEET_CAP`]).
+    pub fn fleet(&self) -> impl Iterator<Item = (&KeyId, &FleetEntry)> {
+        self.fleet.iter()
+    }
+
+    /// Keeps `r` as its node's latest report if it is not older than the one held; a new
+    /// node beyond the cap makes room by forgetting the node with the oldest report.
+    fn note_in_fleet(&mut self, r: &HealthReport) {
+        let node = r.node.key_id();
+        let entry = FleetEntry {
+            running: r.running.clone(),
+            status: r.status,
+            release: r.release,
+            at: r.at,
+        };
+        if let Some(held) = self.fleet.get_mut(&node) {
+            // Two reports of one second: the later stage wins (installed, then healthy or
+            // failed, then rolled back), whichever arrived first.
+            if (r.at, stage(r.status)) >= (held.at, stage(held.status)) {
+                *held = entry;
+            }
+            return;
+        }
+        let cap = if self.cap == 0 { FLEET_CAP } else { self.cap };
+        if self.fleet.len() >= cap {
+            let oldest = self
+                .fleet
+                .iter()
+                .min_by_key(|(id, e)| (e.at, **id))
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(o) if self.fleet[&o].at <= r.at => {
+                    self.fleet.remove(&o);
+                }
+                // Older than everything kept: this report is the one forgotten.
+                _ => return,
+            }
+        }
+        self.fleet.insert(node, entry);
+    }
+
     pub fn add_health(&mut self, r: &HealthReport) -> bool {
+        self.note_in_fleet(r);
         self.known.insert(r.node.key_id());
         let entry = Report {
             node: r.node.key_id(),
@@ -223,9 +296,7 @@ impl RolloutBook {
 
 #[cfg(test)]
 mod tests {
-    use upswarm_proto::{
-        Changelog, HealthStatus, Phase, Protocols, PublicKey, RolloutPlan, UpdateType,
-    };
+    use upswarm_proto::{Changelog, Phase, Protocols, PublicKey, RolloutPlan, UpdateType};
     use upswarm_rollout::{phase_of, rank};
 
     use super::*;
@@ -338,5 +409,42 @@ mod tests {
             observer.add_health(&report(i, earlier, HealthStatus::Healthy, START - 100));
         }
         assert_eq!(observer.cohorts(&release, &m), cohorts);
+    }
+
+    /// The inventory keeps each node's latest report; past the cap the node heard from
+    /// longest ago is forgotten, and a report older than all kept does not get in.
+    #[test]
+    fn the_fleet_inventory_keeps_the_latest_report_of_at_most_cap_nodes() {
+        let r1 = Hash32([1; 32]);
+        let r2 = Hash32([2; 32]);
+        let mut book = RolloutBook::with_cap(2);
+        book.add_health(&report(1, r1, HealthStatus::Installed, START));
+        book.add_health(&report(1, r1, HealthStatus::Healthy, START + 10));
+        // An older report arriving late does not replace the newer one.
+        book.add_health(&report(1, r2, HealthStatus::Failed, START + 5));
+        book.add_health(&report(2, r1, HealthStatus::Healthy, START + 20));
+        // Of two reports in one second, the later stage stands, in either arrival order.
+        book.add_health(&report(2, r2, HealthStatus::RolledBack, START + 21));
+        book.add_health(&report(2, r2, HealthStatus::Installed, START + 21));
+        let node = |i: u8| PublicKey([i; 32]).key_id();
+        let get = |b: &RolloutBook, i: u8| {
+            b.fleet()
+                .find(|(k, _)| **k == node(i))
+                .map(|(_, e)| e.clone())
+        };
+        let e1 = get(&book, 1).unwrap();
+        assert_eq!(
+            (e1.status, e1.release, e1.at),
+            (HealthStatus::Healthy, r1, START + 10)
+        );
+        // A third node: node 1 (oldest report) is forgotten.
+        book.add_health(&report(3, r2, HealthStatus::RolledBack, START + 30));
+        assert_eq!(book.fleet().count(), 2);
+        assert!(get(&book, 1).is_none());
+        assert_eq!(get(&book, 2).unwrap().status, HealthStatus::RolledBack);
+        assert!(get(&book, 3).is_some());
+        // A report older than all kept is not taken in.
+        book.add_health(&report(4, r2, HealthStatus::Healthy, START));
+        assert!(get(&book, 4).is_none());
     }
 }

@@ -14,7 +14,7 @@ use super::config::{Config, ManagedMode};
 use crate::procs::parse_signal;
 
 /// Events a webhook can subscribe to.
-pub const WEBHOOK_EVENTS: [&str; 7] = [
+pub const WEBHOOK_EVENTS: [&str; 8] = [
     "update_available",
     "download_blocked",
     "applied",
@@ -22,6 +22,7 @@ pub const WEBHOOK_EVENTS: [&str; 7] = [
     "failed",
     "halted",
     "upgrade_required",
+    "root_expiring",
 ];
 
 /// One thing wrong with a configuration.
@@ -440,6 +441,12 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
     }
     p.duration("retention.grace", r.grace, Duration::ZERO, 3650 * DAY);
     p.duration("retention.interval", r.interval, SEC, 30 * DAY);
+    p.duration(
+        "alarms.root_expiry_warning",
+        c.alarms.root_expiry_warning,
+        Duration::ZERO,
+        3650 * DAY,
+    );
 
     for (i, w) in c.voting.withhold.iter().enumerate() {
         if w.is_empty() {

@@ -171,6 +171,15 @@ impl Core {
                     "origin": origin,
                     "reason": reason,
                 });
+                let m = &self.ctx.metrics;
+                match (kind, outcome) {
+                    (Kind::Apply, Outcome::Applied) => Metrics::inc(&m.updates_applied),
+                    (Kind::Apply, Outcome::RolledBack) => Metrics::inc(&m.updates_rolled_back),
+                    (_, Outcome::Refused) | (Kind::Rollback, Outcome::RolledBack) => {
+                        Metrics::inc(&m.updates_failed)
+                    }
+                    _ => {}
+                }
                 match (kind, outcome) {
                     (Kind::Apply, Outcome::Applied) => {
                         self.webhook("applied", details);

@@ -2,6 +2,7 @@
 //! every manifest it hears of (gossip, DHT, local publish).
 
 mod apply;
+mod fleet;
 mod gates;
 mod gc;
 mod votes;
@@ -136,6 +137,13 @@ pub enum CoreMsg {
     Damaged {
         blob: Hash32,
     },
+    /// `GET /v1/fleet`: the fleet inventory.
+    Fleet {
+        query: crate::api::FleetQuery,
+        reply: oneshot::Sender<Result<crate::api::FleetView, String>>,
+    },
+    /// `GET /readyz` (and `/healthz`: that the core answers at all).
+    Ready(oneshot::Sender<crate::api::ReadyView>),
     /// `upswarm gc [--dry-run]`.
     Gc {
         dry_run: bool,
@@ -181,6 +189,10 @@ pub struct Core {
     withheld: BTreeSet<Hash32>,
     activations: Vec<ActivationView>,
     alarms: Vec<String>,
+    /// The trust-root expiry alarm, when due (see `watch_root`).
+    root_alarm: Option<String>,
+    /// The root version and kind (expired or not) of the last root alarm announced.
+    root_alarm_announced: Option<(u64, bool)>,
     /// Releases whose network-wide halt has been announced (webhook sent once).
     halted_seen: BTreeSet<Hash32>,
     /// The yanked releases last reported to the apply actor.
@@ -217,6 +229,8 @@ impl Core {
             withheld: BTreeSet::new(),
             activations: Vec::new(),
             alarms: Vec::new(),
+            root_alarm: None,
+            root_alarm_announced: None,
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             blocked_announced: BTreeSet::new(),
@@ -289,6 +303,7 @@ impl Core {
     /// Runs until the inbox closes.
     pub async fn run(mut self) {
         self.load_signed();
+        self.watch_root();
         // Periods are validated at load; the floor keeps `interval` from ever panicking.
         let period = |d: Duration| d.max(Duration::from_millis(100));
         let mut apply_tick = tokio::time::interval(Duration::from_secs(2));
@@ -323,6 +338,7 @@ impl Core {
                     self.maybe_apply();
                     self.voting_tick();
                     self.watch_halts();
+                    self.watch_root();
                 }
                 _ = resync_tick.tick() => self.resync(),
                 _ = blocked_tick.tick() => self.retry_blocked(),
@@ -785,6 +801,12 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Damaged { blob } => self.repair(blob),
+            CoreMsg::Fleet { query, reply } => {
+                let _ = reply.send(self.fleet(&query));
+            }
+            CoreMsg::Ready(reply) => {
+                let _ = reply.send(self.ready().await);
+            }
             CoreMsg::Gc { dry_run, reply } => {
                 let _ = reply.send(self.gc(dry_run).await);
             }
@@ -978,6 +1000,12 @@ impl Core {
 
     async fn status(&self) -> StatusView {
         let info = self.ctx.client.info().await.ok();
+        if let Some(i) = &info {
+            self.ctx.metrics.peers_connected.store(
+                i.connected.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let mut releases: Vec<ReleaseView> = self
             .releases
             .keys()
@@ -986,10 +1014,14 @@ impl Core {
         releases.sort_by(|a, b| {
             (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
         });
-        let layout = self.ctx.layout.clone();
-        let disk = tokio::task::spawn_blocking(move || crate::daemon::gc::disk_use(&layout))
-            .await
-            .unwrap_or_default();
+        let ctx = self.ctx.clone();
+        let disk = tokio::task::spawn_blocking(move || {
+            let disk = crate::daemon::gc::disk_use(&ctx.layout);
+            ctx.metrics.record_disk(disk.total, &ctx.layout.root);
+            disk
+        })
+        .await
+        .unwrap_or_default();
         StatusView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             peer_id: self.ctx.client.local_peer_id().to_base58(),
@@ -1038,6 +1070,7 @@ impl Core {
                     .collect()
             },
             root_version: self.chain.current().version(),
+            root_expires_at: self.chain.current().root().expires_at,
             releases,
             managed: self.apply.as_ref().map(|a| {
                 let v = a.view();
@@ -1065,7 +1098,12 @@ impl Core {
                 }
             }),
             alarms: {
-                let mut alarms = self.alarms.clone();
+                let mut alarms: Vec<String> = self
+                    .alarms
+                    .iter()
+                    .chain(&self.root_alarm)
+                    .cloned()
+                    .collect();
                 if let Some(a) = self.apply.as_ref().and_then(|a| a.cosmovisor()?.alarm) {
                     alarms.push(a);
                 }

@@ -1,0 +1,158 @@
+//! The fleet inventory (`GET /v1/fleet`, `upswarm fleet`) and readiness (`GET /readyz`).
+
+use super::*;
+use crate::api::{
+    FLEET_CAP, FLEET_STATES, FleetNode, FleetQuery, FleetRollout, FleetView, ReadyCheck, ReadyView,
+    VersionCount,
+};
+
+impl Core {
+    /// Every node with a verified health report, filtered by `q`, placed in the rollout of
+    /// the newest followed release.
+    pub(super) fn fleet(&self, q: &FleetQuery) -> Result<FleetView, String> {
+        if let Some(s) = &q.state
+            && !FLEET_STATES.contains(&s.as_str())
+        {
+            return Err(format!(
+                "state: {:?} is not a report state (one of {})",
+                s.chars().take(40).collect::<String>(),
+                FLEET_STATES.join(", ")
+            ));
+        }
+        let release_filter = q
+            .release
+            .as_deref()
+            .map(|r| self.release_filter(r))
+            .transpose()?;
+        let current = self.followed_newest_first().into_iter().next();
+        let cohorts = current.map(|(id, k)| (id, self.book.cohorts(id, &k.verified.manifest)));
+        let spread = self.ctx.config.rollout.spread;
+        let mut coverage: std::collections::BTreeMap<semver::Version, usize> = Default::default();
+        let mut nodes = Vec::new();
+        let mut known = 0;
+        for (node, e) in self.book.fleet() {
+            known += 1;
+            *coverage.entry(e.running.clone()).or_default() += 1;
+            if q.version.as_ref().is_some_and(|v| *v != e.running)
+                || q.state.as_deref().is_some_and(|s| s != e.status.as_str())
+                || release_filter
+                    .as_ref()
+                    .is_some_and(|f| !f.contains(&e.release))
+            {
+                continue;
+            }
+            let placed = cohorts.as_ref().map(|(_, c)| c.cohort(node, spread));
+            let about = self.releases.get(&e.release).map(|k| &k.verified.manifest);
+            nodes.push(FleetNode {
+                node_id: node.to_hex(),
+                version: e.running.to_string(),
+                state: e.status.as_str().to_string(),
+                release: e.release.to_hex(),
+                release_name: about.map(|m| m.name.clone()),
+                release_version: about.map(|m| m.version.to_string()),
+                at: e.at,
+                rank: placed.as_ref().map(|c| c.rank.fraction()),
+                phase: placed.as_ref().map(|c| c.phase),
+                position: placed.as_ref().map(|c| c.position),
+            });
+        }
+        nodes.sort_by(|a, b| (a.position, &a.node_id).cmp(&(b.position, &b.node_id)));
+        let mut coverage: Vec<VersionCount> = coverage
+            .into_iter()
+            .rev()
+            .map(|(v, n)| VersionCount {
+                version: v.to_string(),
+                nodes: n,
+            })
+            .collect();
+        // The most common first; among equals, the newest first (the order above).
+        coverage.sort_by_key(|c| std::cmp::Reverse(c.nodes));
+        Ok(FleetView {
+            node_id: self.ctx.node_key.key_id().to_hex(),
+            nodes_known: known,
+            cap: FLEET_CAP,
+            rollout: current.map(|(id, k)| FleetRollout {
+                release: id.to_hex(),
+                name: k.verified.manifest.name.clone(),
+                version: k.verified.manifest.version.to_string(),
+            }),
+            coverage,
+            nodes,
+        })
+    }
+
+    /// The releases `--release` names: an id or a prefix of one (8 to 64 hex digits), or a
+    /// version.
+    fn release_filter(&self, r: &str) -> Result<Vec<Hash32>, String> {
+        let shown: String = r.chars().take(80).collect();
+        let by_id = r.len() >= 8 && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_hexdigit());
+        if by_id {
+            let prefix = r.to_ascii_lowercase();
+            let ids: Vec<Hash32> = self
+                .releases
+                .keys()
+                .filter(|id| id.to_hex().starts_with(&prefix))
+                .copied()
+                .collect();
+            // A full id of a release this node does not hold may still be reported about.
+            if ids.is_empty() && r.len() == 64 {
+                return Hash32::from_hex(&prefix)
+                    .map(|h| vec![h])
+                    .map_err(|e| format!("release: {e}"));
+            }
+            return Ok(ids);
+        }
+        let v = crate::api::parse_version(r).map_err(|_| {
+            format!("release: {shown:?} is neither a release id (8 to 64 hex digits) nor a version")
+        })?;
+        Ok(self
+            .releases
+            .iter()
+            .filter(|(_, k)| k.verified.manifest.version == v)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Whether this node can do its work: the trust root loaded, its state recovered, the
+    /// network listening, and a peer connected (unless no bootstrap peer is configured).
+    pub(super) async fn ready(&self) -> ReadyView {
+        let info = self.ctx.client.info().await.ok();
+        let root = self.chain.current();
+        let mut checks = vec![ReadyCheck {
+            name: "trust_root".into(),
+            ok: true,
+            detail: format!("version {} loaded", root.version()),
+        }];
+        let recovering = self.apply.as_ref().is_some_and(|a| !a.view().recovered);
+        checks.push(ReadyCheck {
+            name: "state".into(),
+            ok: !recovering,
+            detail: if recovering {
+                "finishing an update interrupted by a restart".into()
+            } else {
+                format!("recovered ({} releases)", self.releases.len())
+            },
+        });
+        let listeners = info.as_ref().map_or(0, |i| i.listeners.len());
+        checks.push(ReadyCheck {
+            name: "listening".into(),
+            ok: listeners > 0,
+            detail: format!("{listeners} listen addresses"),
+        });
+        let peers = info.as_ref().map_or(0, |i| i.connected.len());
+        let bootstrap = self.ctx.config.network_options.bootstrap.len();
+        checks.push(ReadyCheck {
+            name: "peers".into(),
+            ok: peers > 0 || bootstrap == 0,
+            detail: if bootstrap == 0 {
+                format!("{peers} connected (no bootstrap peer configured)")
+            } else {
+                format!("{peers} connected ({bootstrap} bootstrap peers configured)")
+            },
+        });
+        ReadyView {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
+}
