@@ -97,6 +97,20 @@ impl Core {
         match verdict {
             Ok(Some(about)) => {
                 if self.ctx.signed.insert(kind, about, bytes) {
+                    // A rotation, a control message (a yank, a halt) or a proposal changes
+                    // what this node does: on disk before it is acted on or passed on, so a
+                    // crash cannot undo it. (Health reports and votes are many, and peers
+                    // hand them over again.)
+                    if matches!(
+                        kind,
+                        SignedKind::Root | SignedKind::Control | SignedKind::Proposal
+                    ) && let Err(e) = self.ctx.state.db.flush()
+                    {
+                        warn!(
+                            ?kind,
+                            "cannot flush an accepted signed message to disk: {e}"
+                        );
+                    }
                     MessageAcceptance::Accept
                 } else {
                     MessageAcceptance::Ignore
