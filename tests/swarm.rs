@@ -293,26 +293,36 @@ fn a_node_started_after_publication_finds_the_release_in_the_dht() {
     assert!(artifact_matches(&net, late, &rel, "2.0.0"));
 }
 
+/// Chunks of `version` daemon `i` holds.
+fn chunks_held(net: &Testnet, i: usize, version: &str) -> u64 {
+    net.release_view(i, version)
+        .and_then(|r| r["progress"]["chunks_held"].as_u64())
+        .unwrap_or(0)
+}
+
+/// A publisher capped at 3 MiB/s and a node `d` downloading its 24 MiB release 1.0.0,
+/// returned once `d` holds at least `min_held` chunks: (net, d, release dir).
+fn mid_download(min_held: u64) -> (Testnet, usize, std::path::PathBuf) {
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
+    let d = net.spawn("d", &[p], "");
+    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
+    assert!(net.publish(p, &rel).0);
+    assert!(
+        wait_for(Duration::from_secs(60), || chunks_held(&net, d, "1.0.0")
+            >= min_held),
+        "download did not get going"
+    );
+    (net, d, rel)
+}
+
 /// Graceful shutdown (SIGTERM) in the middle of a download: the daemon stops its downloads,
 /// flushes its state and exits 0, reporting what it stopped; nothing of it is left running;
 /// the next start resumes with what was fetched.
 #[test]
 fn sigterm_mid_download_stops_cleanly_and_the_next_start_resumes() {
     let _g = serial();
-    let mut net = Testnet::new();
-    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
-    let d = net.spawn("d", &[p], "");
-    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
-    assert!(net.publish(p, &rel).0);
-    let held = |net: &Testnet| {
-        net.release_view(d, "1.0.0")
-            .and_then(|r| r["progress"]["chunks_held"].as_u64())
-            .unwrap_or(0)
-    };
-    assert!(
-        wait_for(Duration::from_secs(60), || held(&net) >= 20),
-        "download did not get going"
-    );
+    let (mut net, d, rel) = mid_download(20);
     let pid = net.daemons[d].pid().unwrap() as i32;
     let status = net.daemons[d].stop(Duration::from_secs(60));
     let log = net.daemons[d].log();
@@ -358,20 +368,8 @@ fn sigterm_mid_download_stops_cleanly_and_the_next_start_resumes() {
 #[test]
 fn a_node_killed_mid_download_resumes_with_only_the_missing_chunks() {
     let _g = serial();
-    let mut net = Testnet::new();
-    let p = net.spawn("p", &[], "[transfer]\nmax_upload_rate = \"3MiB\"");
-    let d = net.spawn("d", &[p], "");
-    let rel = net.release("app", "1.0.0", 24 * MIB, &[]);
-    assert!(net.publish(p, &rel).0);
-    let held = |net: &Testnet| {
-        net.release_view(d, "1.0.0")
-            .and_then(|r| r["progress"]["chunks_held"].as_u64())
-            .unwrap_or(0)
-    };
-    assert!(
-        wait_for(Duration::from_secs(60), || held(&net) >= 30),
-        "download did not get going"
-    );
+    let (mut net, d, rel) = mid_download(30);
+    let held = |net: &Testnet| chunks_held(net, d, "1.0.0");
     let before = held(&net);
     net.daemons[d].kill();
     net.daemons[d].start();
