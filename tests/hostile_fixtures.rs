@@ -304,6 +304,7 @@ fn a_chunk_whose_bytes_do_not_match_its_hash_is_rejected() {
         hash: c.hash,
         chunk_size: 65536,
         chunk_index: c.index_hash,
+        forms: None,
     };
     verify_artifact(&store, &artifact).unwrap();
     // Receiving: bytes that do not match the expected hash are never stored.

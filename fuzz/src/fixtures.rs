@@ -126,6 +126,7 @@ pub fn artifact() -> Artifact {
         hash: Hash32([3; 32]),
         chunk_size: index.chunk_size,
         chunk_index: Hash32::of(&index.encode()),
+        forms: None,
     }
 }
 
@@ -175,6 +176,7 @@ pub fn manifest_full() -> Manifest {
                 },
             ],
         }),
+        mirrors: None,
         artifacts: vec![artifact()],
     }
 }
@@ -195,6 +197,7 @@ pub fn manifest_minimal() -> Manifest {
         expires_at: upswarm_proto::MAX_TIME,
         changelog: Changelog::default(),
         rollout: None,
+        mirrors: None,
         artifacts: vec![Artifact {
             name: "x".into(),
             platform: "any".into(),
@@ -203,6 +206,7 @@ pub fn manifest_minimal() -> Manifest {
             hash: Hash32([0; 32]),
             chunk_size: upswarm_proto::manifest::MIN_CHUNK_SIZE,
             chunk_index: Hash32([0; 32]),
+            forms: None,
         }],
     }
 }

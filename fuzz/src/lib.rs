@@ -249,6 +249,7 @@ fn artifact_of(size: u64, chunk_size: u32) -> Artifact {
         hash: Hash32([0; 32]),
         chunk_size,
         chunk_index: Hash32([0; 32]),
+        forms: None,
     }
 }
 

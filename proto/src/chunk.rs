@@ -169,6 +169,7 @@ mod tests {
             hash: Hash32([0; 32]),
             chunk_size,
             chunk_index: Hash32([0; 32]),
+            forms: None,
         }
     }
 

@@ -362,10 +362,21 @@ impl Reader<'_> {
 
 /// Checks a message's `v` field.
 pub fn check_version(what: &'static str, got: u32, supported: u32) -> Result<(), ProtoError> {
-    if got != supported {
+    check_version_range(what, got, supported, supported)
+}
+
+/// Checks a format version against the range `oldest..=supported` a reader understands.
+pub fn check_version_range(
+    what: &'static str,
+    got: u32,
+    oldest: u32,
+    supported: u32,
+) -> Result<(), ProtoError> {
+    if !(oldest..=supported).contains(&got) {
         return Err(ProtoError::UnsupportedVersion {
             what,
             got,
+            oldest,
             supported,
         });
     }

@@ -136,8 +136,11 @@ impl SignedEnvelope {
 pub trait Message: Serialize + DeserializeOwned {
     /// Name used in errors: "manifest", "trust root", ...
     const WHAT: &'static str;
-    /// Format version this build writes and accepts.
+    /// Newest format version this build writes and accepts.
     const VERSION: u32;
+    /// Oldest format version this build still accepts (and writes when the message needs
+    /// nothing newer).
+    const OLDEST_VERSION: u32 = Self::VERSION;
     /// Limit on the encoded size of the *envelope* carrying this message.
     const MAX_BYTES: usize;
     /// Domain-separation context of signatures over this message.
@@ -152,7 +155,12 @@ pub trait Message: Serialize + DeserializeOwned {
     /// Decodes, checks the version and validates.
     fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
         let msg: Self = codec::decode(Self::WHAT, bytes, Self::MAX_BYTES)?;
-        check_version(Self::WHAT, msg.version_field(), Self::VERSION)?;
+        codec::check_version_range(
+            Self::WHAT,
+            msg.version_field(),
+            Self::OLDEST_VERSION,
+            Self::VERSION,
+        )?;
         msg.validate()?;
         Ok(msg)
     }

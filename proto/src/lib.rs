@@ -59,10 +59,13 @@ pub enum ProtoError {
     #[error("{what} has {extra} unexpected bytes after the end of the message")]
     TrailingBytes { what: &'static str, extra: usize },
 
-    #[error("{what} has format version {got}; this build understands version {supported}")]
+    #[error(
+        "{what} has format version {got}; this build understands versions {oldest} to {supported}"
+    )]
     UnsupportedVersion {
         what: &'static str,
         got: u32,
+        oldest: u32,
         supported: u32,
     },
 

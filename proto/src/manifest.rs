@@ -9,8 +9,18 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{Context, Message};
 use crate::{Hash32, ProtoError, check_ident};
 
-/// Format version of [`Manifest`].
+/// Format version 1 of [`Manifest`]: what a release that uses no newer field is written as,
+/// so that every daemon since the first one reads it.
 pub const MANIFEST_VERSION: u32 = 1;
+/// Format version 2 of [`Manifest`]: adds `mirrors` to the manifest and `forms` (compressed
+/// and delta encodings) to every artifact. Written only when one of them is not empty.
+pub const MANIFEST_V2: u32 = 2;
+/// Most mirror URLs in one manifest.
+pub const MAX_MIRRORS: usize = 8;
+/// Longest mirror URL, in bytes.
+pub const MAX_MIRROR_URL: usize = 512;
+/// Most encoded forms of one artifact.
+pub const MAX_FORMS: usize = 8;
 /// Limit on an encoded, signed manifest: it must fit one gossip message and one DHT record.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 /// Smallest chunk size accepted.
@@ -109,6 +119,10 @@ pub struct Manifest {
     /// The manifest's own rollout plan; `None`: the default plan of its update type.
     pub rollout: Option<RolloutPlan>,
     pub artifacts: Vec<Artifact>,
+    /// Version 2: HTTP(S) mirrors holding the release's artifacts, tried when no peer holds
+    /// a chunk (see [`Manifest::mirror_url`]). `None` exactly in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<Vec<String>>,
 }
 
 /// Protocol versions / features the release's software provides and requires.
@@ -145,6 +159,48 @@ pub struct Artifact {
     /// Chunk size in bytes; every chunk but the last is exactly this long.
     pub chunk_size: u32,
     /// blake3 of the encoded [`crate::ChunkIndex`].
+    pub chunk_index: Hash32,
+    /// Version 2: other encodings of this artifact a node may fetch instead and decode into
+    /// it. `None` exactly in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forms: Option<Vec<Form>>,
+}
+
+/// How an encoded [`Form`] decodes into its artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FormKind {
+    /// A zstd frame of the whole artifact.
+    Zstd,
+    /// A zstd frame of the whole artifact, compressed with the base artifact (the file whose
+    /// blake3 is [`Form::base`]) as a raw-content prefix (zstd's `--patch-from`).
+    ZstdPatch,
+}
+
+impl FormKind {
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormKind::Zstd => "zstd",
+            FormKind::ZstdPatch => "zstd-patch",
+        }
+    }
+}
+
+/// One encoded form of an artifact: a file of its own, chunked and distributed like an
+/// artifact, that decodes into the artifact (whose whole-file hash is checked after).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Form {
+    pub kind: FormKind,
+    /// `zstd-patch`: blake3 of the whole base file; `zstd`: `None`.
+    pub base: Option<Hash32>,
+    /// Size of the encoded form in bytes.
+    pub size: u64,
+    /// blake3 of the whole encoded form.
+    pub hash: Hash32,
+    pub chunk_size: u32,
+    /// blake3 of the encoded [`crate::ChunkIndex`] of the encoded form.
     pub chunk_index: Hash32,
 }
 
@@ -220,8 +276,123 @@ impl Artifact {
                 ),
             ));
         }
+        let forms = self.forms.as_deref().unwrap_or_default();
+        if forms.len() > MAX_FORMS {
+            return Err(ProtoError::invalid(
+                WHAT,
+                format!("artifacts[{i}].forms"),
+                format!("{} forms, more than the limit of {MAX_FORMS}", forms.len()),
+            ));
+        }
+        let mut bases = BTreeSet::new();
+        for (j, f) in forms.iter().enumerate() {
+            let field = |name: &str| format!("artifacts[{i}].forms[{j}].{name}");
+            match (f.kind, &f.base) {
+                (FormKind::Zstd, Some(_)) => {
+                    return Err(ProtoError::invalid(
+                        WHAT,
+                        field("base"),
+                        "a zstd form has no base (null)",
+                    ));
+                }
+                (FormKind::ZstdPatch, None) => {
+                    return Err(ProtoError::invalid(
+                        WHAT,
+                        field("base"),
+                        "a zstd-patch form needs the hash of its base",
+                    ));
+                }
+                (FormKind::ZstdPatch, Some(b)) if *b == self.hash => {
+                    return Err(ProtoError::invalid(
+                        WHAT,
+                        field("base"),
+                        "is the artifact itself",
+                    ));
+                }
+                _ => {}
+            }
+            if !bases.insert(f.base) {
+                return Err(ProtoError::invalid(
+                    WHAT,
+                    field("base"),
+                    "two forms of one artifact have the same kind and base",
+                ));
+            }
+            if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&f.chunk_size) {
+                return Err(ProtoError::invalid(
+                    WHAT,
+                    field("chunk_size"),
+                    format!(
+                        "{} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+                        f.chunk_size
+                    ),
+                ));
+            }
+            if f.size.div_ceil(u64::from(f.chunk_size)) > MAX_CHUNKS {
+                return Err(ProtoError::invalid(
+                    WHAT,
+                    field("size"),
+                    format!("{} bytes is more than {MAX_CHUNKS} chunks", f.size),
+                ));
+            }
+        }
         Ok(())
     }
+
+    /// The encoded forms (empty in a version-1 manifest).
+    pub fn forms(&self) -> &[Form] {
+        self.forms.as_deref().unwrap_or_default()
+    }
+}
+
+impl Form {
+    /// Number of chunks: `ceil(size / chunk_size)`.
+    pub fn chunk_count(&self) -> u64 {
+        if self.chunk_size == 0 {
+            0
+        } else {
+            self.size.div_ceil(u64::from(self.chunk_size))
+        }
+    }
+}
+
+/// Checks a mirror URL: `https://` or `http://`, then 1 or more bytes of printable ASCII
+/// without spaces, quotes, `<>\^`{|}`, `?` or `#`, not ending with `/`; at most
+/// [`MAX_MIRROR_URL`] bytes in all.
+pub fn check_mirror_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_MIRROR_URL {
+        return Err(format!("longer than {MAX_MIRROR_URL} bytes"));
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("does not start with https:// or http://")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("has no host".into());
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || "\"<>\\^`{|}?#".contains(*c))
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    if url.ends_with('/') {
+        return Err("ends with '/'".into());
+    }
+    Ok(())
+}
+
+/// Percent-encodes every byte outside `A-Z a-z 0-9 - . _ ~` (RFC 3986 unreserved).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Checks that `name` is a plain file name that cannot escape a directory and reads the
@@ -354,6 +525,41 @@ impl Manifest {
             .unwrap_or_else(|| RolloutPlan::default_for(self.update_type, self.security_critical))
     }
 
+    /// The mirror URLs (empty in a version-1 manifest).
+    pub fn mirrors(&self) -> &[String] {
+        self.mirrors.as_deref().unwrap_or_default()
+    }
+
+    /// Where mirror `mirror` serves artifact `a`: `MIRROR/PLATFORM/NAME`, the platform and
+    /// the name percent-encoded.
+    pub fn mirror_url(mirror: &str, a: &Artifact) -> String {
+        format!(
+            "{mirror}/{}/{}",
+            percent_encode(&a.platform),
+            percent_encode(&a.name)
+        )
+    }
+
+    /// Sets `v` to the oldest format version that can carry this manifest: version 2 (with
+    /// every version-2 field present) when it names a mirror or any artifact has a form,
+    /// else version 1 (with no version-2 field). Writers call it before encoding.
+    pub fn settle_version(&mut self) {
+        let v2 = !self.mirrors().is_empty() || self.artifacts.iter().any(|a| !a.forms().is_empty());
+        if v2 {
+            self.v = MANIFEST_V2;
+            self.mirrors.get_or_insert_with(Vec::new);
+            for a in &mut self.artifacts {
+                a.forms.get_or_insert_with(Vec::new);
+            }
+        } else {
+            self.v = MANIFEST_VERSION;
+            self.mirrors = None;
+            for a in &mut self.artifacts {
+                a.forms = None;
+            }
+        }
+    }
+
     /// The artifact named `name` for `platform` (or for `any`).
     pub fn artifact(&self, name: &str, platform: &str) -> Option<&Artifact> {
         self.artifacts
@@ -369,7 +575,8 @@ impl Manifest {
 
 impl Message for Manifest {
     const WHAT: &'static str = WHAT;
-    const VERSION: u32 = MANIFEST_VERSION;
+    const VERSION: u32 = MANIFEST_V2;
+    const OLDEST_VERSION: u32 = MANIFEST_VERSION;
     const MAX_BYTES: usize = MAX_MANIFEST_BYTES;
     const CONTEXT: Context = Context::Manifest;
 
@@ -378,6 +585,30 @@ impl Message for Manifest {
     }
 
     fn validate(&self) -> Result<(), ProtoError> {
+        // Version 2's fields are present exactly in version 2 (every field of a version is
+        // present; a field of a later version is unknown to an earlier one).
+        let v2 = self.v == MANIFEST_V2;
+        if self.mirrors.is_some() != v2 {
+            return Err(version_field(self.v, "mirrors"));
+        }
+        if let Some(i) = self.artifacts.iter().position(|a| a.forms.is_some() != v2) {
+            return Err(version_field(self.v, &format!("artifacts[{i}].forms")));
+        }
+        let mirrors = self.mirrors();
+        if mirrors.len() > MAX_MIRRORS {
+            return Err(ProtoError::invalid(
+                WHAT,
+                "mirrors",
+                format!(
+                    "{} mirrors, more than the limit of {MAX_MIRRORS}",
+                    mirrors.len()
+                ),
+            ));
+        }
+        for (i, m) in mirrors.iter().enumerate() {
+            check_mirror_url(m)
+                .map_err(|e| ProtoError::invalid(WHAT, format!("mirrors[{i}]"), e))?;
+        }
         check_ident(WHAT, "name", &self.name, 64)?;
         check_ident(WHAT, "channel", &self.channel, 32)?;
         if let Some(min) = &self.min_version
@@ -433,6 +664,18 @@ impl Message for Manifest {
     }
 }
 
+fn version_field(v: u32, field: &str) -> ProtoError {
+    ProtoError::invalid(
+        WHAT,
+        field,
+        if v == MANIFEST_V2 {
+            format!("is missing; every field of manifest version {MANIFEST_V2} is present")
+        } else {
+            format!("is a field of manifest version {MANIFEST_V2}, not of version {v}")
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +729,7 @@ mod tests {
             expires_at: 2,
             changelog: Changelog::default(),
             rollout: None,
+            mirrors: None,
             artifacts: vec![Artifact {
                 name: "app".into(),
                 platform: "any".into(),
@@ -494,6 +738,7 @@ mod tests {
                 hash: Hash32([1; 32]),
                 chunk_size: MIN_CHUNK_SIZE,
                 chunk_index: Hash32([2; 32]),
+                forms: None,
             }],
         }
     }
@@ -558,5 +803,112 @@ mod tests {
     fn update_type_parses() {
         assert_eq!("minor".parse::<UpdateType>().unwrap(), UpdateType::Minor);
         assert!("mayor".parse::<UpdateType>().is_err());
+    }
+
+    fn form(kind: FormKind, base: Option<Hash32>) -> Form {
+        Form {
+            kind,
+            base,
+            size: 5,
+            hash: Hash32([7; 32]),
+            chunk_size: MIN_CHUNK_SIZE,
+            chunk_index: Hash32([8; 32]),
+        }
+    }
+
+    #[test]
+    fn version_two_fields_come_exactly_with_version_two() {
+        // A plain release stays version 1, byte for byte.
+        let mut m = minimal();
+        let v1 = m.encode();
+        m.settle_version();
+        assert_eq!(m.v, MANIFEST_VERSION);
+        assert_eq!(m.encode(), v1);
+        assert_eq!(Manifest::decode(&v1).unwrap(), m);
+
+        let mut m2 = minimal();
+        m2.mirrors = Some(vec!["https://mirror.example/releases".into()]);
+        m2.settle_version();
+        assert_eq!(m2.v, MANIFEST_V2);
+        assert_eq!(m2.artifacts[0].forms, Some(vec![]));
+        let bytes = m2.encode();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m2);
+
+        // Version 1 carrying a version-2 field, version 2 missing one: refused by name.
+        let mut bad = m2.clone();
+        bad.v = MANIFEST_VERSION;
+        let e = Manifest::decode(&bad.encode()).unwrap_err().to_string();
+        assert!(e.contains("mirrors") && e.contains("version 2"), "{e}");
+        let mut bad = m2.clone();
+        bad.artifacts[0].forms = None;
+        let e = Manifest::decode(&bad.encode()).unwrap_err().to_string();
+        assert!(
+            e.contains("artifacts[0].forms") && e.contains("missing"),
+            "{e}"
+        );
+        let mut bad = m2.clone();
+        bad.v = 3;
+        let e = Manifest::decode(&bad.encode()).unwrap_err().to_string();
+        assert!(e.contains("versions 1 to 2"), "{e}");
+    }
+
+    #[test]
+    fn mirrors_and_forms_are_bounded() {
+        let mut m = minimal();
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https:///path",
+            "https://x/",
+            "https://x y",
+            "https://x?y=1",
+            "https://x#f",
+            "https://ünicode",
+        ] {
+            m.mirrors = Some(vec![bad.into()]);
+            m.settle_version();
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains("mirrors[0]"), "{bad}: {e}");
+        }
+        m.mirrors = Some(vec![format!("https://{}", "a".repeat(MAX_MIRROR_URL))]);
+        assert!(m.validate().is_err());
+        m.mirrors = Some(vec!["http://m".into(); MAX_MIRRORS + 1]);
+        assert!(m.validate().unwrap_err().to_string().contains("limit"));
+
+        let mut m = minimal();
+        let base = Some(Hash32([9; 32]));
+        m.artifacts[0].forms = Some(vec![
+            form(FormKind::Zstd, None),
+            form(FormKind::ZstdPatch, base),
+        ]);
+        m.settle_version();
+        m.validate().unwrap();
+        for (forms, what) in [
+            (vec![form(FormKind::Zstd, base)], "has no base"),
+            (vec![form(FormKind::ZstdPatch, None)], "needs the hash"),
+            (
+                vec![form(FormKind::ZstdPatch, Some(Hash32([1; 32])))],
+                "the artifact itself",
+            ),
+            (
+                vec![form(FormKind::Zstd, None), form(FormKind::Zstd, None)],
+                "same kind and base",
+            ),
+            (vec![form(FormKind::Zstd, None); MAX_FORMS + 1], "limit"),
+        ] {
+            m.artifacts[0].forms = Some(forms);
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains(what), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn mirror_urls_percent_encode_platform_and_name() {
+        let mut a = minimal().artifacts.remove(0);
+        a.name = "my app v1+x.tar.gz".into();
+        assert_eq!(
+            Manifest::mirror_url("https://m.example/r", &a),
+            "https://m.example/r/any/my%20app%20v1%2Bx.tar.gz"
+        );
     }
 }

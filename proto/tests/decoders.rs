@@ -47,6 +47,7 @@ fn sample_manifest() -> Manifest {
                 },
             ],
         }),
+        mirrors: None,
         artifacts: vec![sample_artifact()],
     }
 }
@@ -60,6 +61,7 @@ fn sample_artifact() -> Artifact {
         hash: Hash32([3; 32]),
         chunk_size: 65536,
         chunk_index: Hash32([4; 32]),
+        forms: None,
     }
 }
 

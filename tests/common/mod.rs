@@ -109,6 +109,7 @@ pub fn manifest(ty: UpdateType, expires_at: u64) -> Manifest {
         expires_at,
         changelog: Changelog::default(),
         rollout: None,
+        mirrors: None,
         artifacts: vec![Artifact {
             name: "node".into(),
             platform: "any".into(),
@@ -117,6 +118,7 @@ pub fn manifest(ty: UpdateType, expires_at: u64) -> Manifest {
             hash: Hash32([1; 32]),
             chunk_size: 1 << 20,
             chunk_index: Hash32([2; 32]),
+            forms: None,
         }],
     }
 }

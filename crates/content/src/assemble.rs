@@ -131,6 +131,7 @@ mod tests {
             hash: c.hash,
             chunk_size: 4096,
             chunk_index: c.index_hash,
+            forms: None,
         };
         (dir, store, artifact)
     }

@@ -262,6 +262,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
             hash: c.hash,
             chunk_size,
             chunk_index: c.index_hash,
+            forms: None,
         });
     }
     let mut provides = a.provides;
@@ -283,7 +284,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         }
     }
     let now = unix_now();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         v: MANIFEST_VERSION,
         name: a.name,
         version: a.version,
@@ -304,8 +305,10 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         } else {
             Some(RolloutPlan { phases: a.phases })
         },
+        mirrors: None,
         artifacts,
     };
+    manifest.settle_version();
     manifest
         .validate()
         .context("the release these flags describe is not valid")?;

@@ -87,6 +87,7 @@ mod tests {
             expires_at: 2,
             changelog: Changelog::default(),
             rollout: None,
+            mirrors: None,
             artifacts: platforms
                 .iter()
                 .map(|p| Artifact {
@@ -97,6 +98,7 @@ mod tests {
                     hash: Hash32([1; 32]),
                     chunk_size: MIN_CHUNK_SIZE,
                     chunk_index: Hash32([2; 32]),
+                    forms: None,
                 })
                 .collect(),
         }

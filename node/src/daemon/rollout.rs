@@ -319,6 +319,7 @@ mod tests {
             changelog: Changelog::default(),
             rollout: Some(plan),
             artifacts: Vec::new(),
+            mirrors: None,
         }
     }
 
