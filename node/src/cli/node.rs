@@ -38,7 +38,7 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
             return Ok(());
         }
-        println!("node      {} (peer {})", &s.node_id[..16], s.peer_id);
+        println!("node      {} (peer {})", s.node_id, s.peer_id);
         println!(
             "network   {}, trust root version {}{}",
             s.network,

@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
 use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
-use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, ResolveError, StatusView};
+use super::core::{
+    CheckItem, CoreMsg, ExplainView, ReleaseView, ResolveError, SignedError, StatusView, VoteError,
+};
 use super::voting::ActivationView;
 pub use crate::api::{
     ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,
@@ -478,12 +480,7 @@ async fn control(
     let bytes = envelope(b)?;
     api.ask(|reply| CoreMsg::Control { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("control message refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("control message", e))?;
     Ok(Json(serde_json::json!({ "published": true })))
 }
 
@@ -517,7 +514,14 @@ async fn vote(
     })
     .await?
     .map(Json)
-    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
+    .map_err(|e| {
+        let status = match e {
+            VoteError::UnknownProposal(_) => StatusCode::NOT_FOUND,
+            VoteError::NoVoterKey => StatusCode::CONFLICT,
+            VoteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, e.to_string())
+    })
 }
 
 async fn proposal(
@@ -530,12 +534,7 @@ async fn proposal(
     let id = api
         .ask(|reply| CoreMsg::Proposal { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("proposal refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("proposal", e))?;
     Ok(Json(serde_json::json!({ "proposal": id })))
 }
 
@@ -587,13 +586,18 @@ async fn root(
     let version = api
         .ask(|reply| CoreMsg::Root { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("trust root refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("trust root", e))?;
     Ok(Json(serde_json::json!({ "root_version": version })))
+}
+
+/// A signed message the core did not take: 422 when it is invalid or untrusted, 409 when
+/// it is valid but changes nothing (a trust root not newer than the current one).
+fn signed_failure(what: &str, e: SignedError) -> Failure {
+    let status = match e {
+        SignedError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SignedError::NotNewer { .. } => StatusCode::CONFLICT,
+    };
+    error(status, format!("{what} refused: {e}"))
 }
 
 /// A value for an error message: quoted, cut short if long.

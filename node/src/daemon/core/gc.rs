@@ -233,7 +233,7 @@ impl Core {
             + report.chunk_bytes
             + report.backup_bytes;
         if !dry_run && (report.bytes > 0 || report.signed > 0) {
-            let _ = self.ctx.state.db.flush();
+            let _ = self.ctx.state.flush_durably();
             info!(
                 releases = report.releases.len(),
                 chunks = report.chunks,
