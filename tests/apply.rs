@@ -492,7 +492,7 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
     // verify.
     let root = std::fs::read(net.dir.path().join("root.cbor")).unwrap();
     let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
-    let refused: Vec<(&str, String, u16, &str)> = vec![
+    let mut refused: Vec<(&str, String, u16, &str)> = vec![
         (
             "/v1/vote",
             format!("{{\"proposal\": \"{}\"}}", "ab".repeat(32)),
@@ -512,6 +512,14 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
             "proposal refused",
         ),
     ];
+    // Another release of the version already known (other bytes): valid, nothing to do.
+    let twin = net.demo_release("1.0.0+twin", "healthy", "hotfix", &[]);
+    refused.push((
+        "/v1/publish",
+        format!("{{\"dir\": \"{}\"}}", twin.display()),
+        409,
+        "has the version of another release",
+    ));
     for (path, body, want, says) in &refused {
         let (code, answer) = http_post(d.api_port(), path, token, body).unwrap();
         assert!(

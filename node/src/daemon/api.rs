@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::Ctx;
 use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
 use super::core::{
-    CheckItem, CoreMsg, ExplainView, ReleaseView, ResolveError, SignedError, StatusView, VoteError,
+    CheckItem, CoreMsg, ExplainView, PublishError, ReleaseView, ResolveError, SignedError,
+    StatusView, VoteError,
 };
 use super::voting::ActivationView;
 pub use crate::api::{
@@ -170,7 +171,8 @@ async fn publish(
         .await?
     {
         Ok(view) => Ok(Json(view)),
-        Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e)),
+        Err(e @ PublishError::Superseded { .. }) => Err(error(StatusCode::CONFLICT, e.to_string())),
+        Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
     }
 }
 

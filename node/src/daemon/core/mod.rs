@@ -121,12 +121,12 @@ pub enum CoreMsg {
     },
     Publish {
         dir: PathBuf,
-        reply: oneshot::Sender<Result<ReleaseView, String>>,
+        reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     },
     Imported {
         id: Hash32,
         result: Result<(), String>,
-        reply: oneshot::Sender<Result<ReleaseView, String>>,
+        reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     },
     DownloadDone {
         id: Hash32,
@@ -160,6 +160,22 @@ enum Verdict {
     /// penalty (see `admission`, rule 3).
     Superseded(String),
     Reject(Rejected),
+}
+
+/// Why `upswarm release publish` did not publish.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The release directory's manifest cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("{}: refused: {why}", path.display())]
+    Refused { path: PathBuf, why: Rejected },
+    /// Valid, but another release of its version is known: nothing to publish.
+    #[error("{}: refused: {why}", path.display())]
+    Superseded { path: PathBuf, why: String },
+    /// The release directory's chunks do not match the manifest, or cannot be stored.
+    #[error("{0}")]
+    Import(String),
 }
 
 /// Why a signed message handed over through the API was not taken.
@@ -669,11 +685,12 @@ impl Core {
                         self.set_download(id, DownloadState::Complete { at: unix_now() });
                         self.seed(id).await;
                         self.announce(id).await;
-                        self.view(&id).ok_or_else(|| "release vanished".to_string())
+                        self.view(&id)
+                            .ok_or_else(|| PublishError::Import("release vanished".into()))
                     }
                     Err(e) => {
                         self.set_download(id, DownloadState::Failed { reason: e.clone() });
-                        Err(e)
+                        Err(PublishError::Import(e))
                     }
                 };
                 let _ = reply.send(outcome);
@@ -923,25 +940,24 @@ impl Core {
         });
     }
 
-    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, String>>) {
-        let manifest_path = dir.join(crate::layout::MANIFEST_FILE);
-        let bytes =
-            match crate::files::read_limited(&manifest_path, Manifest::WHAT, Manifest::MAX_BYTES) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = reply.send(Err(format!("{e:#}")));
-                    return;
-                }
-            };
+    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, PublishError>>) {
+        let path = dir.join(crate::layout::MANIFEST_FILE);
+        let bytes = match crate::files::read_limited(&path, Manifest::WHAT, Manifest::MAX_BYTES) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = reply.send(Err(PublishError::Unreadable(format!("{e:#}"))));
+                return;
+            }
+        };
         let id = match self.consider(&bytes, Source::Publish) {
             Verdict::Accept(id) => id,
             Verdict::Duplicate(id) => id,
             Verdict::Reject(why) => {
-                let _ = reply.send(Err(format!("{}: refused: {why}", manifest_path.display())));
+                let _ = reply.send(Err(PublishError::Refused { path, why }));
                 return;
             }
             Verdict::Superseded(why) => {
-                let _ = reply.send(Err(format!("{}: refused: {why}", manifest_path.display())));
+                let _ = reply.send(Err(PublishError::Superseded { path, why }));
                 return;
             }
         };
