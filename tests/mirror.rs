@@ -115,7 +115,10 @@ fn a_release_held_only_by_an_https_mirror_reaches_nodes_which_then_share_it() {
         "upswarm_download_bytes_total{source=\"mirror\"} 0".to_string(),
         "upswarm_download_chunks_total{source=\"peer_relayed\"} 0".to_string(),
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} not in:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
     }
     assert_eq!(
         metrics
@@ -181,7 +184,10 @@ fn a_mirror_serving_a_corrupted_range_is_penalised_and_the_chunk_taken_from_anot
         logs(&net)
     );
     let d = &net.daemons[n];
-    assert!(*bad.corrupted.lock().unwrap() >= 1, "the bad range was never asked for");
+    assert!(
+        *bad.corrupted.lock().unwrap() >= 1,
+        "the bad range was never asked for"
+    );
     assert!(d.counter("mirror_faults") >= 1, "{}", d.log());
     assert!(d.log().contains("mirror fault"), "{}", d.log());
     assert_eq!(sources(&net, n), (0, SIZE));
@@ -195,7 +201,8 @@ fn a_mirror_serving_a_corrupted_range_is_penalised_and_the_chunk_taken_from_anot
     assert!(
         served(&good)
             .iter()
-            .any(|(_, r, _)| r.as_deref() == Some(&format!("bytes={}-{}", 256 * 1024, 512 * 1024 - 1))),
+            .any(|(_, r, _)| r.as_deref()
+                == Some(&format!("bytes={}-{}", 256 * 1024, 512 * 1024 - 1))),
         "chunk 1 was not taken from the good mirror: {:?}",
         served(&good)
     );

@@ -165,8 +165,13 @@ impl TlsFileServer {
         );
         std::thread::spawn(move || {
             for tcp in listener.incoming().flatten() {
-                let (config, c, n, s, root) =
-                    (config.clone(), c.clone(), n.clone(), s.clone(), root.clone());
+                let (config, c, n, s, root) = (
+                    config.clone(),
+                    c.clone(),
+                    n.clone(),
+                    s.clone(),
+                    root.clone(),
+                );
                 std::thread::spawn(move || {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
                         return;
@@ -228,14 +233,19 @@ fn serve_one(
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
     let file = root.join(path.trim_start_matches('/'));
     let Ok(data) = std::fs::read(&file) else {
-        let _ = tls.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = tls
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         return;
     };
     let len = data.len() as u64;
     let span = range.as_deref().and_then(|r| {
         let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
         let a: u64 = a.parse().ok()?;
-        let b: u64 = if b.is_empty() { len - 1 } else { b.parse().ok()? };
+        let b: u64 = if b.is_empty() {
+            len - 1
+        } else {
+            b.parse().ok()?
+        };
         (a <= b && b < len).then_some((a, b))
     });
     let (start, end, head) = match (range.is_some(), span) {

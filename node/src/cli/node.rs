@@ -200,7 +200,9 @@ fn print_release(r: &ReleaseView) {
             _ => "downloading (looking for peers)".to_string(),
         },
         DownloadState::Complete { .. } => match &r.progress {
-            Some(p) if p.chunks_total > 0 => format!("complete, seeding; chunks {}", sources_text(p)),
+            Some(p) if p.chunks_total > 0 => {
+                format!("complete, seeding; chunks {}", sources_text(p))
+            }
             _ => "complete, seeding".to_string(),
         },
         DownloadState::Failed { reason } => format!("FAILED: {reason}"),

@@ -615,7 +615,13 @@ fn inspect(
         );
     }
     if !m.mirrors().is_empty() {
-        println!("mirrors      (artifacts at MIRROR/<platform>/<name>, e.g. {})", m.artifacts.first().map(|a| Manifest::mirror_url(&m.mirrors()[0], a)).unwrap_or_default());
+        println!(
+            "mirrors      (artifacts at MIRROR/<platform>/<name>, e.g. {})",
+            m.artifacts
+                .first()
+                .map(|a| Manifest::mirror_url(&m.mirrors()[0], a))
+                .unwrap_or_default()
+        );
         for u in m.mirrors() {
             println!("  {u}");
         }

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt as _, StreamExt};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt};
 use tracing::{debug, info, warn};
 use upswarm_content::{ContentError, assemble};
 use upswarm_net::{NetError, PeerId, PeerLink, RecordKey};
@@ -434,7 +434,9 @@ impl Swarm {
         self.mirrors.begin(n);
         let from_mirror = self.mirrors.take_whole(artifact, progress);
         let reused = (held.count() as u64).saturating_sub(from_mirror);
-        progress.chunks_held.fetch_add(from_mirror, Ordering::Relaxed);
+        progress
+            .chunks_held
+            .fetch_add(from_mirror, Ordering::Relaxed);
         progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
         progress.chunks_held.fetch_add(reused, Ordering::Relaxed);
         progress.chunks_reused.fetch_add(reused, Ordering::Relaxed);
@@ -723,13 +725,20 @@ impl Swarm {
                     info!("chunks can be stored again; the download goes on");
                 }
                 let relayed = self.relayed.contains(&peer);
-                if matches!(outcome, Outcome::Stored) {
+                // Counted once: in the end game a second copy may also arrive "stored".
+                if matches!(outcome, Outcome::Stored) && !held.get(chunk) {
                     Metrics::inc(&m.chunks_fetched);
                     Metrics::add(&m.bytes_fetched, len);
                     let (chunks, bytes) = if relayed {
-                        (&m.download_chunks_peer_relayed, &m.download_bytes_peer_relayed)
+                        (
+                            &m.download_chunks_peer_relayed,
+                            &m.download_bytes_peer_relayed,
+                        )
                     } else {
-                        (&m.download_chunks_peer_direct, &m.download_bytes_peer_direct)
+                        (
+                            &m.download_chunks_peer_direct,
+                            &m.download_bytes_peer_direct,
+                        )
                     };
                     Metrics::inc(chunks);
                     Metrics::add(bytes, len);

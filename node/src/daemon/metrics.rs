@@ -56,15 +56,18 @@ const FAMILIES: &[(&str, &str, &str, &str)] = &[
 
 /// One metric in the Prometheus text format (version 0.0.4).
 fn write_metric(out: &mut String, name: &str, kind: &str, doc: &[&str], value: u64) {
-    if let Some((prefix, family, label, help)) =
-        FAMILIES.iter().find(|(p, ..)| name.starts_with(p))
+    if let Some((prefix, family, label, help)) = FAMILIES.iter().find(|(p, ..)| name.starts_with(p))
     {
         let full = format!("upswarm_{family}_total");
         if !out.contains(&format!("# TYPE {full} ")) {
             let _ = writeln!(out, "# HELP {full} {help}");
             let _ = writeln!(out, "# TYPE {full} {kind}");
         }
-        let _ = writeln!(out, "{full}{{{label}=\"{}\"}} {value}", &name[prefix.len()..]);
+        let _ = writeln!(
+            out,
+            "{full}{{{label}=\"{}\"}} {value}",
+            &name[prefix.len()..]
+        );
         return;
     }
     let full = if kind == "counter" {

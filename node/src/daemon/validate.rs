@@ -486,7 +486,10 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         if let Err(e) = upswarm_proto::manifest::check_mirror_url(u) {
             p.add(format!("mirrors.urls[{i}]"), format!("{}: {e}", quote(u)));
         } else if m.urls[..i].contains(u) {
-            p.add(format!("mirrors.urls[{i}]"), format!("{} is listed twice", quote(u)));
+            p.add(
+                format!("mirrors.urls[{i}]"),
+                format!("{} is listed twice", quote(u)),
+            );
         }
     }
     p.duration("mirrors.after", m.after, Duration::ZERO, DAY);
@@ -767,7 +770,9 @@ mod tests {
                 "mirrors.timeout"
             ]
         );
-        assert!(problems("[mirrors]\nurls = [\"https://m.example/r\"]\nafter = \"0s\"\n").is_empty());
+        assert!(
+            problems("[mirrors]\nurls = [\"https://m.example/r\"]\nafter = \"0s\"\n").is_empty()
+        );
         assert_eq!(
             fields("[managed]\ncommand = \"app\"\nstop_signal = \"SIGFOO\"\n"),
             ["managed.stop_signal"]

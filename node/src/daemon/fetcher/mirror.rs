@@ -259,7 +259,8 @@ impl Mirrors {
                     info!("chunks can be stored again; the download goes on");
                 }
                 let len = u64::from(index.chunk_len(chunk));
-                if matches!(outcome, Outcome::Stored) {
+                // Counted once (a peer may have brought it meanwhile).
+                if matches!(outcome, Outcome::Stored) && !held.get(chunk) {
                     Metrics::inc(&m.download_chunks_mirror);
                     Metrics::add(&m.download_bytes_mirror, len);
                     progress.bytes_fetched.fetch_add(len, Ordering::Relaxed);
@@ -276,14 +277,17 @@ impl Mirrors {
                         self.ctx.haves.set(&artifact.chunk_index, i);
                         progress.chunks_held.fetch_add(1, Ordering::Relaxed);
                         progress.chunks_fetched.fetch_add(1, Ordering::Relaxed);
-                        progress
-                            .chunks_from_mirrors
-                            .fetch_add(1, Ordering::Relaxed);
+                        progress.chunks_from_mirrors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             Outcome::Fault(why) => {
-                self.fault(mirror, &format!("chunk {chunk} of {}", artifact.name), &why, Some(progress));
+                self.fault(
+                    mirror,
+                    &format!("chunk {chunk} of {}", artifact.name),
+                    &why,
+                    Some(progress),
+                );
             }
             Outcome::Local(e) => {
                 let first = progress
@@ -329,8 +333,7 @@ impl Mirrors {
             info!(%url, artifact = %artifact.name, "no peer has the chunk index: reading the whole artifact from a mirror");
             match self.read_whole(&url, artifact).await {
                 Ok((index, positions, bytes)) => {
-                    self.whole
-                        .insert(artifact.chunk_index, (positions, bytes));
+                    self.whole.insert(artifact.chunk_index, (positions, bytes));
                     return Ok(Some(index));
                 }
                 Err(Whole::Local(e)) => return Err(e),
@@ -370,7 +373,11 @@ impl Mirrors {
             StatusCode::PARTIAL_CONTENT => check_content_range(&resp, 0, size)?,
             // The whole file is what was asked for.
             StatusCode::OK => {}
-            s => return Err(Whole::Fault(format!("answered {s}, not 206 Partial Content"))),
+            s => {
+                return Err(Whole::Fault(format!(
+                    "answered {s}, not 206 Partial Content"
+                )));
+            }
         }
         check_content_length(&resp, size)?;
         let part = self.ctx.layout.mirror_part(&artifact.chunk_index);
@@ -397,7 +404,9 @@ impl Mirrors {
             };
             total += piece.len() as u64;
             if total > size {
-                return Err(Whole::Fault(format!("sent more than the {size} bytes of the artifact")));
+                return Err(Whole::Fault(format!(
+                    "sent more than the {size} bytes of the artifact"
+                )));
             }
             let mut rest = &piece[..];
             while !rest.is_empty() {
@@ -412,7 +421,9 @@ impl Mirrors {
             }
         }
         if total != size {
-            return Err(Whole::Fault(format!("sent {total} bytes, the artifact has {size}")));
+            return Err(Whole::Fault(format!(
+                "sent {total} bytes, the artifact has {size}"
+            )));
         }
         if !buf.is_empty() {
             hashes.push(Hash32::of(&buf));
@@ -431,36 +442,37 @@ impl Mirrors {
         }
         let (store, idx, path) = (self.ctx.store.clone(), index.clone(), part.clone());
         let index_hash = artifact.chunk_index;
-        let stored = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), ContentError> {
-            use std::io::Read as _;
-            let io = |source| ContentError::Io {
-                op: "read",
-                path: path.clone(),
-                source,
-            };
-            let mut f = std::fs::File::open(&path).map_err(io)?;
-            let (mut positions, mut chunks, mut bytes) = (0u64, 0u64, 0u64);
-            let mut seen = HashSet::new();
-            let mut buf = Vec::new();
-            for (i, h) in idx.iter().enumerate() {
-                buf.resize(idx.chunk_len(i) as usize, 0);
-                f.read_exact(&mut buf).map_err(io)?;
-                if seen.contains(&h) {
-                    positions += 1;
-                    continue;
+        let stored =
+            tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), ContentError> {
+                use std::io::Read as _;
+                let io = |source| ContentError::Io {
+                    op: "read",
+                    path: path.clone(),
+                    source,
+                };
+                let mut f = std::fs::File::open(&path).map_err(io)?;
+                let (mut positions, mut chunks, mut bytes) = (0u64, 0u64, 0u64);
+                let mut seen = HashSet::new();
+                let mut buf = Vec::new();
+                for (i, h) in idx.iter().enumerate() {
+                    buf.resize(idx.chunk_len(i) as usize, 0);
+                    f.read_exact(&mut buf).map_err(io)?;
+                    if seen.contains(&h) {
+                        positions += 1;
+                        continue;
+                    }
+                    if !store.contains(&h) {
+                        store.put_verified(&h, &buf)?;
+                        seen.insert(h);
+                        positions += 1;
+                        chunks += 1;
+                        bytes += buf.len() as u64;
+                    }
                 }
-                if !store.contains(&h) {
-                    store.put_verified(&h, &buf)?;
-                    seen.insert(h);
-                    positions += 1;
-                    chunks += 1;
-                    bytes += buf.len() as u64;
-                }
-            }
-            store.put_verified(&index_hash, &encoded)?;
-            Ok((positions, chunks, bytes))
-        })
-        .await;
+                store.put_verified(&index_hash, &encoded)?;
+                Ok((positions, chunks, bytes))
+            })
+            .await;
         let _ = tokio::fs::remove_file(&part).await;
         let (positions, chunks, bytes) = match stored {
             Err(e) => return Err(Whole::Local(DownloadError::Join(e.to_string()))),
@@ -548,7 +560,10 @@ async fn read_range(
         .await
         .map_err(|e| error_text(&e))?;
     if resp.status() != StatusCode::PARTIAL_CONTENT {
-        return Err(format!("answered {}, not 206 Partial Content", resp.status()));
+        return Err(format!(
+            "answered {}, not 206 Partial Content",
+            resp.status()
+        ));
     }
     check_content_range(&resp, offset, len).map_err(String::from)?;
     check_content_length(&resp, len).map_err(String::from)?;
@@ -583,8 +598,7 @@ fn request_chunk(
             Ok(bytes) => {
                 let store = ctx.store.clone();
                 let already = store.contains(&hash);
-                match tokio::task::spawn_blocking(move || store.put_verified(&hash, &bytes)).await
-                {
+                match tokio::task::spawn_blocking(move || store.put_verified(&hash, &bytes)).await {
                     Ok(Ok(())) if already => Outcome::AlreadyHad,
                     Ok(Ok(())) => Outcome::Stored,
                     Ok(Err(ContentError::HashMismatch { .. })) => {
