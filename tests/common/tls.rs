@@ -129,6 +129,9 @@ impl TlsHookSink {
     }
 }
 
+/// What a [`TlsFileServer`] answered with content: (path, range asked for, bytes sent).
+pub type Served = Arc<Mutex<Vec<(String, Option<String>, u64)>>>;
+
 /// A static HTTPS file server (the mirror a test release names): `GET /PATH` serves the
 /// file `root/PATH`, whole (200) or one byte range (`Range: bytes=A-B` → 206 with
 /// `Content-Range`). It can be told to corrupt the bytes it serves at one offset of every
@@ -140,7 +143,7 @@ pub struct TlsFileServer {
     /// Answers that carried a corrupted byte.
     pub corrupted: Arc<Mutex<u32>>,
     /// Requests answered with content: (path, range asked for, bytes sent).
-    pub served: Arc<Mutex<Vec<(String, Option<String>, u64)>>>,
+    pub served: Served,
 }
 
 impl TlsFileServer {
@@ -156,7 +159,7 @@ impl TlsFileServer {
         let port = listener.local_addr().unwrap().port();
         let corrupt_at: Arc<Mutex<Option<u64>>> = Arc::default();
         let corrupted: Arc<Mutex<u32>> = Arc::default();
-        let served: Arc<Mutex<Vec<(String, Option<String>, u64)>>> = Arc::default();
+        let served: Served = Arc::default();
         let (c, n, s, root) = (
             corrupt_at.clone(),
             corrupted.clone(),

@@ -195,8 +195,8 @@ impl Mirrors {
         }
         let cfg = &self.ctx.config.mirrors;
         let (after, max) = (cfg.after, cfg.max_in_flight);
-        for i in 0..index.len() {
-            if twins[i].is_empty() || held.get(i) {
+        for (i, positions) in twins.iter().enumerate().take(index.len()) {
+            if positions.is_empty() || held.get(i) {
                 continue;
             }
             if peer_has(i) {
