@@ -231,6 +231,15 @@ enum Done {
     Mirror(mirror::MirrorDone),
 }
 
+/// The peers reached only through a relay.
+fn relayed_only(links: &[(PeerId, PeerLink)]) -> HashSet<PeerId> {
+    links
+        .iter()
+        .filter(|(_, l)| *l == PeerLink::Relayed)
+        .map(|(p, _)| *p)
+        .collect()
+}
+
 /// The peers a download works with.
 struct Swarm {
     ctx: Arc<Ctx>,
@@ -270,12 +279,7 @@ impl Swarm {
             let mut relayed = HashSet::new();
             if let Ok(info) = client.info().await {
                 all.extend(info.connected);
-                relayed.extend(
-                    info.links
-                        .into_iter()
-                        .filter(|(_, l)| *l == PeerLink::Relayed)
-                        .map(|(p, _)| p),
-                );
+                relayed = relayed_only(&info.links);
             }
             if let Ok(Ok(p)) =
                 tokio::time::timeout(Duration::from_secs(10), client.get_providers(key)).await
@@ -316,6 +320,7 @@ impl Swarm {
         let max_len = u32::try_from(limit).unwrap_or(u32::MAX);
         // Connected peers first (no waiting); the DHT's providers only if they do not have it.
         if let Ok(info) = self.ctx.client.info().await {
+            self.relayed = relayed_only(&info.links);
             self.merge_candidates(info.connected.into_iter().collect());
         }
         let mut first = true;
@@ -410,6 +415,9 @@ impl Swarm {
                 backoff_until: s.backoff_until,
                 ..PeerState::default()
             };
+        }
+        if let Ok(info) = self.ctx.client.info().await {
+            self.relayed = relayed_only(&info.links);
         }
         let mut held = Bitmap::new(n);
         for (i, h) in index.iter().enumerate() {
