@@ -210,3 +210,70 @@ fn a_mirror_serving_a_corrupted_range_is_penalised_and_the_chunk_taken_from_anot
     assert!(ok, "{text}");
     assert!(text.contains("mirror faults"), "{text}");
 }
+
+#[test]
+fn release_create_signs_mirrors_into_the_manifest_and_refuses_bad_ones_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("a.bin");
+    fs::write(&art, b"hello mirrors").unwrap();
+    let artifact = format!("my node={}", art.display());
+    let create = |out: &str, mirrors: &[&str]| {
+        let mut args = vec![
+            "release",
+            "create",
+            "--name",
+            "app",
+            "--version",
+            "1.0.0",
+            "--type",
+            "patch",
+            "--channel",
+            "stable",
+            "--artifact",
+            &artifact,
+            "--platform",
+            "any",
+            "--out",
+            out,
+        ];
+        for m in mirrors {
+            args.extend_from_slice(&["--mirror", m]);
+        }
+        let o = crate::common::upswarm()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    for (bad, why) in [
+        ("https://m.example/r/", "ends with '/'"),
+        ("ftp://m.example/r", "https:// or http://"),
+        ("https://m.example/r?x=1", "'?'"),
+    ] {
+        let (ok, text) = create("bad", &[bad]);
+        assert!(!ok, "{bad}: {text}");
+        assert!(
+            text.contains("--mirror") && text.contains(why),
+            "{bad}: {text}"
+        );
+    }
+    let (ok, text) = create("dup", &["https://m.example/r", "https://m.example/r"]);
+    assert!(!ok && text.contains("twice"), "{text}");
+
+    let (ok, text) = create("good", &["https://m.example/r", "http://10.0.0.9:8080/x"]);
+    assert!(ok, "{text}");
+    let inspect = crate::common::upswarm()
+        .args(["release", "inspect"])
+        .arg(dir.path().join("good/manifest.cbor"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    // The artifact name is percent-encoded in the mirror's path.
+    assert!(text.contains("https://m.example/r/any/my%20node"), "{text}");
+    assert!(text.contains("  http://10.0.0.9:8080/x"), "{text}");
+}

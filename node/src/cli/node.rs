@@ -160,6 +160,14 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             c.bad_chunks_received,
             c.peers_banned
         );
+        if c.download_chunks_mirror + c.mirror_faults > 0 {
+            println!(
+                "mirrors   {} chunks ({}) read from mirrors, {} mirror faults",
+                c.download_chunks_mirror,
+                show::human(c.download_bytes_mirror),
+                c.mirror_faults
+            );
+        }
         Ok(())
     })
 }
