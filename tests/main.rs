@@ -18,6 +18,7 @@ mod fleet;
 mod hostile_config;
 mod hostile_fixtures;
 mod messages;
+mod mirror;
 mod nat;
 mod rollout;
 mod structure;

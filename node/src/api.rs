@@ -208,6 +208,10 @@ pub struct ExplainView {
     pub verdict: String,
     pub download: DownloadState,
     pub known_nodes: usize,
+    /// The download's progress and where its chunks came from, while this daemon has it
+    /// (since it started).
+    #[serde(default)]
+    pub progress: Option<ProgressView>,
 }
 
 /// Everything `upswarm explain` shows about one release on this node.
@@ -245,6 +249,20 @@ pub struct ProgressView {
     pub bytes_fetched: u64,
     pub bad_chunks: u64,
     pub from_peers: BTreeMap<String, u64>,
+    /// Chunks received from peers over a direct connection, in this download.
+    #[serde(default)]
+    pub chunks_from_peers_direct: u64,
+    /// Chunks received from peers reached only through a relay.
+    #[serde(default)]
+    pub chunks_from_peers_relayed: u64,
+    /// Chunks read from HTTP(S) mirrors, and their bytes.
+    #[serde(default)]
+    pub chunks_from_mirrors: u64,
+    #[serde(default)]
+    pub bytes_from_mirrors: u64,
+    /// Mirror answers refused in this download (see the `mirror_faults` counter).
+    #[serde(default)]
+    pub mirror_faults: u64,
     /// Set while verified chunks cannot be stored on this node (a full disk): the reason.
     /// The download waits and goes on by itself once they can.
     #[serde(default)]
@@ -526,6 +544,20 @@ macro_rules! for_each_counter {
         bytes_fetched: "counter",
         /// Chunks already on disk when a download (re)started: not fetched again.
         chunks_reused: "counter",
+        /// Bytes of verified chunks received from peers over a direct connection (`/metrics`: `upswarm_download_bytes_total{source="peer_direct"}`).
+        download_bytes_peer_direct: "counter",
+        /// Bytes of verified chunks received from peers reached only through a relay (`source="peer_relayed"`).
+        download_bytes_peer_relayed: "counter",
+        /// Bytes of verified chunks read from HTTP(S) mirrors (`source="mirror"`).
+        download_bytes_mirror: "counter",
+        /// Verified chunks received from peers over a direct connection (`/metrics`: `upswarm_download_chunks_total{source="peer_direct"}`).
+        download_chunks_peer_direct: "counter",
+        /// Verified chunks received from peers reached only through a relay (`source="peer_relayed"`).
+        download_chunks_peer_relayed: "counter",
+        /// Verified chunks read from HTTP(S) mirrors (`source="mirror"`).
+        download_chunks_mirror: "counter",
+        /// Mirror answers refused: bytes that do not verify, a wrong length, no `206 Partial Content`, an HTTP or connection error, a timeout. The mirror is left alone for a while.
+        mirror_faults: "counter",
         /// Chunks received that did not match their hash or size.
         bad_chunks_received: "counter",
         /// Times a download was blocked by this node's own disk (full, or not writable).

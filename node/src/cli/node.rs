@@ -160,6 +160,14 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             c.bad_chunks_received,
             c.peers_banned
         );
+        if c.download_chunks_mirror + c.mirror_faults > 0 {
+            println!(
+                "mirrors   {} chunks ({}) read from mirrors, {} mirror faults",
+                c.download_chunks_mirror,
+                show::human(c.download_bytes_mirror),
+                c.mirror_faults
+            );
+        }
         Ok(())
     })
 }
@@ -191,14 +199,20 @@ fn print_release(r: &ReleaseView) {
                 p.blocked.as_deref().unwrap_or_default()
             ),
             Some(p) if p.chunks_total > 0 => format!(
-                "downloading {}/{} chunks ({}%)",
+                "downloading {}/{} chunks ({}%): {}",
                 p.chunks_held,
                 p.chunks_total,
-                p.chunks_held * 100 / p.chunks_total
+                p.chunks_held * 100 / p.chunks_total,
+                sources_text(p)
             ),
             _ => "downloading (looking for peers)".to_string(),
         },
-        DownloadState::Complete { .. } => "complete, seeding".to_string(),
+        DownloadState::Complete { .. } => match &r.progress {
+            Some(p) if p.chunks_total > 0 => {
+                format!("complete, seeding; chunks {}", sources_text(p))
+            }
+            _ => "complete, seeding".to_string(),
+        },
         DownloadState::Failed { reason } => format!("FAILED: {reason}"),
         DownloadState::Blocked { reason, since } => format!(
             "BLOCKED since {}: {reason} (tried again every 15 s; it goes on by itself once space returns)",
@@ -610,6 +624,29 @@ pub(super) fn explain(
     })
 }
 
+/// Where a download's chunks came from: "from peers N (D direct, R relayed), from mirrors M
+/// (B), reused K".
+fn sources_text(p: &crate::api::ProgressView) -> String {
+    let peers = p.chunks_from_peers_direct + p.chunks_from_peers_relayed;
+    let mut s = format!(
+        "from peers {peers} ({} direct, {} relayed), from mirrors {} ({})",
+        p.chunks_from_peers_direct,
+        p.chunks_from_peers_relayed,
+        p.chunks_from_mirrors,
+        show::human(p.bytes_from_mirrors)
+    );
+    if p.chunks_reused > 0 {
+        s.push_str(&format!(", already on disk {}", p.chunks_reused));
+    }
+    if p.mirror_faults > 0 {
+        s.push_str(&format!(", mirror faults {}", p.mirror_faults));
+    }
+    if p.bad_chunks > 0 {
+        s.push_str(&format!(", bad chunks from peers {}", p.bad_chunks));
+    }
+    s
+}
+
 /// The text of `upswarm explain`: times in RFC 3339, the rollout as this node sees it, and
 /// one verdict.
 fn explain_text(e: &ExplainView) -> String {
@@ -696,6 +733,9 @@ fn explain_text(e: &ExplainView) -> String {
         r.decision.clone()
     };
     let _ = writeln!(out, "rollout   {rollout}");
+    if let Some(p) = &e.progress {
+        let _ = writeln!(out, "chunks    {}", sources_text(p));
+    }
     let _ = writeln!(out, "verdict   {}", e.verdict);
     out
 }
@@ -831,12 +871,24 @@ mod tests {
             verdict: "yanked by the control role at 2026-11-18T11:08:20Z".into(),
             download: DownloadState::Complete { at: 1_795_000_000 },
             known_nodes: 2,
+            progress: Some(crate::api::ProgressView {
+                chunks_total: 10,
+                chunks_held: 10,
+                chunks_fetched: 10,
+                chunks_from_peers_direct: 6,
+                chunks_from_peers_relayed: 1,
+                chunks_from_mirrors: 3,
+                bytes_from_mirrors: 3 << 20,
+                mirror_faults: 1,
+                ..Default::default()
+            }),
         };
         let text = explain_text(&view);
         for needle in [
             "phases    1 of 2 open — phase 0 opened at 2026-11-18T11:06:40Z, phase 1 not open",
             "halted    yanked by the control role (at 2026-11-18T11:08:20Z)",
             "paused    by the control role since 2026-11-18T11:07:30Z",
+            "chunks    from peers 7 (6 direct, 1 relayed), from mirrors 3 (3.0 MiB), mirror faults 1",
             &format!(
                 "out of cohort (reported before their phase opened): {}",
                 "ef".repeat(32)

@@ -37,8 +37,39 @@ macro_rules! counters {
 
 crate::api::for_each_counter!(counters);
 
+/// Counters shown in `/metrics` as one labelled family: (field prefix, family name, label,
+/// the family's HELP). A field `PREFIX<value>` is `upswarm_FAMILY_total{LABEL="<value>"}`.
+const FAMILIES: &[(&str, &str, &str, &str)] = &[
+    (
+        "download_bytes_",
+        "download_bytes",
+        "source",
+        "Bytes of verified chunks received, by source: peer_direct (a direct connection), peer_relayed (through a relay only), mirror (an HTTP(S) mirror).",
+    ),
+    (
+        "download_chunks_",
+        "download_chunks",
+        "source",
+        "Verified chunks received, by source: peer_direct, peer_relayed, mirror.",
+    ),
+];
+
 /// One metric in the Prometheus text format (version 0.0.4).
 fn write_metric(out: &mut String, name: &str, kind: &str, doc: &[&str], value: u64) {
+    if let Some((prefix, family, label, help)) = FAMILIES.iter().find(|(p, ..)| name.starts_with(p))
+    {
+        let full = format!("upswarm_{family}_total");
+        if !out.contains(&format!("# TYPE {full} ")) {
+            let _ = writeln!(out, "# HELP {full} {help}");
+            let _ = writeln!(out, "# TYPE {full} {kind}");
+        }
+        let _ = writeln!(
+            out,
+            "{full}{{{label}=\"{}\"}} {value}",
+            &name[prefix.len()..]
+        );
+        return;
+    }
     let full = if kind == "counter" {
         format!("upswarm_{name}_total")
     } else {
@@ -89,6 +120,11 @@ pub struct DownloadProgress {
     pub chunks_reused: AtomicU64,
     pub bytes_fetched: AtomicU64,
     pub bad_chunks: AtomicU64,
+    pub chunks_from_peers_direct: AtomicU64,
+    pub chunks_from_peers_relayed: AtomicU64,
+    pub chunks_from_mirrors: AtomicU64,
+    pub bytes_from_mirrors: AtomicU64,
+    pub mirror_faults: AtomicU64,
     /// Chunks fetched per peer id (base58).
     pub from_peers: Mutex<BTreeMap<String, u64>>,
     /// Why verified chunks cannot be stored right now (a full disk), if they cannot.
@@ -104,6 +140,11 @@ impl DownloadProgress {
             chunks_reused: self.chunks_reused.load(Ordering::Relaxed),
             bytes_fetched: self.bytes_fetched.load(Ordering::Relaxed),
             bad_chunks: self.bad_chunks.load(Ordering::Relaxed),
+            chunks_from_peers_direct: self.chunks_from_peers_direct.load(Ordering::Relaxed),
+            chunks_from_peers_relayed: self.chunks_from_peers_relayed.load(Ordering::Relaxed),
+            chunks_from_mirrors: self.chunks_from_mirrors.load(Ordering::Relaxed),
+            bytes_from_mirrors: self.bytes_from_mirrors.load(Ordering::Relaxed),
+            mirror_faults: self.mirror_faults.load(Ordering::Relaxed),
             from_peers: self
                 .from_peers
                 .lock()

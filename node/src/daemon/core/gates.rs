@@ -388,6 +388,7 @@ impl Core {
             hold,
             verdict,
             download: k.stored.download.clone(),
+            progress: self.downloads.get(id).map(|(p, _)| p.view()),
             known_nodes: self.book.known_nodes(),
         })
     }
