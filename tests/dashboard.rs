@@ -201,7 +201,7 @@ fn dashboard_in_a_browser_and_the_fleet_of_twenty_nodes() {
     });
     let (head, page) = get_with_headers(port, "/");
     assert!(halted, "{page}");
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.starts_with("http/1.0 200 "), "{head}");
     assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
     assert!(
         head.contains("content-security-policy: default-src 'none'; style-src 'self';"),
