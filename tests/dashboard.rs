@@ -202,7 +202,10 @@ fn dashboard_in_a_browser_and_the_fleet_of_twenty_nodes() {
     let (head, page) = get_with_headers(port, "/");
     assert!(halted, "{page}");
     assert!(head.starts_with("http/1.0 200 "), "{head}");
-    assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
     assert!(
         head.contains("content-security-policy: default-src 'none'; style-src 'self';"),
         "{head}"
@@ -228,7 +231,10 @@ fn dashboard_in_a_browser_and_the_fleet_of_twenty_nodes() {
         .nth(1)
         .unwrap_or_else(|| panic!("no rollout of {bad_id} in\n{dom}"));
     let article = article.split("</article>").next().unwrap();
-    assert!(article.contains("HALTED: phase 0 went over its failure limit"), "{article}");
+    assert!(
+        article.contains("HALTED: phase 0 went over its failure limit"),
+        "{article}"
+    );
     assert!(
         article.contains("data-phase=\"0\" data-gate=\"halted\""),
         "{article}"
@@ -279,6 +285,9 @@ fn dashboard_in_a_browser_and_the_fleet_of_twenty_nodes() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     if let Some(keep) = std::env::var_os("UPSWARM_DASHBOARD_SCREENSHOT") {
         std::fs::copy(&shot, Path::new(&keep)).unwrap();
-        println!("dashboard screenshot saved to {}", Path::new(&keep).display());
+        println!(
+            "dashboard screenshot saved to {}",
+            Path::new(&keep).display()
+        );
     }
 }

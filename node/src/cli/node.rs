@@ -843,7 +843,10 @@ mod tests {
         assert!(lines[4].ends_with("-"), "{text}");
         let history = history_text(&view);
         let lines: Vec<&str> = history.lines().collect();
-        assert!(lines[0].starts_with("coverage over time: 2 samples"), "{history}");
+        assert!(
+            lines[0].starts_with("coverage over time: 2 samples"),
+            "{history}"
+        );
         assert!(lines[1].ends_with("  1 on 1.0.0"), "{history}");
         assert!(lines[2].ends_with("  2 on 1.0.0"), "{history}");
     }

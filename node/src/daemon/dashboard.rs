@@ -251,10 +251,11 @@ fn gate(ev: &Value, k: usize, now: u64) -> (&'static str, String) {
             );
         }
         if reason != "failures" || k >= open {
-            let what = match reason {
-                "aborted" => "aborted by the control role",
-                "yanked" => "yanked by the control role",
-                _ => "the rollout halted",
+            let what = match (reason, failing) {
+                ("aborted", _) => "aborted by the control role".to_string(),
+                ("yanked", _) => "yanked by the control role".to_string(),
+                (_, Some(p)) => format!("never opens: phase {p} failed"),
+                _ => "never opens".to_string(),
             };
             return ("halted", format!("halted: {what}"));
         }
@@ -279,11 +280,15 @@ fn gate(ev: &Value, k: usize, now: u64) -> (&'static str, String) {
             "waiting",
             format!(
                 "waiting for reports: {} of {}",
-                num(&w["reports"]), num(&w["reports_needed"])
+                num(&w["reports"]),
+                num(&w["reports_needed"])
             ),
         );
     }
-    ("waiting", format!("waiting for phase {}", k.saturating_sub(1)))
+    (
+        "waiting",
+        format!("waiting for phase {}", k.saturating_sub(1)),
+    )
 }
 
 /// The rollout as a whole, in words, with its CSS class.
@@ -296,7 +301,9 @@ fn rollout_state(ev: &Value) -> (&'static str, String) {
         let text = match h["reason"].as_str().unwrap_or("") {
             "failures" => format!(
                 "HALTED: phase {} went over its failure limit ({} of {} final reports failed) at {at}",
-                num(&h["phase"]), num(&h["failures"]), num(&h["reports"])
+                num(&h["phase"]),
+                num(&h["failures"]),
+                num(&h["reports"])
             ),
             "aborted" => format!("HALTED: aborted by the control role at {at}"),
             "yanked" => format!("HALTED: yanked by the control role at {at}"),
@@ -316,7 +323,10 @@ fn rollout_state(ev: &Value) -> (&'static str, String) {
     if open >= phases {
         return ("open", "complete: every phase is open".into());
     }
-    ("soaking", format!("rolling out: {open} of {phases} phases open"))
+    (
+        "soaking",
+        format!("rolling out: {open} of {phases} phases open"),
+    )
 }
 
 fn rollouts_section(h: &mut String, rollouts: &[ExplainView], now: u64) {
@@ -461,7 +471,9 @@ fn coverage_chart(h: &mut String, f: &FleetView, now: u64) {
     };
     let (w, ht, pad) = (720.0f64, 140.0f64, 4.0f64);
     let start = first.at;
-    let end = now.max(f.history.last().map_or(start, |s| s.at)).max(start + 1);
+    let end = now
+        .max(f.history.last().map_or(start, |s| s.at))
+        .max(start + 1);
     let max = f
         .history
         .iter()
@@ -573,7 +585,12 @@ fn fleet_section(h: &mut String, f: &FleetView, now: u64) {
                 .iter()
                 .map(|c| format!("{} on {}", c.nodes, esc(&c.version)))
                 .collect();
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", time(s.at), v.join(", "));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                time(s.at),
+                v.join(", ")
+            );
         }
         h.push_str("</table></details>");
     }
@@ -879,12 +896,20 @@ mod tests {
         let ev = &d.rollouts[0].rollout.evaluation;
         let (c0, t0) = gate(ev, 0, d.now);
         assert_eq!(c0, "halted");
-        assert!(t0.starts_with("halted: 1 of 1 final reports failed (limit 20.00 %)"), "{t0}");
-        let (c1, _) = gate(ev, 1, d.now);
-        assert_eq!(c1, "halted");
+        assert!(
+            t0.starts_with("halted: 1 of 1 final reports failed (limit 20.00 %)"),
+            "{t0}"
+        );
+        assert_eq!(
+            gate(ev, 1, d.now),
+            ("halted", "halted: never opens: phase 0 failed".to_string())
+        );
         let (c, text) = rollout_state(ev);
         assert_eq!(c, "halted");
-        assert!(text.starts_with("HALTED: phase 0 went over its failure limit"), "{text}");
+        assert!(
+            text.starts_with("HALTED: phase 0 went over its failure limit"),
+            "{text}"
+        );
 
         let waiting = serde_json::json!({
             "open": 1, "opened_at": [1_800_000_000u64, null], "halted": null,

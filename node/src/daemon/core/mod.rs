@@ -347,9 +347,8 @@ impl Core {
         let gc_every = period(self.ctx.config.retention.interval);
         let mut gc_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
-        let mut coverage_tick = tokio::time::interval(Duration::from_secs(
-            crate::api::COVERAGE_SAMPLE_SECS,
-        ));
+        let mut coverage_tick =
+            tokio::time::interval(Duration::from_secs(crate::api::COVERAGE_SAMPLE_SECS));
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         let mut stopped = None;
@@ -685,10 +684,7 @@ impl Core {
     async fn on_msg(&mut self, msg: CoreMsg) {
         // What changes the data directory's size measures it again at the next status call
         // or scrape (see `gc::DiskCache`; garbage collection does the same).
-        if matches!(
-            msg,
-            CoreMsg::DownloadDone { .. } | CoreMsg::Imported { .. }
-        ) {
+        if matches!(msg, CoreMsg::DownloadDone { .. } | CoreMsg::Imported { .. }) {
             self.ctx.disk.invalidate();
         }
         match msg {
