@@ -101,8 +101,8 @@ fn get_with_headers(port: u16, path: &str) -> (String, String) {
     (head.to_ascii_lowercase(), body.to_string())
 }
 
-/// 20 managed nodes on demo 1.0.0; 1.1.0 in two phases breaks at its canaries, which roll
-/// back, and the rollout halts. Then:
+/// 20 managed nodes on demo 1.0.0; 1.1.0 in two phases breaks at its canaries: those that
+/// installed it roll back, and the rollout halts. Then:
 /// - `upswarm fleet` on a node lists all 20 nodes, each with the version it runs and its
 ///   last report, within a bounded wait after the last report; its coverage over time
 ///   ends with "20 on 1.0.0";
@@ -126,22 +126,41 @@ fn dashboard_in_a_browser_and_the_fleet_of_twenty_nodes() {
     let canaries: Vec<usize> = (0..phases.len()).filter(|i| phases[*i] == 0).collect();
     let others: Vec<usize> = (0..phases.len()).filter(|i| phases[*i] != 0).collect();
     assert!(f.net.publish(0, &bad).0);
-    let rolled = wait_for(Duration::from_secs(120), || {
-        canaries.iter().all(|&i| {
-            history_of(&f, i, "1.1.0")
-                .iter()
-                .any(|e| e["outcome"] == "rolled_back")
-        })
+    // The first canary to fail halts the rollout: the canaries that had not started by then
+    // never install it. Wait until one rolled back and every canary is idle again.
+    let rolled_back = |i: usize| {
+        history_of(&f, i, "1.1.0")
+            .iter()
+            .any(|e| e["outcome"] == "rolled_back")
+    };
+    let settled = wait_for(Duration::from_secs(120), || {
+        canaries.iter().any(|&i| rolled_back(i))
+            && canaries.iter().all(|&i| {
+                let d = &f.net.daemons[f.nodes[i]];
+                d.status_fast()
+                    .is_some_and(|s| s["managed"]["applying"].is_null())
+                    && (rolled_back(i) || history_of(&f, i, "1.1.0").is_empty())
+            })
     });
-    assert!(rolled, "canaries {canaries:?} did not all roll back");
+    assert!(
+        settled,
+        "canaries {canaries:?}: no rollback, or not settled"
+    );
     for (i, port) in f.ports.iter().enumerate() {
         assert_eq!(version_served(*port).as_deref(), Some("1.0.0"), "node {i}");
     }
+    for &i in &others {
+        assert!(
+            history_of(&f, i, "1.1.0").is_empty(),
+            "node {i} installed 1.1.0"
+        );
+    }
 
-    // The fleet, on a node of the later phase: every node, its version, its last report.
+    // The fleet, on a node of the later phase: every node, its version, its last report
+    // (as its own history says).
     let viewer = f.nodes[*others.last().unwrap()];
     let expected = |i: usize| -> (&str, &str, &str) {
-        if phases[i] == 0 {
+        if rolled_back(i) {
             ("1.0.0", "rolled_back", "1.1.0")
         } else {
             ("1.0.0", "healthy", "1.0.0")
