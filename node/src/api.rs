@@ -212,6 +212,9 @@ pub struct ExplainView {
     /// (since it started).
     #[serde(default)]
     pub progress: Option<ProgressView>,
+    /// The release's changelog, as its signers wrote it (shown escaped, never obeyed).
+    #[serde(default)]
+    pub changelog: upswarm_proto::Changelog,
 }
 
 /// Everything `upswarm explain` shows about one release on this node.
@@ -648,6 +651,26 @@ pub struct FleetView {
     /// The nodes that match the filters, in the current rollout's install order (else by
     /// node id).
     pub nodes: Vec<FleetNode>,
+    /// Coverage over time, oldest first (before the filters): see [`CoverageSample`].
+    #[serde(default)]
+    pub history: Vec<CoverageSample>,
+}
+
+/// Most samples of coverage over time kept ([`FleetView::history`]): past it, the oldest
+/// is dropped first. A few hundred bytes a sample.
+pub const COVERAGE_HISTORY_CAP: usize = 1000;
+/// How often (seconds) the daemon compares the fleet's coverage with its last sample.
+pub const COVERAGE_SAMPLE_SECS: u64 = 10;
+
+/// The fleet's coverage from `at` on: a sample is taken when the per-version counts differ
+/// from the previous sample (checked every [`COVERAGE_SAMPLE_SECS`]), so the series is a
+/// step function; it lives in memory and starts again when the daemon restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageSample {
+    /// Unix seconds (this node's clock).
+    pub at: u64,
+    /// Nodes per version, as [`FleetView::coverage`].
+    pub versions: Vec<VersionCount>,
 }
 
 /// The release whose rollout `upswarm fleet` places the nodes in.

@@ -497,7 +497,12 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
     })
 }
 
-pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> anyhow::Result<()> {
+pub(super) fn fleet(
+    api: &ApiArgs,
+    q: &crate::api::FleetQuery,
+    json: bool,
+    history: bool,
+) -> anyhow::Result<()> {
     if let Some(r) = &q.release
         && (r.is_empty()
             || r.len() > crate::api::MAX_VERSION_LEN
@@ -529,11 +534,34 @@ pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> an
         let f: crate::api::FleetView = ApiClient::new(api)?.get(&path).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&f)?);
+        } else if history {
+            print!("{}", history_text(&f));
         } else {
             print!("{}", fleet_text(&f));
         }
         Ok(())
     })
+}
+
+/// `upswarm fleet --history`: one line per change of the coverage, oldest first.
+fn history_text(f: &crate::api::FleetView) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "coverage over time: {} samples (at most {} kept; a sample when the count of nodes \
+         per version changed, checked every {} s)\n",
+        f.history.len(),
+        crate::api::COVERAGE_HISTORY_CAP,
+        crate::api::COVERAGE_SAMPLE_SECS
+    );
+    for s in &f.history {
+        let v: Vec<String> = s
+            .versions
+            .iter()
+            .map(|c| format!("{} on {}", c.nodes, c.version))
+            .collect();
+        let _ = writeln!(out, "{:<20}  {}", show::time(s.at), v.join(", "));
+    }
+    out
 }
 
 /// The table of `upswarm fleet`.
@@ -826,6 +854,22 @@ mod tests {
                 node("ab", "1.0.0", "rolled_back", Some(0.4180)),
                 node("cd", "1.0.0", "healthy", None),
             ],
+            history: vec![
+                crate::api::CoverageSample {
+                    at: 1_800_000_000,
+                    versions: vec![crate::api::VersionCount {
+                        version: "1.0.0".into(),
+                        nodes: 1,
+                    }],
+                },
+                crate::api::CoverageSample {
+                    at: 1_800_000_010,
+                    versions: vec![crate::api::VersionCount {
+                        version: "1.0.0".into(),
+                        nodes: 2,
+                    }],
+                },
+            ],
         };
         let text = fleet_text(&view);
         let lines: Vec<&str> = text.lines().collect();
@@ -837,6 +881,14 @@ mod tests {
         assert!(lines[3].starts_with("abababababababab  1.0.0"), "{text}");
         assert!(lines[3].ends_with("1 (this node)"), "{text}");
         assert!(lines[4].ends_with("-"), "{text}");
+        let history = history_text(&view);
+        let lines: Vec<&str> = history.lines().collect();
+        assert!(
+            lines[0].starts_with("coverage over time: 2 samples"),
+            "{history}"
+        );
+        assert!(lines[1].ends_with("  1 on 1.0.0"), "{history}");
+        assert!(lines[2].ends_with("  2 on 1.0.0"), "{history}");
     }
 
     #[test]
@@ -882,6 +934,7 @@ mod tests {
                 mirror_faults: 1,
                 ..Default::default()
             }),
+            changelog: Default::default(),
         };
         let text = explain_text(&view);
         for needle in [

@@ -91,6 +91,9 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(dashboard))
+        .route("/ui", get(dashboard))
+        .route(super::dashboard::STYLE_PATH, get(dashboard_style))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
@@ -186,7 +189,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     // Disk use: a walk of the data directory and a statvfs, off the async threads.
     let ctx = api.ctx.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        let used = crate::daemon::gc::disk_use(&ctx.layout).total;
+        let used = ctx.disk.get(&ctx.layout).total;
         ctx.metrics.record_disk(used, &ctx.layout.root);
     })
     .await;
@@ -413,6 +416,49 @@ async fn fleet(
         .await?
         .map(Json)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+/// Headers of the dashboard's answers: the CSP, no sniffing, no referrer, no caching.
+fn page_headers(content_type: &'static str) -> [(axum::http::HeaderName, &'static str); 5] {
+    use axum::http::header;
+    [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_SECURITY_POLICY, super::dashboard::CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ]
+}
+
+/// `GET /` (and `/ui`): the read-only dashboard, from the views of `/v1/status`,
+/// `/v1/explain` (each followed release), `/v1/fleet` and `/v1/activations`. No token.
+async fn dashboard(State(api): State<Api>) -> Result<Response, Failure> {
+    let status = api.ask(CoreMsg::Status).await?;
+    let most = super::dashboard::MAX_ROLLOUTS;
+    let rollouts = api.ask(|reply| CoreMsg::Rollouts { most, reply }).await?;
+    let query = FleetQuery::default();
+    let fleet = api
+        .ask(|reply| CoreMsg::Fleet { query, reply })
+        .await?
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let activations = api.ask(CoreMsg::Activations).await?;
+    let page = super::dashboard::render(&super::dashboard::Dashboard {
+        status,
+        rollouts,
+        fleet,
+        activations,
+        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+        now: upswarm_trust::unix_now(),
+    });
+    Ok((page_headers("text/html; charset=utf-8"), page).into_response())
+}
+
+async fn dashboard_style() -> Response {
+    (
+        page_headers("text/css; charset=utf-8"),
+        super::dashboard::STYLE,
+    )
+        .into_response()
 }
 
 /// How long `/healthz` and `/readyz` wait for the core before saying it does not answer.

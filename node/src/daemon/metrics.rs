@@ -160,3 +160,55 @@ impl DownloadProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of every metric `/metrics` has.
+    fn names() -> Vec<String> {
+        Metrics::default()
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The operator guide's metrics table names every metric (in backquotes).
+    #[test]
+    fn the_operator_guide_documents_every_metric() {
+        let guide = include_str!("../../../docs/operator-guide.md");
+        let table = guide
+            .split("## Metrics and logs")
+            .nth(1)
+            .expect("a \"Metrics and logs\" section");
+        let missing: Vec<String> = names()
+            .into_iter()
+            .filter(|n| !table.contains(&format!("`{n}`")))
+            .collect();
+        assert!(missing.is_empty(), "undocumented metrics: {missing:?}");
+    }
+
+    /// The Grafana dashboard uses only metrics that exist.
+    #[test]
+    fn the_grafana_dashboard_uses_real_metrics() {
+        let json = include_str!("../../../deploy/grafana/upswarm-fleet.json");
+        let _: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+        let known = names();
+        let mut used = Vec::new();
+        let mut rest = json;
+        while let Some(i) = rest.find("upswarm_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.push(name);
+        }
+        assert!(used.len() > 10, "{used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(n)).collect();
+        assert!(unknown.is_empty(), "not metrics of the daemon: {unknown:?}");
+    }
+}

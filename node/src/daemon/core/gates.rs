@@ -116,6 +116,8 @@ impl Core {
     /// Reports what the apply actor did: health reports for the rollout (installing,
     /// healthy, rolled back) and webhooks, for automatic and manual transitions alike.
     pub(super) fn on_apply_event(&mut self, ev: ApplyEvent) {
+        // An apply or rollback adds versions and backups: disk use is measured again.
+        self.ctx.disk.invalidate();
         match ev {
             ApplyEvent::Started {
                 kind: Kind::Apply,
@@ -331,6 +333,19 @@ impl Core {
                 .ok_or_else(|| format!("no known release {v} followed by this node"))?,
             None => list.into_iter().next().ok_or("no release known yet")?,
         };
+        Ok(self.explain_release(id, k))
+    }
+
+    /// `explain` of each followed release, newest first, at most `most` (the dashboard).
+    pub(super) fn rollouts(&self, most: usize) -> Vec<ExplainView> {
+        self.followed_newest_first()
+            .into_iter()
+            .take(most)
+            .map(|(id, k)| self.explain_release(id, k))
+            .collect()
+    }
+
+    fn explain_release(&self, id: &Hash32, k: &Known) -> ExplainView {
         let m = &k.verified.manifest;
         let me = self.ctx.node_key.key_id();
         let (hold, verdict) = match &self.apply {
@@ -372,7 +387,7 @@ impl Core {
                 (hold, verdict)
             }
         };
-        Ok(ExplainView {
+        ExplainView {
             release: id.to_hex(),
             name: m.name.clone(),
             version: m.version.to_string(),
@@ -390,6 +405,7 @@ impl Core {
             download: k.stored.download.clone(),
             progress: self.downloads.get(id).map(|(p, _)| p.view()),
             known_nodes: self.book.known_nodes(),
-        })
+            changelog: m.changelog.clone(),
+        }
     }
 }

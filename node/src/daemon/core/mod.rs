@@ -96,6 +96,12 @@ pub enum CoreMsg {
         version: Option<semver::Version>,
         reply: oneshot::Sender<Result<ExplainView, String>>,
     },
+    /// The dashboard: `upswarm explain` of each followed release, newest first (at most
+    /// the given number).
+    Rollouts {
+        most: usize,
+        reply: oneshot::Sender<Vec<ExplainView>>,
+    },
     /// `GET /v1/activations`.
     Activations(oneshot::Sender<Vec<ActivationView>>),
     /// `upswarm vote PROPOSAL [--withhold | --allow]`.
@@ -223,6 +229,8 @@ pub struct Core {
     yanks_reported: BTreeSet<Hash32>,
     /// Running downloads announced as blocked (`download_blocked` webhook sent).
     blocked_announced: BTreeSet<Hash32>,
+    /// The fleet's coverage over time (see `crate::api::CoverageSample`).
+    coverage_history: std::collections::VecDeque<crate::api::CoverageSample>,
 }
 
 impl std::fmt::Debug for Core {
@@ -257,6 +265,7 @@ impl Core {
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             blocked_announced: BTreeSet::new(),
+            coverage_history: Default::default(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -338,6 +347,8 @@ impl Core {
         let gc_every = period(self.ctx.config.retention.interval);
         let mut gc_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
+        let mut coverage_tick =
+            tokio::time::interval(Duration::from_secs(crate::api::COVERAGE_SAMPLE_SECS));
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         let mut stopped = None;
@@ -365,6 +376,7 @@ impl Core {
                 }
                 _ = resync_tick.tick() => self.resync(),
                 _ = blocked_tick.tick() => self.retry_blocked(),
+                _ = coverage_tick.tick() => self.sample_coverage(),
                 _ = gc_tick.tick() => {
                     let r = self.gc(false).await;
                     if let Some(why) = r.skipped {
@@ -670,6 +682,11 @@ impl Core {
     }
 
     async fn on_msg(&mut self, msg: CoreMsg) {
+        // What changes the data directory's size measures it again at the next status call
+        // or scrape (see `gc::DiskCache`; garbage collection does the same).
+        if matches!(msg, CoreMsg::DownloadDone { .. } | CoreMsg::Imported { .. }) {
+            self.ctx.disk.invalidate();
+        }
         match msg {
             // Handled by `run`, which ends the loop.
             CoreMsg::Shutdown(reply) => {
@@ -748,6 +765,9 @@ impl Core {
             }
             CoreMsg::Explain { version, reply } => {
                 let _ = reply.send(self.explain(version));
+            }
+            CoreMsg::Rollouts { most, reply } => {
+                let _ = reply.send(self.rollouts(most));
             }
             CoreMsg::Root { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Root, &bytes) {
@@ -1018,7 +1038,7 @@ impl Core {
         });
         let ctx = self.ctx.clone();
         let disk = tokio::task::spawn_blocking(move || {
-            let disk = crate::daemon::gc::disk_use(&ctx.layout);
+            let disk = ctx.disk.get(&ctx.layout);
             ctx.metrics.record_disk(disk.total, &ctx.layout.root);
             disk
         })
