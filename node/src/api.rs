@@ -208,6 +208,10 @@ pub struct ExplainView {
     pub verdict: String,
     pub download: DownloadState,
     pub known_nodes: usize,
+    /// How this node fetched the artifacts that have encoded forms (kept until the daemon
+    /// restarts; empty: plain, or not fetched by this run of the daemon).
+    #[serde(default)]
+    pub forms: Vec<FormUse>,
 }
 
 /// Everything `upswarm explain` shows about one release on this node.
@@ -249,6 +253,30 @@ pub struct ProgressView {
     /// The download waits and goes on by itself once they can.
     #[serde(default)]
     pub blocked: Option<String>,
+    /// How each artifact with encoded forms was fetched (none listed: plain only).
+    #[serde(default)]
+    pub forms: Vec<FormUse>,
+    /// Bytes not fetched thanks to encoded forms, over the artifacts of this download.
+    #[serde(default)]
+    pub bytes_saved: u64,
+}
+
+/// How one artifact that has encoded forms was fetched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormUse {
+    pub artifact: String,
+    /// `zstd-patch`, `zstd` or `plain`.
+    pub form: String,
+    /// For `zstd-patch`: the base's whole-file hash.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Bytes of the form fetched from peers.
+    pub bytes_fetched: u64,
+    /// Bytes of the artifact's missing chunks not fetched thanks to the form.
+    pub bytes_saved: u64,
+    /// Forms tried or passed over before it, and why (no base held, a bad frame, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// What a transition does.
@@ -526,6 +554,10 @@ macro_rules! for_each_counter {
         bytes_fetched: "counter",
         /// Chunks already on disk when a download (re)started: not fetched again.
         chunks_reused: "counter",
+        /// Bytes not fetched thanks to encoded forms: for each artifact fetched as a delta or compressed, the bytes of its missing chunks minus the bytes of the form fetched.
+        transfer_saved_bytes: "counter",
+        /// Encoded forms given up (no holder, bad frame, output not matching the artifact's hash): the node fell back to another form or the plain artifact.
+        forms_failed: "counter",
         /// Chunks received that did not match their hash or size.
         bad_chunks_received: "counter",
         /// Times a download was blocked by this node's own disk (full, or not writable).

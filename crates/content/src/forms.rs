@@ -17,7 +17,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 
-use upswarm_proto::{ChunkIndex, Hash32};
+use upswarm_proto::manifest::Form;
+use upswarm_proto::{Artifact, ChunkIndex, Hash32};
 use zstd::zstd_safe::{self, CParameter, DParameter, InBuffer, OutBuffer};
 
 use crate::{ChunkStore, ContentError};
@@ -31,6 +32,27 @@ pub const MIN_WINDOW_LOG: u32 = 10;
 pub const DEFAULT_MAX_WINDOW_LOG: u32 = 27;
 /// The largest window log any node accepts (zstd's own maximum on 64-bit machines).
 pub const MAX_WINDOW_LOG: u32 = 31;
+
+/// The encoded file of form `f` of artifact `a`, described as an artifact, so that it is
+/// chunked, indexed, fetched, verified and assembled exactly like one: named
+/// `NAME.zstd` or `NAME.zstd-patch.BASE` (`BASE`: the first 16 hex digits of the base's hash),
+/// mode 0600.
+pub fn form_file(a: &Artifact, f: &Form) -> Artifact {
+    let name = match f.base {
+        Some(b) => format!("{}.{}.{}", a.name, f.kind.as_str(), &b.to_hex()[..16]),
+        None => format!("{}.{}", a.name, f.kind.as_str()),
+    };
+    Artifact {
+        name,
+        platform: a.platform.clone(),
+        size: f.size,
+        mode: 0o600,
+        hash: f.hash,
+        chunk_size: f.chunk_size,
+        chunk_index: f.chunk_index,
+        forms: None,
+    }
+}
 
 /// Why a form could not be made or used.
 #[derive(Debug, thiserror::Error)]

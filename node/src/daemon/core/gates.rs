@@ -429,6 +429,11 @@ impl Core {
             verdict,
             download: k.stored.download.clone(),
             known_nodes: self.book.known_nodes(),
+            forms: self
+                .downloads
+                .get(id)
+                .map(|(p, _)| p.view().forms)
+                .unwrap_or_default(),
         })
     }
 }
