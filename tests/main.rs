@@ -12,6 +12,7 @@ mod cli_setup;
 mod cli_signing;
 mod cosmovisor;
 mod crash;
+mod delta;
 mod disk;
 mod evil_peer;
 mod fleet;

@@ -274,6 +274,10 @@ pub struct FormUse {
     pub bytes_fetched: u64,
     /// Bytes of the artifact's missing chunks not fetched thanks to the form.
     pub bytes_saved: u64,
+    /// Time to reconstruct the artifact from the form: decode streaming to disk, hash the
+    /// output, store its chunks (milliseconds).
+    #[serde(default)]
+    pub decode_ms: u64,
     /// Forms tried or passed over before it, and why (no base held, a bad frame, ...).
     #[serde(default)]
     pub notes: Vec<String>,

@@ -100,7 +100,7 @@ pub(super) async fn fetch_by_form(
         };
         let before = progress.bytes_fetched.load(Ordering::Relaxed);
         match fetch_and_decode(swarm, artifact, index, f, base, wlog, progress).await {
-            Ok(()) => {
+            Ok(decode_ms) => {
                 let fetched = progress
                     .bytes_fetched
                     .load(Ordering::Relaxed)
@@ -111,6 +111,7 @@ pub(super) async fn fetch_by_form(
                     form = f.kind.as_str(),
                     fetched,
                     saved,
+                    decode_ms,
                     "artifact reconstructed from an encoded form and verified"
                 );
                 Metrics::add(&ctx.metrics.transfer_saved_bytes, saved);
@@ -119,6 +120,7 @@ pub(super) async fn fetch_by_form(
                 used.base = f.base.map(|b| b.to_hex());
                 used.bytes_fetched = fetched;
                 used.bytes_saved = saved;
+                used.decode_ms = decode_ms;
                 break;
             }
             Err(e) => {
@@ -175,7 +177,7 @@ async fn fetch_and_decode(
     base: Option<BaseSource>,
     wlog: u32,
     progress: &DownloadProgress,
-) -> Result<(), FormFailure> {
+) -> Result<u64, FormFailure> {
     let file = codec::form_file(artifact, form);
     let dir = swarm.ctx.layout.releases.join(".forms");
     swarm.patience = Some(PATIENCE);
@@ -193,7 +195,9 @@ async fn fetch_and_decode(
     let b = base.zip(form.base);
     let (a, i) = (artifact.clone(), index.clone());
     tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
         decode_into_store(&ctx, &a, &i, &file, &form_index, b, wlog)
+            .map(|()| t.elapsed().as_millis() as u64)
     })
     .await
     .map_err(|e| FormFailure::Join(e.to_string()))?
