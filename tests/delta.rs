@@ -214,12 +214,70 @@ fn a_node_with_the_base_fetches_only_the_delta_and_the_others_fall_back() {
             "{u}"
         );
     }
+    // 3.0.0 carries a delta that lies: its base is said to be 2.0.0's payload, but it was
+    // made against another file. The node holding 2.0.0 tries it, the output does not hash
+    // to the target (or zstd refuses it), and it falls back to the compressed form.
+    let mut p3 = b"3.0.0\n".to_vec();
+    p3.extend_from_slice(&p2);
+    p3[1_500_000] ^= 0x20;
+    let v3 = release(&net, "3.0.0", &p3, &["--delta-from", &base]);
+    let p2_hash = upswarm_proto::Hash32(*blake3::hash(&p2).as_bytes());
+    relabel_payload_base(&net, &v3, p2_hash);
+    let failed_before = net.daemons[nodes[0]].counter("forms_failed");
+    assert!(net.publish(0, &v3).0);
+    let ok = wait_for(Duration::from_secs(120), || {
+        version_served(ports[0]).as_deref() == Some("3.0.0")
+    });
+    assert!(ok, "3.0.0 never served:\n{}", net.daemons[nodes[0]].log());
+    let installed = net.daemons[nodes[0]]
+        .dir
+        .join("data/versions/3.0.0/payload");
+    assert_eq!(fs::read(&installed).unwrap(), p3);
+    let u = form_use(&net, nodes[0], "3.0.0", "payload").unwrap();
+    assert_eq!(u["form"], "zstd", "{u}");
+    let note = u["notes"][0].as_str().unwrap();
+    assert!(note.starts_with("zstd-patch from "), "{u}");
+    assert!(!note.contains("base not held"), "the base was held: {u}");
+    assert!(net.daemons[nodes[0]].counter("forms_failed") > failed_before);
+
     let metrics = crate::common::daemon::http_get(net.daemons[nodes[0]].api_port(), "/metrics");
     if let Some((200, body)) = metrics {
         assert!(
             body.contains("upswarm_transfer_saved_bytes_total "),
             "{body}"
         );
+    }
+}
+
+/// Rewrites the release in `dir` so that its payload's `zstd-patch` form names `base` as
+/// its base, and signs it again (s10, s11, s12): a delta the signers got wrong.
+fn relabel_payload_base(net: &Testnet, dir: &Path, base: upswarm_proto::Hash32) {
+    use upswarm_proto::{Manifest, SignedEnvelope};
+    let path = dir.join("manifest.cbor");
+    let env = SignedEnvelope::decode::<Manifest>(&fs::read(&path).unwrap()).unwrap();
+    let mut m: Manifest = env.open().unwrap();
+    let a = m
+        .artifacts
+        .iter_mut()
+        .find(|a| a.name == "payload")
+        .unwrap();
+    let f = a
+        .forms
+        .as_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f.base.is_some())
+        .unwrap();
+    f.base = Some(base);
+    fs::write(&path, SignedEnvelope::wrap(&m).encode()).unwrap();
+    for k in ["s10.key", "s11.key", "s12.key"] {
+        let out = crate::common::upswarm()
+            .args(["release", "sign", "--key"])
+            .arg(net.path().join(k))
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
 }
 

@@ -240,6 +240,28 @@ pub fn chunk_index(data: &[u8]) {
     }
 }
 
+/// The base every `zstd_form` input with an odd first byte is decoded against: 64 KiB,
+/// byte `i` = `i % 251`.
+pub fn form_base() -> Vec<u8> {
+    (0..65_536u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// An encoded form (docs/wire-format.md §5, "Forms"): the first byte `b` gives the
+/// artifact's size (`(b >> 1) × 1024` bytes) and whether the frame is a patch against
+/// [`form_base`] (`b` odd); the rest is the form. Decoded with a window cap of 2^20 bytes.
+/// Properties: no panic; an accepted form decodes to exactly the declared size.
+pub fn zstd_form(data: &[u8]) {
+    let Some((&b, form)) = data.split_first() else {
+        return;
+    };
+    let expected = u64::from(b >> 1) * 1024;
+    let base = (b & 1 == 1).then(form_base);
+    let mut out = Vec::new();
+    if upswarm_content::forms::decode(form, base.as_deref(), expected, 20, &mut out).is_ok() {
+        assert_eq!(out.len() as u64, expected, "accepted form of the wrong size");
+    }
+}
+
 fn artifact_of(size: u64, chunk_size: u32) -> Artifact {
     Artifact {
         name: "a".into(),
