@@ -214,15 +214,20 @@ fn a_node_with_the_base_fetches_only_the_delta_and_the_others_fall_back() {
             "{u}"
         );
     }
-    // 3.0.0 carries a delta that lies: its base is said to be 2.0.0's payload, but it was
-    // made against another file. The node holding 2.0.0 tries it, the output does not hash
-    // to the target (or zstd refuses it), and it falls back to the compressed form.
+    // 3.0.0 carries a delta that lies: its base is said to be the demo program (which the
+    // node holds), but it was made against 1.0.0's payload. The node tries it, the output
+    // does not hash to the target (or zstd refuses it), and it falls back to the
+    // compressed form.
     let mut p3 = b"3.0.0\n".to_vec();
     p3.extend_from_slice(&p2);
     p3[1_500_000] ^= 0x20;
     let v3 = release(&net, "3.0.0", &p3, &["--delta-from", &base]);
-    let p2_hash = upswarm_proto::Hash32(*blake3::hash(&p2).as_bytes());
-    relabel_payload_base(&net, &v3, p2_hash);
+    let app = fs::read(crate::common::daemon::demo_app_binary()).unwrap();
+    relabel_payload_base(
+        &net,
+        &v3,
+        upswarm_proto::Hash32(*blake3::hash(&app).as_bytes()),
+    );
     let failed_before = net.daemons[nodes[0]].counter("forms_failed");
     assert!(net.publish(0, &v3).0);
     let ok = wait_for(Duration::from_secs(120), || {
