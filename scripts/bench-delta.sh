@@ -70,6 +70,7 @@ cd "$work"
 echo "== zstd CLI ($(zstd --version | head -1))"
 zstd -q -f -19 --long --patch-from="$old" "$new" -o ref.patch
 zstd -q -f -19 --long "$new" -o ref.zst
+echo "   --patch-from: $(size ref.patch) bytes; -19 --long: $(size ref.zst) bytes"
 ref_times=()
 for _ in 1 2 3; do
   t0=$(now)
@@ -155,6 +156,7 @@ wait_complete old-node "$OLD"
 publish pub1 rel-new
 wait_complete old-node "$NEW"
 read -r old_form old_bytes old_saved old_ms < <(used old-node "$NEW")
+echo "   fetched $old_bytes bytes as $old_form (saved $old_saved, decode + verify $old_ms ms)"
 
 echo "== a node that holds nothing fetches $NEW"
 start pub2 ""
@@ -179,7 +181,7 @@ PY
 
 python3 - "$OLD" "$NEW" "$(size "$new")" "$(size ref.patch)" "$(size ref.zst)" \
   "$old_form" "$old_bytes" "$old_saved" "$old_ms" "$fresh_form" "$fresh_bytes" \
-  "$(median "${ref_times[@]}")" "$create_s" "$reuse" <<'PY'
+  "$(median "${ref_times[@]}")" "$create_s" $reuse <<'PY'
 import sys
 (o, n, size, patch, zst, oform, obytes, osaved, oms, fform, fbytes, ref_s, create_s,
  reuse_chunks, reuse_bytes) = sys.argv[1:]

@@ -179,7 +179,7 @@ async fn fetch_and_decode(
     progress: &DownloadProgress,
 ) -> Result<u64, FormFailure> {
     let file = codec::form_file(artifact, form);
-    let dir = swarm.ctx.layout.releases.join(".forms");
+    let dir = swarm.ctx.layout.decoding.clone();
     swarm.patience = Some(PATIENCE);
     let fetched = async {
         let form_index = swarm.fetch_index(&file).await?;
@@ -220,7 +220,7 @@ fn decode_into_store(
             Some(load_base(ctx, src, expected, wlog).map_err(FormFailure::Base)?)
         }
     };
-    let dir = ctx.layout.releases.join(".forms");
+    let dir = ctx.layout.decoding.clone();
     std::fs::create_dir_all(&dir)
         .map_err(|e| FormFailure::Base(format!("{}: {e}", dir.display())))?;
     let tmp = dir.join(format!("{}.decoded.{}", file.name, std::process::id()));
