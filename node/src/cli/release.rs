@@ -422,7 +422,9 @@ fn encode_forms(
     };
     let pct = |n: u64| n as f64 * 100.0 / (c.size.max(1) as f64);
     let mut replaced = c.size;
-    if compress {
+    if compress && !forms::looks_compressible(&target) {
+        eprintln!("  {name}: zstd form skipped: a sample does not compress");
+    } else if compress {
         let z = forms::encode(&target, None, cap)
             .with_context(|| format!("{}: compressing artifact {name}", path.display()))?;
         if (z.len() as u64) < c.size {
