@@ -487,6 +487,46 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
             "{path}: the error does not name {field}: {answer}"
         );
     }
+    // Well-formed calls refused on their merits say whose move it is: 404 what this node
+    // does not have, 409 valid but nothing to do here, 422 a signed message that does not
+    // verify.
+    let root = std::fs::read(net.dir.path().join("root.cbor")).unwrap();
+    let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
+    let mut refused: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "/v1/vote",
+            format!("{{\"proposal\": \"{}\"}}", "ab".repeat(32)),
+            404,
+            "unknown proposal",
+        ),
+        (
+            "/v1/root",
+            format!("{{\"envelope_hex\": \"{hex}\"}}"),
+            409,
+            "not newer",
+        ),
+        (
+            "/v1/proposal",
+            format!("{{\"envelope_hex\": \"{hex}\"}}"),
+            422,
+            "proposal refused",
+        ),
+    ];
+    // Another release of the version already known (other bytes): valid, nothing to do.
+    let twin = net.demo_release("1.0.0+twin", "healthy", "hotfix", &[]);
+    refused.push((
+        "/v1/publish",
+        format!("{{\"dir\": \"{}\"}}", twin.display()),
+        409,
+        "has the version of another release",
+    ));
+    for (path, body, want, says) in &refused {
+        let (code, answer) = http_post(d.api_port(), path, token, body).unwrap();
+        assert!(
+            code == *want && answer.contains(says),
+            "{path}: HTTP {code} {answer}"
+        );
+    }
     let (code, answer) = http_get(
         d.api_port(),
         &format!("/v1/explain?version={}", &long[..300]),

@@ -13,7 +13,9 @@
 //! QUIC and reach the bootstrap node over QUIC. A release published on the public side
 //! reaches both NATed nodes; both find out that they are private and hold a reservation on
 //! the relay; a connection from n2 to n1 through the relay is then upgraded by hole punching
-//! (here it usually is, over QUIC) or stays relayed, and `status` says which.
+//! (here it usually is, over QUIC) or stays relayed, and `status` says which; a release only
+//! the NATed nodes follow then goes from n1 to n2, and n2's per-source counters say whether
+//! its bytes came over the direct or the relayed connection.
 //! Needs root (`ip netns`); otherwise the test prints `SKIPPED: …` and returns.
 
 use std::process::Command;
@@ -278,7 +280,13 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
         net.prefix = netns(n);
         net.listen = listen(4001);
         net.network_extra = format!("relays = [\"{}\"]\n", relay_from(k));
-        nated.push(net.spawn_at(&format!("nat{k}"), &[relay_from(k)], "", &[]));
+        // The NATed nodes also follow channel `edge`, which no public node follows.
+        nated.push(net.spawn_at(
+            &format!("nat{k}"),
+            &[relay_from(k)],
+            "channels = [\"stable\", \"edge\"]\n",
+            &[],
+        ));
     }
 
     // Both NATed nodes learn that they are private and reserve a slot on the relay; the
@@ -367,8 +375,95 @@ fn a_release_reaches_nodes_behind_two_nats_and_status_tells_direct_from_relayed(
             net.daemons[i].name
         );
     }
+
+    // Chunks between the two NATs: a release on channel `edge`, which only the NATed nodes
+    // follow, published by nat1, can reach nat2 only from nat1 — over the link the status
+    // reported. nat2's counters say which kind of connection carried every byte.
+    let bytes =
+        |i: usize, source: &str| net.daemons[i].counter(&format!("download_bytes_{source}"));
+    let (direct0, relayed0) = (bytes(b, "peer_direct"), bytes(b, "peer_relayed"));
+    const EDGE: u64 = 300 * 1024;
+    let edge = edge_release(&net, EDGE as usize);
+    let (ok, out) = net.publish(a, &edge);
+    assert!(ok, "{out}");
+    assert!(
+        wait_for(Duration::from_secs(120), || net.complete(b, "9.0.0")),
+        "nat2 did not get the release from nat1 ({expected}); log:\n{}",
+        net.daemons[b].log()
+    );
+    let (direct, relayed) = (
+        bytes(b, "peer_direct") - direct0,
+        bytes(b, "peer_relayed") - relayed0,
+    );
+    let want = if expected == "direct" {
+        (EDGE, 0)
+    } else {
+        (0, EDGE)
+    };
+    assert_eq!(
+        (direct, relayed),
+        want,
+        "nat2's bytes from nat1 (direct, relayed), the link being {expected}"
+    );
+    let from = net.release_view(b, "9.0.0").unwrap()["progress"]["from_peers"].clone();
+    assert!(
+        from.as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key(&a_id)),
+        "nat2 took chunks from {from}, not only from nat1 {a_id}"
+    );
+    println!("nat1 → nat2: {EDGE} bytes of chunks over the {expected} connection");
     drop(net);
     drop(ns);
+}
+
+/// A release of product `edge-app` 9.0.0 on channel `edge` (a `size`-byte artifact), signed
+/// by s10 and s11.
+fn edge_release(net: &Testnet, size: usize) -> std::path::PathBuf {
+    let art = net.path().join("edge-app.bin");
+    std::fs::write(
+        &art,
+        (0..size).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let out = net.path().join("rel-edge");
+    let run = |args: &[&str]| {
+        let o = crate::common::upswarm().args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let (art_s, out_s) = (
+        format!("node={}", art.display()),
+        out.to_string_lossy().into_owned(),
+    );
+    run(&[
+        "release",
+        "create",
+        "--name",
+        "edge-app",
+        "--version",
+        "9.0.0",
+        "--type",
+        "patch",
+        "--channel",
+        "edge",
+        "--artifact",
+        &art_s,
+        "--chunk-size",
+        "64KiB",
+        "--platform",
+        "any",
+        "--out",
+        &out_s,
+    ]);
+    let manifest = out.join("manifest.cbor").to_string_lossy().into_owned();
+    for k in ["s10.key", "s11.key"] {
+        let key = net.path().join(k).to_string_lossy().into_owned();
+        run(&["release", "sign", "--key", &key, &manifest]);
+    }
+    out
 }
 
 /// Benchmark, run by `scripts/bench-nat.sh` (see `BENCHMARKS.md`): in the topology above, a

@@ -13,14 +13,14 @@ use upswarm_proto::{Hash32, KeyId, Phase, RolloutPlan};
 
 const FAST: &str = "[rollout]\nspread = \"2s\"\nresync_interval = \"2s\"\n";
 
-struct Fleet {
-    net: Testnet,
-    nodes: Vec<usize>,
-    ports: Vec<u16>,
+pub(crate) struct Fleet {
+    pub(crate) net: Testnet,
+    pub(crate) nodes: Vec<usize>,
+    pub(crate) ports: Vec<u16>,
 }
 
 /// A publisher and `n` managed nodes, all on demo 1.0.0 (a hotfix: one phase, everyone).
-fn fleet(n: usize) -> Fleet {
+pub(crate) fn fleet(n: usize) -> Fleet {
     let mut net = Testnet::new();
     net.spawn("p", &[], FAST);
     let mut nodes = Vec::new();
@@ -57,7 +57,7 @@ fn fleet(n: usize) -> Fleet {
     Fleet { net, nodes, ports }
 }
 
-fn node_ids(f: &Fleet) -> Vec<KeyId> {
+pub(crate) fn node_ids(f: &Fleet) -> Vec<KeyId> {
     f.nodes
         .iter()
         .map(|&i| {
@@ -71,7 +71,7 @@ fn node_ids(f: &Fleet) -> Vec<KeyId> {
         .collect()
 }
 
-fn release_id(dir: &std::path::Path) -> Hash32 {
+pub(crate) fn release_id(dir: &std::path::Path) -> Hash32 {
     let out = common::upswarm()
         .args(["release", "inspect", "--json"])
         .arg(dir.join("manifest.cbor"))
@@ -90,6 +90,18 @@ fn two_phase_release(
     mode: &str,
     soak: &str,
 ) -> (std::path::PathBuf, Vec<usize>) {
+    two_phase_release_with(f, version, mode, soak, "")
+}
+
+/// [`two_phase_release`] whose changelog also has the lines `changelog`.
+pub(crate) fn two_phase_release_with(
+    f: &Fleet,
+    version: &str,
+    mode: &str,
+    soak: &str,
+    changelog: &str,
+) -> (std::path::PathBuf, Vec<usize>) {
+    let extra = changelog;
     let ids = node_ids(f);
     let plan = RolloutPlan {
         phases: vec![
@@ -111,7 +123,7 @@ fn two_phase_release(
         let dir = f.net.path().join(format!("rel-demo-{version}"));
         let _ = std::fs::remove_dir_all(&dir);
         let changelog = f.net.path().join("changes.md");
-        std::fs::write(&changelog, format!("- attempt {attempt}\n")).unwrap();
+        std::fs::write(&changelog, format!("- attempt {attempt}\n{extra}")).unwrap();
         let phase0 = format!("25:{soak}:20:1");
         let dir = f.net.demo_release(
             version,
@@ -137,7 +149,7 @@ fn two_phase_release(
     panic!("could not draw a usable canary cohort");
 }
 
-fn history_of(f: &Fleet, i: usize, version: &str) -> Vec<Value> {
+pub(crate) fn history_of(f: &Fleet, i: usize, version: &str) -> Vec<Value> {
     f.net.daemons[f.nodes[i]]
         .history()
         .into_iter()

@@ -181,6 +181,30 @@ pub fn manifest_full() -> Manifest {
     }
 }
 
+/// [`manifest_full`] in format version 2: two mirrors, a zstd form and a zstd-patch form.
+pub fn manifest_v2() -> Manifest {
+    use upswarm_proto::manifest::{Form, FormKind};
+    let mut m = manifest_full();
+    m.mirrors = Some(vec![
+        "https://mirror.example/releases".into(),
+        "http://10.0.0.1:8080/r".into(),
+    ]);
+    let form = |kind, base| Form {
+        kind,
+        base,
+        size: 70_000,
+        hash: Hash32([4; 32]),
+        chunk_size: 65_536,
+        chunk_index: Hash32([5; 32]),
+    };
+    m.artifacts[0].forms = Some(vec![
+        form(FormKind::Zstd, None),
+        form(FormKind::ZstdPatch, Some(Hash32([6; 32]))),
+    ]);
+    m.settle_version();
+    m
+}
+
 /// A manifest with every optional part absent (hotfix: one release signature suffices).
 pub fn manifest_minimal() -> Manifest {
     Manifest {

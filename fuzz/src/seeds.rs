@@ -256,6 +256,11 @@ fn payloads(k: &Keys) -> Vec<(&'static str, String, Vec<u8>)> {
             fixtures::manifest_minimal().encode(),
         ),
         (
+            "manifest",
+            "v2-mirrors-forms".to_string(),
+            fixtures::manifest_v2().encode(),
+        ),
+        (
             "trust_root",
             "v1".to_string(),
             fixtures::trust_root(k, 1).encode(),
@@ -320,6 +325,10 @@ fn envelopes(k: &Keys) -> Vec<(String, SignedEnvelope)> {
     if let Some(h) = fixtures::health_reports(k).into_iter().nth(2) {
         out.push(("health-failed".into(), fixtures::sign(&h, &[&k.node])));
     }
+    out.push((
+        "manifest-v2".into(),
+        fixtures::sign(&fixtures::manifest_v2(), &both),
+    ));
     out
 }
 

@@ -208,10 +208,13 @@ pub struct ExplainView {
     pub verdict: String,
     pub download: DownloadState,
     pub known_nodes: usize,
-    /// How this node fetched the artifacts that have encoded forms (kept until the daemon
-    /// restarts; empty: plain, or not fetched by this run of the daemon).
+    /// The download's progress and where its chunks came from, while this daemon has it
+    /// (since it started).
     #[serde(default)]
-    pub forms: Vec<FormUse>,
+    pub progress: Option<ProgressView>,
+    /// The release's changelog, as its signers wrote it (shown escaped, never obeyed).
+    #[serde(default)]
+    pub changelog: upswarm_proto::Changelog,
 }
 
 /// Everything `upswarm explain` shows about one release on this node.
@@ -249,6 +252,20 @@ pub struct ProgressView {
     pub bytes_fetched: u64,
     pub bad_chunks: u64,
     pub from_peers: BTreeMap<String, u64>,
+    /// Chunks received from peers over a direct connection, in this download.
+    #[serde(default)]
+    pub chunks_from_peers_direct: u64,
+    /// Chunks received from peers reached only through a relay.
+    #[serde(default)]
+    pub chunks_from_peers_relayed: u64,
+    /// Chunks read from HTTP(S) mirrors, and their bytes.
+    #[serde(default)]
+    pub chunks_from_mirrors: u64,
+    #[serde(default)]
+    pub bytes_from_mirrors: u64,
+    /// Mirror answers refused in this download (see the `mirror_faults` counter).
+    #[serde(default)]
+    pub mirror_faults: u64,
     /// Set while verified chunks cannot be stored on this node (a full disk): the reason.
     /// The download waits and goes on by itself once they can.
     #[serde(default)]
@@ -562,6 +579,20 @@ macro_rules! for_each_counter {
         transfer_saved_bytes: "counter",
         /// Encoded forms given up (no holder, bad frame, output not matching the artifact's hash): the node fell back to another form or the plain artifact.
         forms_failed: "counter",
+        /// Bytes of verified chunks received from peers over a direct connection (`/metrics`: `upswarm_download_bytes_total{source="peer_direct"}`).
+        download_bytes_peer_direct: "counter",
+        /// Bytes of verified chunks received from peers reached only through a relay (`source="peer_relayed"`).
+        download_bytes_peer_relayed: "counter",
+        /// Bytes of verified chunks read from HTTP(S) mirrors (`source="mirror"`).
+        download_bytes_mirror: "counter",
+        /// Verified chunks received from peers over a direct connection (`/metrics`: `upswarm_download_chunks_total{source="peer_direct"}`).
+        download_chunks_peer_direct: "counter",
+        /// Verified chunks received from peers reached only through a relay (`source="peer_relayed"`).
+        download_chunks_peer_relayed: "counter",
+        /// Verified chunks read from HTTP(S) mirrors (`source="mirror"`).
+        download_chunks_mirror: "counter",
+        /// Mirror answers refused: bytes that do not verify, a wrong length, no `206 Partial Content`, an HTTP or connection error, a timeout. The mirror is left alone for a while.
+        mirror_faults: "counter",
         /// Chunks received that did not match their hash or size.
         bad_chunks_received: "counter",
         /// Times a download was blocked by this node's own disk (full, or not writable).
@@ -652,6 +683,26 @@ pub struct FleetView {
     /// The nodes that match the filters, in the current rollout's install order (else by
     /// node id).
     pub nodes: Vec<FleetNode>,
+    /// Coverage over time, oldest first (before the filters): see [`CoverageSample`].
+    #[serde(default)]
+    pub history: Vec<CoverageSample>,
+}
+
+/// Most samples of coverage over time kept ([`FleetView::history`]): past it, the oldest
+/// is dropped first. A few hundred bytes a sample.
+pub const COVERAGE_HISTORY_CAP: usize = 1000;
+/// How often (seconds) the daemon compares the fleet's coverage with its last sample.
+pub const COVERAGE_SAMPLE_SECS: u64 = 10;
+
+/// The fleet's coverage from `at` on: a sample is taken when the per-version counts differ
+/// from the previous sample (checked every [`COVERAGE_SAMPLE_SECS`]), so the series is a
+/// step function; it lives in memory and starts again when the daemon restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageSample {
+    /// Unix seconds (this node's clock).
+    pub at: u64,
+    /// Nodes per version, as [`FleetView::coverage`].
+    pub versions: Vec<VersionCount>,
 }
 
 /// The release whose rollout `upswarm fleet` places the nodes in.

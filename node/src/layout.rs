@@ -103,6 +103,13 @@ impl Layout {
     pub fn release(&self, release: &Hash32) -> PathBuf {
         self.releases.join(release.to_hex())
     }
+
+    /// `releases/.mirror-<chunk index>.part`: an artifact being read whole from a mirror
+    /// (to learn its chunk index when no peer has it); removed once its chunks are stored.
+    pub fn mirror_part(&self, chunk_index: &Hash32) -> PathBuf {
+        self.releases
+            .join(format!(".mirror-{}.part", chunk_index.to_hex()))
+    }
 }
 
 /// The DHT key under which holders of a release announce themselves (provider records).

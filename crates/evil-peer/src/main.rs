@@ -45,6 +45,9 @@ enum Serve {
     Silent,
     /// "Don't have", truthfully.
     DontHave,
+    /// The real chunk indexes, "don't have" for every chunk: a peer that knows a release
+    /// but holds none of its chunks (honest, if unhelpful).
+    IndexOnly,
 }
 
 /// How inbound availability requests are answered.
@@ -354,6 +357,12 @@ async fn serve(
                         continue;
                     }
                     Serve::DontHave => Answer::DontHave,
+                    Serve::IndexOnly => match real {
+                        Some(bytes) if known.chunk_counts.contains_key(&hash) => Answer::Blob {
+                            bytes: bytes.clone(),
+                        },
+                        _ => Answer::DontHave,
+                    },
                     Serve::Garbage => Answer::Blob {
                         bytes: random_bytes(len),
                     },

@@ -145,9 +145,13 @@ pub enum Command {
         /// least 8 hex digits, or a version).
         #[arg(long, value_name = "RELEASE")]
         release: Option<String>,
+        /// Print the coverage over time instead of the nodes: each change of the number of
+        /// nodes per version this daemon saw, oldest first.
+        #[arg(long, conflicts_with = "json")]
+        history: bool,
         #[command(flatten)]
         api: client::ApiArgs,
-        /// Print JSON.
+        /// Print JSON (it always has the coverage over time, `history`).
         #[arg(long)]
         json: bool,
     },
@@ -286,6 +290,7 @@ pub fn run(cli: Cli) -> ExitCode {
             version,
             state,
             release,
+            history,
             api,
             json,
         } => node::fleet(
@@ -296,6 +301,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 release,
             },
             json,
+            history,
         ),
     };
     match result {

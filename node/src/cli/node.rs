@@ -38,7 +38,7 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
             return Ok(());
         }
-        println!("node      {} (peer {})", &s.node_id[..16], s.peer_id);
+        println!("node      {} (peer {})", s.node_id, s.peer_id);
         println!(
             "network   {}, trust root version {}{}",
             s.network,
@@ -160,6 +160,14 @@ pub(super) fn status(api: &ApiArgs, json: bool) -> anyhow::Result<()> {
             c.bad_chunks_received,
             c.peers_banned
         );
+        if c.download_chunks_mirror + c.mirror_faults > 0 {
+            println!(
+                "mirrors   {} chunks ({}) read from mirrors, {} mirror faults",
+                c.download_chunks_mirror,
+                show::human(c.download_bytes_mirror),
+                c.mirror_faults
+            );
+        }
         Ok(())
     })
 }
@@ -191,14 +199,20 @@ fn print_release(r: &ReleaseView) {
                 p.blocked.as_deref().unwrap_or_default()
             ),
             Some(p) if p.chunks_total > 0 => format!(
-                "downloading {}/{} chunks ({}%)",
+                "downloading {}/{} chunks ({}%): {}",
                 p.chunks_held,
                 p.chunks_total,
-                p.chunks_held * 100 / p.chunks_total
+                p.chunks_held * 100 / p.chunks_total,
+                sources_text(p)
             ),
             _ => "downloading (looking for peers)".to_string(),
         },
-        DownloadState::Complete { .. } => "complete, seeding".to_string(),
+        DownloadState::Complete { .. } => match &r.progress {
+            Some(p) if p.chunks_total > 0 => {
+                format!("complete, seeding; chunks {}", sources_text(p))
+            }
+            _ => "complete, seeding".to_string(),
+        },
         DownloadState::Failed { reason } => format!("FAILED: {reason}"),
         DownloadState::Blocked { reason, since } => format!(
             "BLOCKED since {}: {reason} (tried again every 15 s; it goes on by itself once space returns)",
@@ -486,7 +500,12 @@ pub(super) fn progress(api: &ApiArgs) -> anyhow::Result<()> {
     })
 }
 
-pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> anyhow::Result<()> {
+pub(super) fn fleet(
+    api: &ApiArgs,
+    q: &crate::api::FleetQuery,
+    json: bool,
+    history: bool,
+) -> anyhow::Result<()> {
     if let Some(r) = &q.release
         && (r.is_empty()
             || r.len() > crate::api::MAX_VERSION_LEN
@@ -518,11 +537,34 @@ pub(super) fn fleet(api: &ApiArgs, q: &crate::api::FleetQuery, json: bool) -> an
         let f: crate::api::FleetView = ApiClient::new(api)?.get(&path).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&f)?);
+        } else if history {
+            print!("{}", history_text(&f));
         } else {
             print!("{}", fleet_text(&f));
         }
         Ok(())
     })
+}
+
+/// `upswarm fleet --history`: one line per change of the coverage, oldest first.
+fn history_text(f: &crate::api::FleetView) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "coverage over time: {} samples (at most {} kept; a sample when the count of nodes \
+         per version changed, checked every {} s)\n",
+        f.history.len(),
+        crate::api::COVERAGE_HISTORY_CAP,
+        crate::api::COVERAGE_SAMPLE_SECS
+    );
+    for s in &f.history {
+        let v: Vec<String> = s
+            .versions
+            .iter()
+            .map(|c| format!("{} on {}", c.nodes, c.version))
+            .collect();
+        let _ = writeln!(out, "{:<20}  {}", show::time(s.at), v.join(", "));
+    }
+    out
 }
 
 /// The table of `upswarm fleet`.
@@ -613,6 +655,29 @@ pub(super) fn explain(
     })
 }
 
+/// Where a download's chunks came from: "from peers N (D direct, R relayed), from mirrors M
+/// (B), reused K".
+fn sources_text(p: &crate::api::ProgressView) -> String {
+    let peers = p.chunks_from_peers_direct + p.chunks_from_peers_relayed;
+    let mut s = format!(
+        "from peers {peers} ({} direct, {} relayed), from mirrors {} ({})",
+        p.chunks_from_peers_direct,
+        p.chunks_from_peers_relayed,
+        p.chunks_from_mirrors,
+        show::human(p.bytes_from_mirrors)
+    );
+    if p.chunks_reused > 0 {
+        s.push_str(&format!(", already on disk {}", p.chunks_reused));
+    }
+    if p.mirror_faults > 0 {
+        s.push_str(&format!(", mirror faults {}", p.mirror_faults));
+    }
+    if p.bad_chunks > 0 {
+        s.push_str(&format!(", bad chunks from peers {}", p.bad_chunks));
+    }
+    s
+}
+
 /// The text of `upswarm explain`: times in RFC 3339, the rollout as this node sees it, and
 /// one verdict.
 fn explain_text(e: &ExplainView) -> String {
@@ -699,8 +764,11 @@ fn explain_text(e: &ExplainView) -> String {
         r.decision.clone()
     };
     let _ = writeln!(out, "rollout   {rollout}");
-    for f in &e.forms {
-        let _ = writeln!(out, "fetched   {}", form_use(f));
+    if let Some(p) = &e.progress {
+        let _ = writeln!(out, "chunks    {}", sources_text(p));
+        for f in &p.forms {
+            let _ = writeln!(out, "fetched   {}", form_use(f));
+        }
     }
     let _ = writeln!(out, "verdict   {}", e.verdict);
     out
@@ -812,6 +880,22 @@ mod tests {
                 node("ab", "1.0.0", "rolled_back", Some(0.4180)),
                 node("cd", "1.0.0", "healthy", None),
             ],
+            history: vec![
+                crate::api::CoverageSample {
+                    at: 1_800_000_000,
+                    versions: vec![crate::api::VersionCount {
+                        version: "1.0.0".into(),
+                        nodes: 1,
+                    }],
+                },
+                crate::api::CoverageSample {
+                    at: 1_800_000_010,
+                    versions: vec![crate::api::VersionCount {
+                        version: "1.0.0".into(),
+                        nodes: 2,
+                    }],
+                },
+            ],
         };
         let text = fleet_text(&view);
         let lines: Vec<&str> = text.lines().collect();
@@ -823,6 +907,14 @@ mod tests {
         assert!(lines[3].starts_with("abababababababab  1.0.0"), "{text}");
         assert!(lines[3].ends_with("1 (this node)"), "{text}");
         assert!(lines[4].ends_with("-"), "{text}");
+        let history = history_text(&view);
+        let lines: Vec<&str> = history.lines().collect();
+        assert!(
+            lines[0].starts_with("coverage over time: 2 samples"),
+            "{history}"
+        );
+        assert!(lines[1].ends_with("  1 on 1.0.0"), "{history}");
+        assert!(lines[2].ends_with("  2 on 1.0.0"), "{history}");
     }
 
     #[test]
@@ -857,13 +949,25 @@ mod tests {
             verdict: "yanked by the control role at 2026-11-18T11:08:20Z".into(),
             download: DownloadState::Complete { at: 1_795_000_000 },
             known_nodes: 2,
-            forms: vec![],
+            progress: Some(crate::api::ProgressView {
+                chunks_total: 10,
+                chunks_held: 10,
+                chunks_fetched: 10,
+                chunks_from_peers_direct: 6,
+                chunks_from_peers_relayed: 1,
+                chunks_from_mirrors: 3,
+                bytes_from_mirrors: 3 << 20,
+                mirror_faults: 1,
+                ..Default::default()
+            }),
+            changelog: Default::default(),
         };
         let text = explain_text(&view);
         for needle in [
             "phases    1 of 2 open — phase 0 opened at 2026-11-18T11:06:40Z, phase 1 not open",
             "halted    yanked by the control role (at 2026-11-18T11:08:20Z)",
             "paused    by the control role since 2026-11-18T11:07:30Z",
+            "chunks    from peers 7 (6 direct, 1 relayed), from mirrors 3 (3.0 MiB), mirror faults 1",
             &format!(
                 "out of cohort (reported before their phase opened): {}",
                 "ef".repeat(32)

@@ -137,6 +137,11 @@ pub struct CreateArgs {
     /// Chunk size, e.g. 1MiB or 256KiB.
     #[arg(long, value_name = "SIZE", value_parser = parse::size)]
     chunk_size: Option<u64>,
+    /// An HTTP(S) mirror holding the release's artifacts at `URL/<platform>/<name>`
+    /// (percent-encoded), signed into the manifest: nodes read chunks from it when no peer
+    /// has them. Repeat for several (tried in this order, after each node's own mirrors).
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
     /// Output directory (created; must not already hold a manifest).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -240,6 +245,20 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         if !meta.is_file() {
             bail!("{}: artifact {name} is not a regular file", path.display());
         }
+    }
+    for (i, m) in a.mirrors.iter().enumerate() {
+        upswarm_proto::manifest::check_mirror_url(m)
+            .map_err(|e| anyhow::anyhow!("--mirror {m:?}: not a usable mirror URL: {e}"))?;
+        if a.mirrors[..i].contains(m) {
+            bail!("--mirror {m:?} is given twice");
+        }
+    }
+    if a.mirrors.len() > upswarm_proto::manifest::MAX_MIRRORS {
+        bail!(
+            "--mirror is given {} times; a manifest holds at most {} mirrors",
+            a.mirrors.len(),
+            upswarm_proto::manifest::MAX_MIRRORS
+        );
     }
     let changelog = match &a.changelog {
         Some(p) => parse_changelog(p)?,
@@ -350,7 +369,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         } else {
             Some(RolloutPlan { phases: a.phases })
         },
-        mirrors: None,
+        mirrors: (!a.mirrors.is_empty()).then(|| a.mirrors.clone()),
         artifacts,
     };
     manifest.settle_version();
@@ -773,6 +792,18 @@ fn inspect(
                 f.size,
                 f.size as f64 * 100.0 / a.size.max(1) as f64
             );
+        }
+    }
+    if !m.mirrors().is_empty() {
+        println!(
+            "mirrors      (artifacts at MIRROR/<platform>/<name>, e.g. {})",
+            m.artifacts
+                .first()
+                .map(|a| Manifest::mirror_url(&m.mirrors()[0], a))
+                .unwrap_or_default()
+        );
+        for u in m.mirrors() {
+            println!("  {u}");
         }
     }
     for (title, items) in [

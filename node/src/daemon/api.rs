@@ -20,7 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
 use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
-use super::core::{CheckItem, CoreMsg, ExplainView, ReleaseView, ResolveError, StatusView};
+use super::core::{
+    CheckItem, CoreMsg, ExplainView, PublishError, ReleaseView, ResolveError, SignedError,
+    StatusView, VoteError,
+};
 use super::voting::ActivationView;
 pub use crate::api::{
     ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,
@@ -88,6 +91,9 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(dashboard))
+        .route("/ui", get(dashboard))
+        .route(super::dashboard::STYLE_PATH, get(dashboard_style))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
@@ -168,7 +174,8 @@ async fn publish(
         .await?
     {
         Ok(view) => Ok(Json(view)),
-        Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e)),
+        Err(e @ PublishError::Superseded { .. }) => Err(error(StatusCode::CONFLICT, e.to_string())),
+        Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
     }
 }
 
@@ -182,7 +189,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     // Disk use: a walk of the data directory and a statvfs, off the async threads.
     let ctx = api.ctx.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        let used = crate::daemon::gc::disk_use(&ctx.layout).total;
+        let used = ctx.disk.get(&ctx.layout).total;
         ctx.metrics.record_disk(used, &ctx.layout.root);
     })
     .await;
@@ -411,6 +418,49 @@ async fn fleet(
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
+/// Headers of the dashboard's answers: the CSP, no sniffing, no referrer, no caching.
+fn page_headers(content_type: &'static str) -> [(axum::http::HeaderName, &'static str); 5] {
+    use axum::http::header;
+    [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_SECURITY_POLICY, super::dashboard::CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ]
+}
+
+/// `GET /` (and `/ui`): the read-only dashboard, from the views of `/v1/status`,
+/// `/v1/explain` (each followed release), `/v1/fleet` and `/v1/activations`. No token.
+async fn dashboard(State(api): State<Api>) -> Result<Response, Failure> {
+    let status = api.ask(CoreMsg::Status).await?;
+    let most = super::dashboard::MAX_ROLLOUTS;
+    let rollouts = api.ask(|reply| CoreMsg::Rollouts { most, reply }).await?;
+    let query = FleetQuery::default();
+    let fleet = api
+        .ask(|reply| CoreMsg::Fleet { query, reply })
+        .await?
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let activations = api.ask(CoreMsg::Activations).await?;
+    let page = super::dashboard::render(&super::dashboard::Dashboard {
+        status,
+        rollouts,
+        fleet,
+        activations,
+        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+        now: upswarm_trust::unix_now(),
+    });
+    Ok((page_headers("text/html; charset=utf-8"), page).into_response())
+}
+
+async fn dashboard_style() -> Response {
+    (
+        page_headers("text/css; charset=utf-8"),
+        super::dashboard::STYLE,
+    )
+        .into_response()
+}
+
 /// How long `/healthz` and `/readyz` wait for the core before saying it does not answer.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -478,12 +528,7 @@ async fn control(
     let bytes = envelope(b)?;
     api.ask(|reply| CoreMsg::Control { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("control message refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("control message", e))?;
     Ok(Json(serde_json::json!({ "published": true })))
 }
 
@@ -517,7 +562,14 @@ async fn vote(
     })
     .await?
     .map(Json)
-    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
+    .map_err(|e| {
+        let status = match e {
+            VoteError::UnknownProposal(_) => StatusCode::NOT_FOUND,
+            VoteError::NoVoterKey => StatusCode::CONFLICT,
+            VoteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, e.to_string())
+    })
 }
 
 async fn proposal(
@@ -530,12 +582,7 @@ async fn proposal(
     let id = api
         .ask(|reply| CoreMsg::Proposal { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("proposal refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("proposal", e))?;
     Ok(Json(serde_json::json!({ "proposal": id })))
 }
 
@@ -587,13 +634,18 @@ async fn root(
     let version = api
         .ask(|reply| CoreMsg::Root { bytes, reply })
         .await?
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("trust root refused: {e}"),
-            )
-        })?;
+        .map_err(|e| signed_failure("trust root", e))?;
     Ok(Json(serde_json::json!({ "root_version": version })))
+}
+
+/// A signed message the core did not take: 422 when it is invalid or untrusted, 409 when
+/// it is valid but changes nothing (a trust root not newer than the current one).
+fn signed_failure(what: &str, e: SignedError) -> Failure {
+    let status = match e {
+        SignedError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SignedError::NotNewer { .. } => StatusCode::CONFLICT,
+    };
+    error(status, format!("{what} refused: {e}"))
 }
 
 /// A value for an error message: quoted, cut short if long.

@@ -57,6 +57,62 @@ pub struct Config {
     pub retention: Retention,
     #[serde(default)]
     pub alarms: Alarms,
+    #[serde(default)]
+    pub mirrors: Mirrors,
+}
+
+/// HTTP(S) mirrors: where chunks are read when no peer holds them (a fallback; peers are
+/// always preferred). Mirrors named here are tried before those a release's signed
+/// manifest names. Every byte read from a mirror is verified like a chunk from a peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirrors {
+    /// Operator-local mirrors, same layout as manifest mirrors: artifact `a` of a release
+    /// is read at `URL/<platform>/<name>` (percent-encoded). Default: none.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// How long a chunk must have had no peer holding it before it is read from a mirror
+    /// (and how long nobody must have answered for the chunk index before the whole
+    /// artifact is read from one). Default `10s`.
+    #[serde(default = "default_mirror_after", with = "humantime_serde")]
+    pub after: Duration,
+    /// Requests to mirrors in flight at once, per download. Default 4.
+    #[serde(default = "default_mirror_in_flight")]
+    pub max_in_flight: usize,
+    /// How long a mirror that answered wrongly (bad bytes, wrong length, no `206 Partial
+    /// Content`, an error or a timeout) is left alone; doubled at each further fault of
+    /// the same download (at most 64 times this). Default `30s`.
+    #[serde(default = "default_mirror_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// A mirror request that has not completed (or, reading a whole artifact, not sent any
+    /// bytes) in this long fails. Default `60s`.
+    #[serde(default = "default_mirror_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_mirror_after() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_mirror_in_flight() -> usize {
+    4
+}
+fn default_mirror_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_mirror_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for Mirrors {
+    fn default() -> Self {
+        Mirrors {
+            urls: Vec::new(),
+            after: default_mirror_after(),
+            max_in_flight: default_mirror_in_flight(),
+            backoff: default_mirror_backoff(),
+            timeout: default_mirror_timeout(),
+        }
+    }
 }
 
 /// Warnings ahead of trouble, shown by `upswarm status`, logged and sent to the webhooks.

@@ -7,7 +7,10 @@
 //! verified before it is stored. A bad chunk penalises its sender (banned after repeated
 //! faults) and is fetched elsewhere; a stalled request times out and the chunk is fetched
 //! elsewhere; near the end, the last chunks are asked of a second peer (end game). Finally
-//! the artifact is assembled atomically and its whole-file hash checked.
+//! the artifact is assembled atomically and its whole-file hash checked. Chunks no peer
+//! holds for a while are read from HTTP(S) mirrors, verified the same way ([`mirror`]).
+
+mod mirror;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,12 +18,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt};
 use tracing::{debug, info, warn};
 use upswarm_content::{ContentError, assemble};
-use upswarm_net::{NetError, PeerId, RecordKey};
+use upswarm_net::{NetError, PeerId, PeerLink, RecordKey};
 use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, Want};
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
@@ -164,7 +167,7 @@ pub(crate) async fn download(
             debug!("cannot announce as provider yet: {e}");
         }
     });
-    let mut swarm = Swarm::new(ctx.clone(), key);
+    let mut swarm = Swarm::new(ctx.clone(), key, &manifest);
     for artifact in &artifacts {
         let index = swarm.fetch_index(artifact).await?;
         let dest = release_dir(&ctx, &release).join(&artifact.name);
@@ -232,7 +235,18 @@ enum Done {
         peer: PeerId,
         answer: Result<Answer, NetError>,
     },
-    Candidates(HashSet<PeerId>),
+    /// Candidate peers, and those of them reached only through a relay.
+    Candidates(HashSet<PeerId>, HashSet<PeerId>),
+    Mirror(mirror::MirrorDone),
+}
+
+/// The peers reached only through a relay.
+fn relayed_only(links: &[(PeerId, PeerLink)]) -> HashSet<PeerId> {
+    links
+        .iter()
+        .filter(|(_, l)| *l == PeerLink::Relayed)
+        .map(|(p, _)| *p)
+        .collect()
 }
 
 /// The peers a download works with.
@@ -244,16 +258,21 @@ struct Swarm {
     /// Give up ([`DownloadError::NoProgress`]) when nothing arrives for this long; `None`:
     /// never (a release's own artifacts: every holder serves them).
     patience: Option<Duration>,
+    /// Peers reached only through a relay, as of the last candidate refresh.
+    relayed: HashSet<PeerId>,
+    mirrors: mirror::Mirrors,
 }
 
 impl Swarm {
-    fn new(ctx: Arc<Ctx>, key: RecordKey) -> Self {
+    fn new(ctx: Arc<Ctx>, key: RecordKey, manifest: &Manifest) -> Self {
         Swarm {
+            mirrors: mirror::Mirrors::new(ctx.clone(), manifest),
             ctx,
             key,
             peers: HashMap::new(),
             last_candidates: None,
             patience: None,
+            relayed: HashSet::new(),
         }
     }
 
@@ -270,8 +289,10 @@ impl Swarm {
         let key = self.key.clone();
         Some(Box::pin(async move {
             let mut all = HashSet::new();
+            let mut relayed = HashSet::new();
             if let Ok(info) = client.info().await {
                 all.extend(info.connected);
+                relayed = relayed_only(&info.links);
             }
             if let Ok(Ok(p)) =
                 tokio::time::timeout(Duration::from_secs(10), client.get_providers(key)).await
@@ -279,7 +300,7 @@ impl Swarm {
                 all.extend(p);
             }
             all.remove(&client.local_peer_id());
-            Done::Candidates(all)
+            Done::Candidates(all, relayed)
         }))
     }
 
@@ -312,6 +333,7 @@ impl Swarm {
         let max_len = u32::try_from(limit).unwrap_or(u32::MAX);
         // Connected peers first (no waiting); the DHT's providers only if they do not have it.
         if let Ok(info) = self.ctx.client.info().await {
+            self.relayed = relayed_only(&info.links);
             self.merge_candidates(info.connected.into_iter().collect());
         }
         let mut first = true;
@@ -324,8 +346,9 @@ impl Swarm {
             }
             if !first
                 && let Some(f) = self.candidates_future()
-                && let Done::Candidates(c) = f.await
+                && let Done::Candidates(c, relayed) = f.await
             {
+                self.relayed = relayed;
                 self.merge_candidates(c);
             }
             first = false;
@@ -368,6 +391,13 @@ impl Swarm {
                     }
                 }
             }
+            // No peer has it for a while: a mirror's copy of the artifact, if its chunk
+            // index computes to the manifest's.
+            if started.elapsed() >= self.ctx.config.mirrors.after
+                && let Some(index) = self.mirrors.index(artifact).await?
+            {
+                return Ok(index);
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
             self.last_candidates = None;
         }
@@ -404,6 +434,9 @@ impl Swarm {
                 ..PeerState::default()
             };
         }
+        if let Ok(info) = self.ctx.client.info().await {
+            self.relayed = relayed_only(&info.links);
+        }
         let mut held = Bitmap::new(n);
         for (i, h) in index.iter().enumerate() {
             if self.ctx.store.contains(&h) {
@@ -424,7 +457,12 @@ impl Swarm {
                 .await
                 .map_err(|e| DownloadError::Join(e.to_string()))?;
         }
-        let reused = held.count() as u64;
+        self.mirrors.begin(n);
+        let from_mirror = self.mirrors.take_whole(artifact, progress);
+        let reused = (held.count() as u64).saturating_sub(from_mirror);
+        progress
+            .chunks_held
+            .fetch_add(from_mirror, Ordering::Relaxed);
         progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
         progress.chunks_held.fetch_add(reused, Ordering::Relaxed);
         progress.chunks_reused.fetch_add(reused, Ordering::Relaxed);
@@ -476,11 +514,31 @@ impl Swarm {
                 &mut pending,
                 now,
             );
+            let usable = self.usable(now);
+            let peers = &self.peers;
+            let peer_has = |i: usize| {
+                usable.iter().any(|p| {
+                    peers
+                        .get(p)
+                        .and_then(|s| s.bitmap.as_ref())
+                        .is_some_and(|b| b.get(i))
+                })
+            };
+            for f in self
+                .mirrors
+                .schedule(artifact, index, &twins, &held, &peer_has, now)
+            {
+                pending.push(Box::pin(f.map(Done::Mirror)));
+            }
             tokio::select! {
                 Some(done) = pending.next() => match done {
-                    Done::Candidates(c) => {
+                    Done::Candidates(c, relayed) => {
                         candidates_pending = false;
+                        self.relayed = relayed;
                         self.merge_candidates(c);
+                    }
+                    Done::Mirror(d) => {
+                        self.mirrors.on_done(d, artifact, index, &twins, &mut held, progress);
                     }
                     Done::Have { peer, answer } => self.on_have(peer, answer, n),
                     Done::Chunk { peer, chunk, outcome } => {
@@ -700,9 +758,24 @@ impl Swarm {
                 {
                     info!("chunks can be stored again; the download goes on");
                 }
-                if matches!(outcome, Outcome::Stored) {
+                let relayed = self.relayed.contains(&peer);
+                // Counted once: in the end game a second copy may also arrive "stored".
+                if matches!(outcome, Outcome::Stored) && !held.get(chunk) {
                     Metrics::inc(&m.chunks_fetched);
                     Metrics::add(&m.bytes_fetched, len);
+                    let (chunks, bytes) = if relayed {
+                        (
+                            &m.download_chunks_peer_relayed,
+                            &m.download_bytes_peer_relayed,
+                        )
+                    } else {
+                        (
+                            &m.download_chunks_peer_direct,
+                            &m.download_bytes_peer_direct,
+                        )
+                    };
+                    Metrics::inc(chunks);
+                    Metrics::add(bytes, len);
                     progress.bytes_fetched.fetch_add(len, Ordering::Relaxed);
                 }
                 for &i in positions {
@@ -711,6 +784,12 @@ impl Swarm {
                         self.ctx.haves.set(&artifact.chunk_index, i);
                         progress.chunks_held.fetch_add(1, Ordering::Relaxed);
                         progress.chunks_fetched.fetch_add(1, Ordering::Relaxed);
+                        if relayed {
+                            &progress.chunks_from_peers_relayed
+                        } else {
+                            &progress.chunks_from_peers_direct
+                        }
+                        .fetch_add(1, Ordering::Relaxed);
                         progress.fetched_from(&peer.to_base58());
                     }
                 }

@@ -74,6 +74,40 @@ pub fn disk_use(layout: &Layout) -> DiskUse {
     }
 }
 
+/// How old a measure of the data directory [`DiskCache`] hands out at most.
+pub const DISK_USE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last [`disk_use`] of the data directory: `GET /v1/status`, `/metrics` and the
+/// dashboard read it instead of walking the whole directory on every call. It is measured
+/// again when older than [`DISK_USE_MAX_AGE`], or at the first call after something that
+/// changes it (a download finished or imported, an apply or rollback, a garbage collection)
+/// called [`DiskCache::invalidate`]. One walk at a time: concurrent callers wait for it.
+#[derive(Debug, Default)]
+pub struct DiskCache {
+    last: std::sync::Mutex<Option<(std::time::Instant, DiskUse)>>,
+}
+
+impl DiskCache {
+    /// The data directory's use, measured at most [`DISK_USE_MAX_AGE`] ago (blocking: call
+    /// it off the async threads).
+    pub fn get(&self, layout: &Layout) -> DiskUse {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((at, u)) if at.elapsed() < DISK_USE_MAX_AGE => u.clone(),
+            _ => {
+                let u = disk_use(layout);
+                *last = Some((std::time::Instant::now(), u.clone()));
+                u
+            }
+        }
+    }
+
+    /// Forgets the last measure: the next [`DiskCache::get`] walks the directory.
+    pub fn invalidate(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// Bytes of the files under `p`, each inode counted once.
 pub fn tree_bytes(p: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(meta) = fs::symlink_metadata(p) else {

@@ -37,8 +37,39 @@ macro_rules! counters {
 
 crate::api::for_each_counter!(counters);
 
+/// Counters shown in `/metrics` as one labelled family: (field prefix, family name, label,
+/// the family's HELP). A field `PREFIX<value>` is `upswarm_FAMILY_total{LABEL="<value>"}`.
+const FAMILIES: &[(&str, &str, &str, &str)] = &[
+    (
+        "download_bytes_",
+        "download_bytes",
+        "source",
+        "Bytes of verified chunks received, by source: peer_direct (a direct connection), peer_relayed (through a relay only), mirror (an HTTP(S) mirror).",
+    ),
+    (
+        "download_chunks_",
+        "download_chunks",
+        "source",
+        "Verified chunks received, by source: peer_direct, peer_relayed, mirror.",
+    ),
+];
+
 /// One metric in the Prometheus text format (version 0.0.4).
 fn write_metric(out: &mut String, name: &str, kind: &str, doc: &[&str], value: u64) {
+    if let Some((prefix, family, label, help)) = FAMILIES.iter().find(|(p, ..)| name.starts_with(p))
+    {
+        let full = format!("upswarm_{family}_total");
+        if !out.contains(&format!("# TYPE {full} ")) {
+            let _ = writeln!(out, "# HELP {full} {help}");
+            let _ = writeln!(out, "# TYPE {full} {kind}");
+        }
+        let _ = writeln!(
+            out,
+            "{full}{{{label}=\"{}\"}} {value}",
+            &name[prefix.len()..]
+        );
+        return;
+    }
     let full = if kind == "counter" {
         format!("upswarm_{name}_total")
     } else {
@@ -89,6 +120,11 @@ pub struct DownloadProgress {
     pub chunks_reused: AtomicU64,
     pub bytes_fetched: AtomicU64,
     pub bad_chunks: AtomicU64,
+    pub chunks_from_peers_direct: AtomicU64,
+    pub chunks_from_peers_relayed: AtomicU64,
+    pub chunks_from_mirrors: AtomicU64,
+    pub bytes_from_mirrors: AtomicU64,
+    pub mirror_faults: AtomicU64,
     /// Chunks fetched per peer id (base58).
     pub from_peers: Mutex<BTreeMap<String, u64>>,
     /// Why verified chunks cannot be stored right now (a full disk), if they cannot.
@@ -107,6 +143,11 @@ impl DownloadProgress {
             chunks_reused: self.chunks_reused.load(Ordering::Relaxed),
             bytes_fetched: self.bytes_fetched.load(Ordering::Relaxed),
             bad_chunks: self.bad_chunks.load(Ordering::Relaxed),
+            chunks_from_peers_direct: self.chunks_from_peers_direct.load(Ordering::Relaxed),
+            chunks_from_peers_relayed: self.chunks_from_peers_relayed.load(Ordering::Relaxed),
+            chunks_from_mirrors: self.chunks_from_mirrors.load(Ordering::Relaxed),
+            bytes_from_mirrors: self.bytes_from_mirrors.load(Ordering::Relaxed),
+            mirror_faults: self.mirror_faults.load(Ordering::Relaxed),
             from_peers: self
                 .from_peers
                 .lock()
@@ -122,5 +163,57 @@ impl DownloadProgress {
         if let Ok(mut m) = self.from_peers.lock() {
             *m.entry(peer.to_string()).or_default() += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of every metric `/metrics` has.
+    fn names() -> Vec<String> {
+        Metrics::default()
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The operator guide's metrics table names every metric (in backquotes).
+    #[test]
+    fn the_operator_guide_documents_every_metric() {
+        let guide = include_str!("../../../docs/operator-guide.md");
+        let table = guide
+            .split("## Metrics and logs")
+            .nth(1)
+            .expect("a \"Metrics and logs\" section");
+        let missing: Vec<String> = names()
+            .into_iter()
+            .filter(|n| !table.contains(&format!("`{n}`")))
+            .collect();
+        assert!(missing.is_empty(), "undocumented metrics: {missing:?}");
+    }
+
+    /// The Grafana dashboard uses only metrics that exist.
+    #[test]
+    fn the_grafana_dashboard_uses_real_metrics() {
+        let json = include_str!("../../../deploy/grafana/upswarm-fleet.json");
+        let _: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+        let known = names();
+        let mut used = Vec::new();
+        let mut rest = json;
+        while let Some(i) = rest.find("upswarm_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.push(name);
+        }
+        assert!(used.len() > 10, "{used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(n)).collect();
+        assert!(unknown.is_empty(), "not metrics of the daemon: {unknown:?}");
     }
 }

@@ -16,6 +16,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod core;
+pub mod dashboard;
 mod fetcher;
 pub mod gc;
 pub mod metrics;
@@ -66,6 +67,8 @@ pub struct Ctx {
     pub upload_limit: RateLimit,
     /// The node's identity key (also its libp2p identity).
     pub node_key: SecretKey,
+    /// The last measure of the data directory's size (see `gc::DiskCache`).
+    pub disk: gc::DiskCache,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -183,6 +186,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         peers,
         haves: Haves::default(),
         signed: signed_store,
+        disk: Default::default(),
         node_key,
     });
 

@@ -48,6 +48,21 @@ pub struct StateDb {
 }
 
 impl StateDb {
+    /// Writes everything to disk, and returns once it is there. Called from async code (the
+    /// core's task): on a multi-threaded runtime the wait happens outside the runtime's
+    /// worker set (`block_in_place`), so the network and API tasks keep running during the
+    /// fsync; the caller itself waits, which is the point — what it does next relies on the
+    /// data being durable.
+    pub fn flush_durably(&self) -> Result<(), StoreError> {
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi {
+            tokio::task::block_in_place(|| self.db.flush())
+        } else {
+            self.db.flush()
+        }
+    }
+
     pub fn open(db: Db) -> Result<Self, StoreError> {
         Ok(StateDb {
             releases: db.tree("releases")?,

@@ -477,6 +477,34 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
         }
     }
 
+    let m = &c.mirrors;
+    if m.urls.len() > upswarm_proto::manifest::MAX_MIRRORS {
+        p.add(
+            "mirrors.urls",
+            format!(
+                "{} mirrors, more than the limit of {}",
+                m.urls.len(),
+                upswarm_proto::manifest::MAX_MIRRORS
+            ),
+        );
+    }
+    for (i, u) in m.urls.iter().enumerate() {
+        if let Err(e) = upswarm_proto::manifest::check_mirror_url(u) {
+            p.add(format!("mirrors.urls[{i}]"), format!("{}: {e}", quote(u)));
+        } else if m.urls[..i].contains(u) {
+            p.add(
+                format!("mirrors.urls[{i}]"),
+                format!("{} is listed twice", quote(u)),
+            );
+        }
+    }
+    p.duration("mirrors.after", m.after, Duration::ZERO, DAY);
+    if m.max_in_flight == 0 || m.max_in_flight > 64 {
+        p.add("mirrors.max_in_flight", "must be between 1 and 64");
+    }
+    p.duration("mirrors.backoff", m.backoff, SEC, DAY);
+    p.duration("mirrors.timeout", m.timeout, SEC, HOUR);
+
     if p.0.is_empty() {
         Ok(())
     } else {
@@ -732,6 +760,24 @@ mod tests {
         assert_eq!(
             fields("[webhooks]\nurls = [\"ftp://x/y\"]\nevents = [\"applied\", \"exploded\"]\n"),
             ["webhooks.urls[0]", "webhooks.events[1]"]
+        );
+        assert_eq!(
+            fields(
+                "[mirrors]\nurls = [\"ftp://m/x\", \"https://m/r/\", \"https://m/r\", \"https://m/r\"]\n\
+                 after = \"2d\"\nmax_in_flight = 0\nbackoff = \"0s\"\ntimeout = \"0s\"\n"
+            ),
+            [
+                "mirrors.urls[0]",
+                "mirrors.urls[1]",
+                "mirrors.urls[3]",
+                "mirrors.after",
+                "mirrors.max_in_flight",
+                "mirrors.backoff",
+                "mirrors.timeout"
+            ]
+        );
+        assert!(
+            problems("[mirrors]\nurls = [\"https://m.example/r\"]\nafter = \"0s\"\n").is_empty()
         );
         assert_eq!(
             fields("[managed]\ncommand = \"app\"\nstop_signal = \"SIGFOO\"\n"),

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::api::{
-    FLEET_CAP, FLEET_STATES, FleetNode, FleetQuery, FleetRollout, FleetView, ReadyCheck, ReadyView,
-    VersionCount,
+    COVERAGE_HISTORY_CAP, CoverageSample, FLEET_CAP, FLEET_STATES, FleetNode, FleetQuery,
+    FleetRollout, FleetView, ReadyCheck, ReadyView, VersionCount,
 };
 
 impl Core {
@@ -27,12 +27,10 @@ impl Core {
         let current = self.followed_newest_first().into_iter().next();
         let cohorts = current.map(|(id, k)| (id, self.book.cohorts(id, &k.verified.manifest)));
         let spread = self.ctx.config.rollout.spread;
-        let mut coverage: std::collections::BTreeMap<semver::Version, usize> = Default::default();
         let mut nodes = Vec::new();
         let mut known = 0;
         for (node, e) in self.book.fleet() {
             known += 1;
-            *coverage.entry(e.running.clone()).or_default() += 1;
             if q.version.as_ref().is_some_and(|v| *v != e.running)
                 || q.state.as_deref().is_some_and(|s| s != e.status.as_str())
                 || release_filter
@@ -57,16 +55,6 @@ impl Core {
             });
         }
         nodes.sort_by(|a, b| (a.position, &a.node_id).cmp(&(b.position, &b.node_id)));
-        let mut coverage: Vec<VersionCount> = coverage
-            .into_iter()
-            .rev()
-            .map(|(v, n)| VersionCount {
-                version: v.to_string(),
-                nodes: n,
-            })
-            .collect();
-        // The most common first; among equals, the newest first (the order above).
-        coverage.sort_by_key(|c| std::cmp::Reverse(c.nodes));
         Ok(FleetView {
             node_id: self.ctx.node_key.key_id().to_hex(),
             nodes_known: known,
@@ -76,9 +64,51 @@ impl Core {
                 name: k.verified.manifest.name.clone(),
                 version: k.verified.manifest.version.to_string(),
             }),
-            coverage,
+            coverage: self.coverage(),
             nodes,
+            history: self.coverage_history.iter().cloned().collect(),
         })
+    }
+
+    /// How many known nodes run each version: the most common first, among equals the
+    /// newest first.
+    fn coverage(&self) -> Vec<VersionCount> {
+        let mut by_version: std::collections::BTreeMap<&semver::Version, usize> =
+            Default::default();
+        for (_, e) in self.book.fleet() {
+            *by_version.entry(&e.running).or_default() += 1;
+        }
+        let mut coverage: Vec<VersionCount> = by_version
+            .into_iter()
+            .rev()
+            .map(|(v, n)| VersionCount {
+                version: v.to_string(),
+                nodes: n,
+            })
+            .collect();
+        coverage.sort_by_key(|c| std::cmp::Reverse(c.nodes));
+        coverage
+    }
+
+    /// Adds a sample to the coverage history when the coverage changed since the last one
+    /// (every [`crate::api::COVERAGE_SAMPLE_SECS`]); at most [`COVERAGE_HISTORY_CAP`] kept.
+    pub(super) fn sample_coverage(&mut self) {
+        let versions = self.coverage();
+        if versions.is_empty()
+            || self
+                .coverage_history
+                .back()
+                .is_some_and(|s| s.versions == versions)
+        {
+            return;
+        }
+        if self.coverage_history.len() >= COVERAGE_HISTORY_CAP {
+            self.coverage_history.pop_front();
+        }
+        self.coverage_history.push_back(CoverageSample {
+            at: unix_now(),
+            versions,
+        });
     }
 
     /// The releases `--release` names: an id or a prefix of one (8 to 64 hex digits), or a

@@ -29,100 +29,60 @@ impl Core {
         policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now).err()
     }
 
-    /// Validates a signed health report or control message (from gossip, a peer's resync
-    /// answer or the API), stores it and adds it to the rollout book.
-    pub(super) fn on_signed(&mut self, kind: SignedKind, bytes: &[u8]) -> MessageAcceptance {
+    /// Validates a signed health report, control message, trust root, proposal or vote
+    /// (from gossip, a peer's resync answer or the API; see [`super::judge::judge_signed`]),
+    /// takes it into the books and stores it. `Accept`: new here, to be spread; `Ignore`:
+    /// valid but nothing to spread.
+    pub(super) fn on_signed(
+        &mut self,
+        kind: SignedKind,
+        bytes: &[u8],
+    ) -> Result<MessageAcceptance, Rejected> {
         let time = self.time();
-        let verdict = match kind {
-            SignedKind::Health => match verify_health(bytes, time) {
-                Err(e) => Err(e),
-                Ok((_, r)) if !self.releases.contains_key(&r.release) => {
-                    // About a release we do not know (yet): cannot judge it, do not spread it.
-                    let _ = r;
-                    Ok(None)
-                }
-                Ok((_, r)) => {
-                    self.book.add_health(&r);
-                    Ok(Some(r.release))
-                }
+        let releases = &self.releases;
+        let judged = super::judge::judge_signed(
+            super::judge::Books {
+                chain: &mut self.chain,
+                rollout: &mut self.book,
+                voting: &mut self.voting,
             },
-            SignedKind::Control => match verify_control(self.chain.current().root(), bytes, time) {
-                Err(e) => Err(e),
-                Ok((_, m)) => {
-                    info!(release = %m.release, action = m.action.name(), "control message accepted");
-                    self.book.add_control(&m);
-                    Ok(Some(m.release))
+            |id| releases.contains_key(id),
+            kind,
+            bytes,
+            time,
+        );
+        Ok(match judged? {
+            super::judge::Judged::Accept { about, durable } => {
+                if !self.ctx.signed.insert(kind, about, bytes) {
+                    return Ok(MessageAcceptance::Ignore);
                 }
-            },
-            SignedKind::Root => match SignedEnvelope::decode::<upswarm_proto::TrustRoot>(bytes) {
-                Err(e) => Err(e.to_string()),
-                Ok(env) => match env.open::<upswarm_proto::TrustRoot>() {
-                    Err(e) => Err(e.to_string()),
-                    Ok(r) if r.version <= self.chain.current().version() => Ok(None),
-                    Ok(_) => match self.chain.advance(&env) {
-                        Ok(v) => {
-                            info!(version = v.version(), "trust root rotated");
-                            Ok(Some(ALL_PROPOSALS))
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
-                },
-            },
-            SignedKind::Proposal => {
-                let root = self.chain.current().root().clone();
-                match SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(env) => self
-                        .voting
-                        .add_proposal(&root, &env)
-                        .map(|_| Some(ALL_PROPOSALS)),
+                // A rotation, a control message (a yank, a halt) or a proposal changes what
+                // this node does: on disk before it is acted on or passed on, so a crash
+                // cannot undo it. (Health reports and votes are many, and peers hand them
+                // over again.)
+                if durable && let Err(e) = self.ctx.state.flush_durably() {
+                    warn!(
+                        ?kind,
+                        "cannot flush an accepted signed message to disk: {e}"
+                    );
                 }
+                MessageAcceptance::Accept
             }
-            SignedKind::Vote => {
-                let root = self.chain.current().root().clone();
-                match SignedEnvelope::decode::<upswarm_proto::Vote>(bytes) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(env) => match self.voting.add_vote(&root, &env, time) {
-                        Err(e) => Err(e),
-                        Ok((proposal, true)) => Ok(Some(proposal)),
-                        Ok((proposal, false)) => {
-                            // Keep it for when the proposal arrives, but do not spread it yet.
-                            self.ctx.signed.insert(SignedKind::Vote, proposal, bytes);
-                            Ok(None)
-                        }
-                    },
-                }
+            super::judge::Judged::Keep { about } => {
+                // Kept for when its proposal arrives, but not spread yet.
+                self.ctx.signed.insert(kind, about, bytes);
+                MessageAcceptance::Ignore
             }
-        };
-        match verdict {
-            Ok(Some(about)) => {
-                if self.ctx.signed.insert(kind, about, bytes) {
-                    // A rotation, a control message (a yank, a halt) or a proposal changes
-                    // what this node does: on disk before it is acted on or passed on, so a
-                    // crash cannot undo it. (Health reports and votes are many, and peers
-                    // hand them over again.)
-                    if matches!(
-                        kind,
-                        SignedKind::Root | SignedKind::Control | SignedKind::Proposal
-                    ) && let Err(e) = self.ctx.state.db.flush()
-                    {
-                        warn!(
-                            ?kind,
-                            "cannot flush an accepted signed message to disk: {e}"
-                        );
-                    }
-                    MessageAcceptance::Accept
-                } else {
-                    MessageAcceptance::Ignore
-                }
-            }
-            Ok(None) => MessageAcceptance::Ignore,
-            Err(e) => {
-                debug!(?kind, "rejected a signed message: {e}");
-                self.last_rejection = Some(e);
-                MessageAcceptance::Reject
-            }
-        }
+            super::judge::Judged::Ignore => MessageAcceptance::Ignore,
+        })
+    }
+
+    /// [`Self::on_signed`] for gossip: a rejection is logged and penalises the sender.
+    pub(super) fn acceptance(&mut self, kind: SignedKind, bytes: &[u8]) -> MessageAcceptance {
+        self.on_signed(kind, bytes).unwrap_or_else(|e| {
+            debug!(?kind, "rejected a signed message: {e}");
+            MessageAcceptance::Reject
+        })
     }
 
     /// Signs, stores and gossips this node's health report about `release`.
@@ -156,6 +116,8 @@ impl Core {
     /// Reports what the apply actor did: health reports for the rollout (installing,
     /// healthy, rolled back) and webhooks, for automatic and manual transitions alike.
     pub(super) fn on_apply_event(&mut self, ev: ApplyEvent) {
+        // An apply or rollback adds versions and backups: disk use is measured again.
+        self.ctx.disk.invalidate();
         match ev {
             ApplyEvent::Started {
                 kind: Kind::Apply,
@@ -303,7 +265,7 @@ impl Core {
     /// Rebuilds the rollout book from stored signed messages (after a restart).
     pub(super) fn load_signed(&mut self) {
         for (kind, _, bytes) in self.ctx.signed.all() {
-            let _ = self.on_signed(kind, &bytes);
+            let _ = self.acceptance(kind, &bytes);
         }
         // A node that installs releases takes its place in every release's install order;
         // one that manages no program (a publisher, a seed) never fills it, so it does not.
@@ -371,6 +333,19 @@ impl Core {
                 .ok_or_else(|| format!("no known release {v} followed by this node"))?,
             None => list.into_iter().next().ok_or("no release known yet")?,
         };
+        Ok(self.explain_release(id, k))
+    }
+
+    /// `explain` of each followed release, newest first, at most `most` (the dashboard).
+    pub(super) fn rollouts(&self, most: usize) -> Vec<ExplainView> {
+        self.followed_newest_first()
+            .into_iter()
+            .take(most)
+            .map(|(id, k)| self.explain_release(id, k))
+            .collect()
+    }
+
+    fn explain_release(&self, id: &Hash32, k: &Known) -> ExplainView {
         let m = &k.verified.manifest;
         let me = self.ctx.node_key.key_id();
         let (hold, verdict) = match &self.apply {
@@ -412,7 +387,7 @@ impl Core {
                 (hold, verdict)
             }
         };
-        Ok(ExplainView {
+        ExplainView {
             release: id.to_hex(),
             name: m.name.clone(),
             version: m.version.to_string(),
@@ -428,12 +403,9 @@ impl Core {
             hold,
             verdict,
             download: k.stored.download.clone(),
+            progress: self.downloads.get(id).map(|(p, _)| p.view()),
             known_nodes: self.book.known_nodes(),
-            forms: self
-                .downloads
-                .get(id)
-                .map(|(p, _)| p.view().forms)
-                .unwrap_or_default(),
-        })
+            changelog: m.changelog.clone(),
+        }
     }
 }

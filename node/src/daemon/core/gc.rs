@@ -245,8 +245,11 @@ impl Core {
         report.bytes = report.releases.iter().map(|r| r.bytes).sum::<u64>()
             + report.chunk_bytes
             + report.backup_bytes;
+        if !dry_run {
+            self.ctx.disk.invalidate();
+        }
         if !dry_run && (report.bytes > 0 || report.signed > 0) {
-            let _ = self.ctx.state.db.flush();
+            let _ = self.ctx.state.flush_durably();
             info!(
                 releases = report.releases.len(),
                 chunks = report.chunks,

@@ -5,11 +5,14 @@ mod apply;
 mod fleet;
 mod gates;
 mod gc;
+mod judge;
 mod votes;
 mod webhooks;
 
 pub use apply::ResolveError;
 pub use gates::ExplainView;
+pub use judge::Rejected;
+pub use votes::VoteError;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,19 +26,16 @@ use upswarm_content::{ChunkStore, assemble, load_index, peek_index};
 use upswarm_net::{Event, MessageAcceptance, Record, Topic};
 use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
-use upswarm_trust::{
-    RootChain, TimeCheck, VerifiedManifest, unix_now, verify_manifest, verify_manifest_signatures,
-};
+use upswarm_trust::{RootChain, TimeCheck, VerifiedManifest, unix_now, verify_manifest_signatures};
 
 use super::Ctx;
-use super::admission::Staleness;
 use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
 use super::apply::{
     ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
 };
 use super::fetcher::{self, release_dir, wanted_artifacts};
 use super::metrics::{DownloadProgress, Metrics};
-use super::rollout::{RolloutBook, verify_control, verify_health};
+use super::rollout::RolloutBook;
 use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
 pub use crate::api::{CheckItem, ManagedView, ReachabilityView, ReleaseView, StatusView};
@@ -96,37 +96,43 @@ pub enum CoreMsg {
         version: Option<semver::Version>,
         reply: oneshot::Sender<Result<ExplainView, String>>,
     },
+    /// The dashboard: `upswarm explain` of each followed release, newest first (at most
+    /// the given number).
+    Rollouts {
+        most: usize,
+        reply: oneshot::Sender<Vec<ExplainView>>,
+    },
     /// `GET /v1/activations`.
     Activations(oneshot::Sender<Vec<ActivationView>>),
     /// `upswarm vote PROPOSAL [--withhold | --allow]`.
     Vote {
         proposal: Hash32,
         withhold: Option<bool>,
-        reply: oneshot::Sender<Result<ActivationView, String>>,
+        reply: oneshot::Sender<Result<ActivationView, VoteError>>,
     },
     /// A newer trust root handed over by an operator: verify as a rotation, store, gossip.
     Root {
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, SignedError>>,
     },
     /// A signed protocol proposal handed over by a signer: validate, store, gossip.
     Proposal {
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, SignedError>>,
     },
     /// `upswarm control …` through this node: validate, store, gossip.
     Control {
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), SignedError>>,
     },
     Publish {
         dir: PathBuf,
-        reply: oneshot::Sender<Result<ReleaseView, String>>,
+        reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     },
     Imported {
         id: Hash32,
         result: Result<(), String>,
-        reply: oneshot::Sender<Result<ReleaseView, String>>,
+        reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     },
     DownloadDone {
         id: Hash32,
@@ -151,7 +157,7 @@ pub enum CoreMsg {
     },
 }
 
-/// The verdict on a manifest heard of.
+/// The verdict on a manifest heard of, once the actor has acted on it.
 #[derive(Debug)]
 enum Verdict {
     Accept(Hash32),
@@ -159,7 +165,33 @@ enum Verdict {
     /// Valid, but not news: another release of the same version is known. Dropped without
     /// penalty (see `admission`, rule 3).
     Superseded(String),
-    Reject(String),
+    Reject(Rejected),
+}
+
+/// Why `upswarm release publish` did not publish.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The release directory's manifest cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("{}: refused: {why}", path.display())]
+    Refused { path: PathBuf, why: Rejected },
+    /// Valid, but another release of its version is known: nothing to publish.
+    #[error("{}: refused: {why}", path.display())]
+    Superseded { path: PathBuf, why: String },
+    /// The release directory's chunks do not match the manifest, or cannot be stored.
+    #[error("{0}")]
+    Import(String),
+}
+
+/// Why a signed message handed over through the API was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedError {
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// A trust root not newer than the current one: nothing to do.
+    #[error("not newer than the current trust root (version {current}); nothing to do")]
+    NotNewer { current: u64 },
 }
 
 struct Known {
@@ -182,8 +214,6 @@ pub struct Core {
     apply: Option<ApplyHandle>,
     apply_events: Option<mpsc::Receiver<ApplyEvent>>,
     book: RolloutBook,
-    /// Why the last signed message was rejected (for API callers).
-    last_rejection: Option<String>,
     voting: VotingBook,
     voter_key: Option<upswarm_trust::SecretKey>,
     withheld: BTreeSet<Hash32>,
@@ -199,6 +229,8 @@ pub struct Core {
     yanks_reported: BTreeSet<Hash32>,
     /// Running downloads announced as blocked (`download_blocked` webhook sent).
     blocked_announced: BTreeSet<Hash32>,
+    /// The fleet's coverage over time (see `crate::api::CoverageSample`).
+    coverage_history: std::collections::VecDeque<crate::api::CoverageSample>,
 }
 
 impl std::fmt::Debug for Core {
@@ -223,7 +255,6 @@ impl Core {
             apply,
             apply_events,
             book: RolloutBook::default(),
-            last_rejection: None,
             voting: VotingBook::default(),
             voter_key: None,
             withheld: BTreeSet::new(),
@@ -234,6 +265,7 @@ impl Core {
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             blocked_announced: BTreeSet::new(),
+            coverage_history: Default::default(),
             ctx,
             chain,
             releases: HashMap::new(),
@@ -315,6 +347,8 @@ impl Core {
         let gc_every = period(self.ctx.config.retention.interval);
         let mut gc_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
+        let mut coverage_tick =
+            tokio::time::interval(Duration::from_secs(crate::api::COVERAGE_SAMPLE_SECS));
         // The first DHT look-up once the node has had a moment to connect.
         dht.reset_after(Duration::from_secs(1));
         let mut stopped = None;
@@ -342,6 +376,7 @@ impl Core {
                 }
                 _ = resync_tick.tick() => self.resync(),
                 _ = blocked_tick.tick() => self.retry_blocked(),
+                _ = coverage_tick.tick() => self.sample_coverage(),
                 _ = gc_tick.tick() => {
                     let r = self.gc(false).await;
                     if let Some(why) = r.skipped {
@@ -355,7 +390,7 @@ impl Core {
             let held = progress.view().chunks_held;
             info!(release = %id, chunks_held = held, "download stopped by shutdown; it resumes at the next start");
         }
-        if let Err(e) = self.ctx.state.db.flush() {
+        if let Err(e) = self.ctx.state.flush_durably() {
             warn!("flushing the state at shutdown: {e}");
         }
         info!("core stopped");
@@ -381,11 +416,11 @@ impl Core {
                             MessageAcceptance::Reject
                         }
                     },
-                    Topic::Health => self.on_signed(SignedKind::Health, &data),
-                    Topic::Control => self.on_signed(SignedKind::Control, &data),
-                    Topic::Votes => self.on_signed(SignedKind::Vote, &data),
-                    Topic::Proposals => self.on_signed(SignedKind::Proposal, &data),
-                    Topic::Roots => self.on_signed(SignedKind::Root, &data),
+                    Topic::Health => self.acceptance(SignedKind::Health, &data),
+                    Topic::Control => self.acceptance(SignedKind::Control, &data),
+                    Topic::Votes => self.acceptance(SignedKind::Vote, &data),
+                    Topic::Proposals => self.acceptance(SignedKind::Proposal, &data),
+                    Topic::Roots => self.acceptance(SignedKind::Root, &data),
                 };
                 if acceptance == MessageAcceptance::Reject {
                     info!(peer = %source, ?topic, "rejected a gossiped message");
@@ -492,45 +527,28 @@ impl Core {
         });
     }
 
-    /// Decides on a manifest: verify against the current root, drop duplicates, refuse
-    /// anything not newer than what we know for its product and channel.
+    /// Decides on a manifest (see [`judge::judge_manifest`]) and admits it when new.
     fn consider(&mut self, bytes: &[u8], source: Source) -> Verdict {
-        let env = match SignedEnvelope::decode::<Manifest>(bytes) {
-            Ok(e) => e,
-            Err(e) => return Verdict::Reject(e.to_string()),
-        };
-        let id = env.payload_hash();
-        if self.releases.contains_key(&id) {
-            return Verdict::Duplicate(id);
+        let time = self.time();
+        let releases = &self.releases;
+        match judge::judge_manifest(
+            &self.chain,
+            |id| releases.contains_key(id),
+            releases.values().map(|k| &k.verified.manifest),
+            bytes,
+            time,
+        ) {
+            judge::ManifestVerdict::Accept(v) => Verdict::Accept(self.admit(*v, source)),
+            judge::ManifestVerdict::Duplicate(id) => Verdict::Duplicate(id),
+            judge::ManifestVerdict::Superseded(why) => Verdict::Superseded(why),
+            judge::ManifestVerdict::Reject(e) => Verdict::Reject(e),
         }
-        let verified = match verify_manifest(self.chain.current().root(), &env, self.time()) {
-            Ok(v) => v,
-            Err(e) => return Verdict::Reject(e.to_string()),
-        };
-        self.admit(verified, source)
     }
 
-    fn admit(&mut self, verified: VerifiedManifest, source: Source) -> Verdict {
+    /// Stores a release judged new, starts its download when followed.
+    fn admit(&mut self, verified: VerifiedManifest, source: Source) -> Hash32 {
         let id = verified.release_id;
         let m = &verified.manifest;
-        let known = self.releases.values().map(|k| &k.verified.manifest);
-        match super::admission::staleness(m, known) {
-            Staleness::Fresh => {}
-            Staleness::Older { newest } => {
-                return Verdict::Reject(format!(
-                    "stale: {} {} is not newer than {newest} already known on channel {} for \
-                     its platforms",
-                    m.name, m.version, m.channel
-                ));
-            }
-            Staleness::SameVersion { newest } => {
-                return Verdict::Superseded(format!(
-                    "{} {} has the version of another release ({newest}) already known on \
-                     channel {} for its platforms",
-                    m.name, m.version, m.channel
-                ));
-            }
-        }
         info!(release = %id, name = %m.name, version = %m.version, channel = %m.channel, ?source, "new release");
         let followed = self.follows(m);
         let stored = StoredRelease {
@@ -554,7 +572,7 @@ impl Core {
             let details = serde_json::json!({ "release": id.to_hex(), "name": m.name, "version": m.version.to_string(), "update_type": m.update_type.to_string() });
             self.webhook("update_available", details);
         }
-        Verdict::Accept(id)
+        id
     }
 
     /// Gossips `bytes` on `topic` in the background; a failure is only logged (`what` names
@@ -566,13 +584,6 @@ impl Core {
                 debug!("gossip publish of {what}: {e} (peers will pull it)");
             }
         });
-    }
-
-    /// Why the last signed message was rejected.
-    fn take_rejection(&mut self) -> String {
-        self.last_rejection
-            .take()
-            .unwrap_or_else(|| "invalid".into())
     }
 
     /// Releases of the followed products and channels, newest first.
@@ -613,7 +624,7 @@ impl Core {
         if let Err(e) = self.ctx.state.releases.put(id.as_bytes(), stored) {
             warn!(release = %id, "cannot persist release state: {e}");
         }
-        let _ = self.ctx.state.db.flush();
+        let _ = self.ctx.state.flush_durably();
     }
 
     fn start_download(&mut self, id: Hash32) {
@@ -680,6 +691,11 @@ impl Core {
     }
 
     async fn on_msg(&mut self, msg: CoreMsg) {
+        // What changes the data directory's size measures it again at the next status call
+        // or scrape (see `gc::DiskCache`; garbage collection does the same).
+        if matches!(msg, CoreMsg::DownloadDone { .. } | CoreMsg::Imported { .. }) {
+            self.ctx.disk.invalidate();
+        }
         match msg {
             // Handled by `run`, which ends the loop.
             CoreMsg::Shutdown(reply) => {
@@ -695,11 +711,12 @@ impl Core {
                         self.set_download(id, DownloadState::Complete { at: unix_now() });
                         self.seed(id).await;
                         self.announce(id).await;
-                        self.view(&id).ok_or_else(|| "release vanished".to_string())
+                        self.view(&id)
+                            .ok_or_else(|| PublishError::Import("release vanished".into()))
                     }
                     Err(e) => {
                         self.set_download(id, DownloadState::Failed { reason: e.clone() });
-                        Err(e)
+                        Err(PublishError::Import(e))
                     }
                 };
                 let _ = reply.send(outcome);
@@ -752,23 +769,25 @@ impl Core {
             }
             CoreMsg::Resynced { kind, envelopes } => {
                 for e in envelopes {
-                    let _ = self.on_signed(kind, &e);
+                    let _ = self.acceptance(kind, &e);
                 }
             }
             CoreMsg::Explain { version, reply } => {
                 let _ = reply.send(self.explain(version));
             }
+            CoreMsg::Rollouts { most, reply } => {
+                let _ = reply.send(self.rollouts(most));
+            }
             CoreMsg::Root { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Root, &bytes) {
-                    MessageAcceptance::Reject => Err(self.take_rejection()),
-                    MessageAcceptance::Ignore => Err(format!(
-                        "not newer than the current trust root (version {}); nothing to do",
-                        self.chain.current().version()
-                    )),
-                    MessageAcceptance::Accept => {
+                    Err(e) => Err(e.into()),
+                    Ok(MessageAcceptance::Accept) => {
                         self.gossip(Topic::Roots, bytes, "the trust root");
                         Ok(self.chain.current().version())
                     }
+                    Ok(_) => Err(SignedError::NotNewer {
+                        current: self.chain.current().version(),
+                    }),
                 };
                 let _ = reply.send(r);
             }
@@ -785,8 +804,8 @@ impl Core {
             }
             CoreMsg::Proposal { bytes, reply } => {
                 let r = match self.on_signed(SignedKind::Proposal, &bytes) {
-                    MessageAcceptance::Reject => Err(self.take_rejection()),
-                    _ => Ok(Hash32::of(
+                    Err(e) => Err(SignedError::from(e)),
+                    Ok(_) => Ok(Hash32::of(
                         &SignedEnvelope::decode::<upswarm_proto::Proposal>(&bytes)
                             .map(|e| e.payload)
                             .unwrap_or_default(),
@@ -800,10 +819,10 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreMsg::Control { bytes, reply } => {
-                let r = match self.on_signed(SignedKind::Control, &bytes) {
-                    MessageAcceptance::Reject => Err(self.take_rejection()),
-                    _ => Ok(()),
-                };
+                let r = self
+                    .on_signed(SignedKind::Control, &bytes)
+                    .map(|_| ())
+                    .map_err(SignedError::from);
                 if r.is_ok() {
                     self.gossip(Topic::Control, bytes, "the control message");
                 }
@@ -950,21 +969,24 @@ impl Core {
         });
     }
 
-    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, String>>) {
-        let manifest_path = dir.join(crate::layout::MANIFEST_FILE);
-        let bytes =
-            match crate::files::read_limited(&manifest_path, Manifest::WHAT, Manifest::MAX_BYTES) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = reply.send(Err(format!("{e:#}")));
-                    return;
-                }
-            };
+    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, PublishError>>) {
+        let path = dir.join(crate::layout::MANIFEST_FILE);
+        let bytes = match crate::files::read_limited(&path, Manifest::WHAT, Manifest::MAX_BYTES) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = reply.send(Err(PublishError::Unreadable(format!("{e:#}"))));
+                return;
+            }
+        };
         let id = match self.consider(&bytes, Source::Publish) {
             Verdict::Accept(id) => id,
             Verdict::Duplicate(id) => id,
-            Verdict::Reject(why) | Verdict::Superseded(why) => {
-                let _ = reply.send(Err(format!("{}: refused: {why}", manifest_path.display())));
+            Verdict::Reject(why) => {
+                let _ = reply.send(Err(PublishError::Refused { path, why }));
+                return;
+            }
+            Verdict::Superseded(why) => {
+                let _ = reply.send(Err(PublishError::Superseded { path, why }));
                 return;
             }
         };
@@ -1025,7 +1047,7 @@ impl Core {
         });
         let ctx = self.ctx.clone();
         let disk = tokio::task::spawn_blocking(move || {
-            let disk = crate::daemon::gc::disk_use(&ctx.layout);
+            let disk = ctx.disk.get(&ctx.layout);
             ctx.metrics.record_disk(disk.total, &ctx.layout.root);
             disk
         })

@@ -80,7 +80,7 @@ impl Core {
             for id in to_sign {
                 let env = upswarm_activation::sign_vote(&key, id, now);
                 let bytes = env.encode();
-                if self.on_signed(SignedKind::Vote, &bytes) != MessageAcceptance::Reject {
+                if self.on_signed(SignedKind::Vote, &bytes).is_ok() {
                     info!(proposal = %id, "voted READY");
                     self.gossip(Topic::Votes, bytes, "a vote");
                 }
@@ -135,11 +135,9 @@ impl Core {
         &mut self,
         proposal: Hash32,
         withhold: Option<bool>,
-    ) -> Result<ActivationView, String> {
+    ) -> Result<ActivationView, VoteError> {
         if self.voting.proposal(&proposal).is_none() {
-            return Err(format!(
-                "unknown proposal {proposal}; see `upswarm activations`"
-            ));
+            return Err(VoteError::UnknownProposal(proposal));
         }
         if let Some(w) = withhold {
             if w {
@@ -151,16 +149,27 @@ impl Core {
                 .state
                 .withheld
                 .put(proposal.as_bytes(), &w)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| VoteError::Store(e.to_string()))?;
         }
         if self.voter_key.is_none() && withhold != Some(true) {
-            return Err("this node has no voter key (voting.voter_key)".into());
+            return Err(VoteError::NoVoterKey);
         }
         self.voting_tick();
         self.activations
             .iter()
             .find(|v| v.proposal == proposal.to_hex())
             .cloned()
-            .ok_or_else(|| "proposal vanished".to_string())
+            .ok_or(VoteError::UnknownProposal(proposal))
     }
+}
+
+/// Why `upswarm vote` changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum VoteError {
+    #[error("unknown proposal {0}; see `upswarm activations`")]
+    UnknownProposal(Hash32),
+    #[error("this node has no voter key (voting.voter_key)")]
+    NoVoterKey,
+    #[error("cannot record the choice in the state store: {0}")]
+    Store(String),
 }
