@@ -13,6 +13,7 @@ mod cli_signing;
 mod cosmovisor;
 mod crash;
 mod dashboard;
+mod delta;
 mod disk;
 mod evil_peer;
 mod fleet;

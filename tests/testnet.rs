@@ -68,6 +68,14 @@ fn after_a_successful_scenario_nothing_it_started_is_left_running() {
     let (code, out) = finish(child, Duration::from_secs(600));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("OK: all 2 nodes run 1.1.0"), "{out}");
+    // The demo program goes out compressed (and 1.1.0 as deltas): bytes saved, shown.
+    let saved: u64 = out
+        .split("compressed and delta forms saved ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes-saved line: {out}"));
+    assert!(saved > 0, "{out}");
     assert_nothing_left(tmp.path(), &out);
 }
 

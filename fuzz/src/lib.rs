@@ -165,6 +165,7 @@ pub fn message<M: Message + PartialEq + Debug + 'static>(data: &[u8]) {
 
 fn message_checks<M: Message + PartialEq + Debug + 'static>(m: &M, data: &[u8]) {
     assert_canonical(M::WHAT, data);
+    // Readers accept every version from the oldest still read (manifests: 1 and 2).
     assert!((M::OLDEST_VERSION..=M::VERSION).contains(&m.version_field()));
     if let Err(e) = m.validate() {
         panic!("{}: accepted but validate() now fails: {e}", M::WHAT);
@@ -237,6 +238,28 @@ pub fn chunk_index(data: &[u8]) {
     // The same bytes with no limit from an artifact, then against their own sizes.
     if let Ok(idx) = codec::decode::<ChunkIndex>("chunk index", body, usize::MAX) {
         index_for(body, &artifact_of(idx.size, idx.chunk_size));
+    }
+}
+
+/// The base every `zstd_form` input with an odd first byte is decoded against: 64 KiB,
+/// byte `i` = `i % 251`.
+pub fn form_base() -> Vec<u8> {
+    (0..65_536u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// An encoded form (docs/wire-format.md §5, "Forms"): the first byte `b` gives the
+/// artifact's size (`(b >> 1) × 1024` bytes) and whether the frame is a patch against
+/// [`form_base`] (`b` odd); the rest is the form. Decoded with a window cap of 2^20 bytes.
+/// Properties: no panic; an accepted form decodes to exactly the declared size.
+pub fn zstd_form(data: &[u8]) {
+    let Some((&b, form)) = data.split_first() else {
+        return;
+    };
+    let expected = u64::from(b >> 1) * 1024;
+    let base = (b & 1 == 1).then(form_base);
+    let mut out = Vec::new();
+    if upswarm_content::forms::decode(form, base.as_deref(), expected, 20, &mut out).is_ok() {
+        assert_eq!(out.len() as u64, expected, "accepted form of the wrong size");
     }
 }
 

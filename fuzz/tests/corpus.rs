@@ -32,6 +32,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("roundtrip", upswarm_fuzz::roundtrip_all),
     ("verify", upswarm_fuzz::verify),
     ("key_file", upswarm_fuzz::key_file),
+    ("zstd_form", upswarm_fuzz::zstd_form),
 ];
 
 #[test]

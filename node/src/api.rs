@@ -270,6 +270,34 @@ pub struct ProgressView {
     /// The download waits and goes on by itself once they can.
     #[serde(default)]
     pub blocked: Option<String>,
+    /// How each artifact with encoded forms was fetched (none listed: plain only).
+    #[serde(default)]
+    pub forms: Vec<FormUse>,
+    /// Bytes not fetched thanks to encoded forms, over the artifacts of this download.
+    #[serde(default)]
+    pub bytes_saved: u64,
+}
+
+/// How one artifact that has encoded forms was fetched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormUse {
+    pub artifact: String,
+    /// `zstd-patch`, `zstd` or `plain`.
+    pub form: String,
+    /// For `zstd-patch`: the base's whole-file hash.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Bytes of the form fetched from peers.
+    pub bytes_fetched: u64,
+    /// Bytes of the artifact's missing chunks not fetched thanks to the form.
+    pub bytes_saved: u64,
+    /// Time to reconstruct the artifact from the form: decode streaming to disk, hash the
+    /// output, store its chunks (milliseconds).
+    #[serde(default)]
+    pub decode_ms: u64,
+    /// Forms tried or passed over before it, and why (no base held, a bad frame, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// What a transition does.
@@ -547,6 +575,10 @@ macro_rules! for_each_counter {
         bytes_fetched: "counter",
         /// Chunks already on disk when a download (re)started: not fetched again.
         chunks_reused: "counter",
+        /// Bytes not fetched thanks to encoded forms: for each artifact fetched as a delta or compressed, the bytes of its missing chunks minus the bytes of the form fetched.
+        transfer_saved_bytes: "counter",
+        /// Encoded forms given up (no holder, bad frame, output not matching the artifact's hash): the node fell back to another form or the plain artifact.
+        forms_failed: "counter",
         /// Bytes of verified chunks received from peers over a direct connection (`/metrics`: `upswarm_download_bytes_total{source="peer_direct"}`).
         download_bytes_peer_direct: "counter",
         /// Bytes of verified chunks received from peers reached only through a relay (`source="peer_relayed"`).

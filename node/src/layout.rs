@@ -15,6 +15,7 @@
 //! state.db/                    the sled database (releases, peers, journal, history, votes)
 //! chunks/                      the content-addressed chunk store
 //! releases/<release id>/       assembled artifacts of each release
+//! releases/.forms/             encoded forms being decoded (temporary files)
 //! versions/<version>/          installed versions of the managed program
 //! current                      symlink to the version in use
 //! backups/<version>/           data backups, taken when leaving a version
@@ -61,6 +62,8 @@ pub struct Layout {
     pub chunks: PathBuf,
     /// `releases`: one directory per release id with its assembled artifacts.
     pub releases: PathBuf,
+    /// `releases/.forms`: temporary files of encoded forms being decoded.
+    pub decoding: PathBuf,
     /// `current`, a symlink to the version directory in use.
     pub current: PathBuf,
     /// `versions`.
@@ -86,6 +89,7 @@ impl Layout {
             db: data_dir.join("state.db"),
             chunks: data_dir.join("chunks"),
             releases: data_dir.join("releases"),
+            decoding: data_dir.join("releases").join(".forms"),
             current: data_dir.join("current"),
             versions: data_dir.join("versions"),
             backups: data_dir.join("backups"),

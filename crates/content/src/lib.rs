@@ -16,6 +16,7 @@
 mod assemble;
 mod chunker;
 mod error;
+pub mod forms;
 mod store;
 
 pub use assemble::{assemble, load_index, peek_index, verify_artifact};

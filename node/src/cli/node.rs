@@ -228,6 +228,9 @@ fn print_release(r: &ReleaseView) {
         &r.id[..16],
         state
     );
+    for f in r.progress.iter().flat_map(|p| &p.forms) {
+        println!("      fetched {}", form_use(f));
+    }
 }
 
 /// The warning for a pin to a version no known release has.
@@ -763,9 +766,32 @@ fn explain_text(e: &ExplainView) -> String {
     let _ = writeln!(out, "rollout   {rollout}");
     if let Some(p) = &e.progress {
         let _ = writeln!(out, "chunks    {}", sources_text(p));
+        for f in &p.forms {
+            let _ = writeln!(out, "fetched   {}", form_use(f));
+        }
     }
     let _ = writeln!(out, "verdict   {}", e.verdict);
     out
+}
+
+/// How one artifact was fetched, in words: `app as zstd-patch from 1a2b…: 1.2 KiB fetched,
+/// 3.4 MiB saved`.
+fn form_use(f: &crate::api::FormUse) -> String {
+    let mut s = format!("{} as {}", f.artifact, f.form);
+    if let Some(b) = &f.base {
+        s.push_str(&format!(" from base {}", &b[..b.len().min(16)]));
+    }
+    if f.form != "plain" {
+        s.push_str(&format!(
+            ": {} fetched, {} saved",
+            show::human(f.bytes_fetched),
+            show::human(f.bytes_saved)
+        ));
+    }
+    if !f.notes.is_empty() {
+        s.push_str(&format!(" ({})", f.notes.join("; ")));
+    }
+    s
 }
 
 /// A duration for people: `850 ms`, `4.2 s`, `2 min 05 s`.

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use upswarm_content::forms;
 use upswarm_content::{ChunkStore, chunk_file, verify_artifact};
-use upswarm_proto::manifest::{DEFAULT_CHUNK_SIZE, MANIFEST_VERSION, check_artifact_name};
+use upswarm_proto::manifest::{
+    DEFAULT_CHUNK_SIZE, Form, FormKind, MANIFEST_VERSION, MAX_FORMS, check_artifact_name,
+};
 use upswarm_proto::{
     Artifact, Changelog, Context, Hash32, KeyId, Manifest, Message, Protocols, RolloutPlan,
     SignedEnvelope, TrustRoot, UpdateType,
@@ -142,6 +145,17 @@ pub struct CreateArgs {
     /// Output directory (created; must not already hold a manifest).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// An earlier release's artifact files to diff against: a directory holding files named
+    /// like the artifacts, or one file (for a release of one artifact). Each artifact gets a
+    /// `zstd-patch` form per base found (zstd with the base as prefix, like `zstd -19 --long
+    /// --patch-from=BASE`), kept when it is smaller than the form it replaces. Repeatable
+    /// (e.g. the last two releases).
+    #[arg(long = "delta-from", value_name = "DIR_OR_FILE")]
+    delta_from: Vec<PathBuf>,
+    /// Do not add a `zstd`-compressed form of each artifact (added by default when it is
+    /// smaller than the artifact).
+    #[arg(long)]
+    no_compress: bool,
 }
 
 pub(super) fn run(cmd: ReleaseCommand) -> anyhow::Result<()> {
@@ -250,6 +264,23 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         Some(p) => parse_changelog(p)?,
         None => Changelog::default(),
     };
+    if a.delta_from.len() > MAX_FORMS - 1 {
+        bail!(
+            "--delta-from is given {} times; an artifact has at most {} delta forms",
+            a.delta_from.len(),
+            MAX_FORMS - 1
+        );
+    }
+    for d in &a.delta_from {
+        let meta = fs::metadata(d)
+            .with_context(|| format!("--delta-from {}: cannot read", d.display()))?;
+        if meta.is_file() && a.artifacts.len() != 1 {
+            bail!(
+                "--delta-from {}: a single file is a base only for a release of one artifact; give a directory holding files named like the artifacts",
+                d.display()
+            );
+        }
+    }
     let manifest_path = a.out.join(MANIFEST_FILE);
     if manifest_path.exists() {
         bail!(
@@ -283,6 +314,20 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
             chunk_index: c.index_hash,
             forms: None,
         });
+        let forms = encode_forms(
+            path,
+            name,
+            &c,
+            chunk_size,
+            &a.delta_from,
+            !a.no_compress,
+            &store,
+        )?;
+        if let Some(last) = artifacts.last_mut()
+            && !forms.is_empty()
+        {
+            last.forms = Some(forms);
+        }
     }
     let mut provides = a.provides;
     if let Some(u) = &a.upgrade {
@@ -355,6 +400,115 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         manifest_path.display()
     );
     Ok(())
+}
+
+/// The encoded forms of one artifact: a `zstd` form (when `compress`) and a `zstd-patch`
+/// form per base among `bases`, each kept only when smaller than what it replaces (a patch
+/// replaces the `zstd` form, or the plain artifact when there is none), chunked into
+/// `store`.
+fn encode_forms(
+    path: &Path,
+    name: &str,
+    c: &upswarm_content::ChunkedArtifact,
+    chunk_size: u32,
+    bases: &[PathBuf],
+    compress: bool,
+    store: &ChunkStore,
+) -> anyhow::Result<Vec<Form>> {
+    if !compress && bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let target = read_whole(path, name)?;
+    let mut forms = Vec::new();
+    let cap = forms::DEFAULT_MAX_WINDOW_LOG;
+    let store_form = |kind: FormKind, base: Option<Hash32>, bytes: &[u8]| -> anyhow::Result<Form> {
+        let f =
+            upswarm_content::chunk_reader(bytes, path, chunk_size, store).with_context(|| {
+                format!(
+                    "{}: chunking the {} form of {name}",
+                    path.display(),
+                    kind.as_str()
+                )
+            })?;
+        Ok(Form {
+            kind,
+            base,
+            size: f.size,
+            hash: f.hash,
+            chunk_size,
+            chunk_index: f.index_hash,
+        })
+    };
+    let pct = |n: u64| n as f64 * 100.0 / (c.size.max(1) as f64);
+    let mut replaced = c.size;
+    if compress && !forms::looks_compressible(&target) {
+        eprintln!("  {name}: zstd form skipped: a sample does not compress");
+    } else if compress {
+        let z = forms::encode(&target, None, cap)
+            .with_context(|| format!("{}: compressing artifact {name}", path.display()))?;
+        if (z.len() as u64) < c.size {
+            eprintln!(
+                "  {name}: zstd form {} bytes ({:.1} %)",
+                z.len(),
+                pct(z.len() as u64)
+            );
+            replaced = z.len() as u64;
+            forms.push(store_form(FormKind::Zstd, None, &z)?);
+        } else {
+            eprintln!("  {name}: zstd form skipped: not smaller than the artifact");
+        }
+    }
+    for b in bases {
+        let base_path = if b.is_dir() { b.join(name) } else { b.clone() };
+        if !base_path.is_file() {
+            eprintln!(
+                "  {name}: no base in {} (no {})",
+                b.display(),
+                base_path.display()
+            );
+            continue;
+        }
+        let base = read_whole(&base_path, name)?;
+        let base_hash = Hash32::of(&base);
+        if base_hash == c.hash {
+            eprintln!(
+                "  {name}: {} is the artifact itself: no delta needed",
+                base_path.display()
+            );
+            continue;
+        }
+        if forms.iter().any(|f: &Form| f.base == Some(base_hash)) {
+            continue;
+        }
+        let p = forms::encode(&target, Some(&base), cap).with_context(|| {
+            format!(
+                "{}: diffing artifact {name} against {}",
+                path.display(),
+                base_path.display()
+            )
+        })?;
+        if (p.len() as u64) < replaced {
+            eprintln!(
+                "  {name}: zstd-patch form from {} (blake3 {}) {} bytes ({:.1} %)",
+                base_path.display(),
+                base_hash.to_hex(),
+                p.len(),
+                pct(p.len() as u64)
+            );
+            forms.push(store_form(FormKind::ZstdPatch, Some(base_hash), &p)?);
+        } else {
+            eprintln!(
+                "  {name}: zstd-patch form from {} skipped: {} bytes, not smaller than {replaced}",
+                base_path.display(),
+                p.len()
+            );
+        }
+    }
+    Ok(forms)
+}
+
+fn read_whole(path: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("{}: cannot read (for artifact {name})", path.display()))
 }
 
 /// Parses a Markdown changelog: headings select the section (Features, Fixes, Security),
@@ -456,6 +610,21 @@ fn verify(root_path: &Path, manifest_path: &Path, skew: Duration) -> anyhow::Res
                 Err(e) => {
                     println!("artifact {} ({}): {e}", a.name, a.platform);
                     problems.push(format!("artifact {}: {e}", a.name));
+                }
+            }
+            for f in a.forms() {
+                let file = forms::form_file(a, f);
+                match verify_artifact(&store, &file) {
+                    Ok(idx) => println!(
+                        "  form {}: {} bytes, {} chunk(s) — hashes match",
+                        file.name,
+                        f.size,
+                        idx.len()
+                    ),
+                    Err(e) => {
+                        println!("  form {}: {e}", file.name);
+                        problems.push(format!("form {}: {e}", file.name));
+                    }
                 }
             }
         }
@@ -613,6 +782,17 @@ fn inspect(
             a.hash.to_hex(),
             a.chunk_index.to_hex()
         );
+        for f in a.forms() {
+            println!(
+                "    form {}{}: {} bytes ({:.1} % of the artifact)",
+                f.kind.as_str(),
+                f.base
+                    .map(|b| format!(" from base {}", b.to_hex()))
+                    .unwrap_or_default(),
+                f.size,
+                f.size as f64 * 100.0 / a.size.max(1) as f64
+            );
+        }
     }
     if !m.mirrors().is_empty() {
         println!(

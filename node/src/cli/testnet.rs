@@ -483,8 +483,13 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
         ];
         match a.scenario {
             Scenario::Good => {
-                println!("== publishing demo 1.1.0 (minor) with phases 25 % → 60 % → 100 %");
-                net.publish(&net.release("1.1.0", "healthy", "minor", &plan)?)?;
+                println!(
+                    "== publishing demo 1.1.0 (minor, with deltas from 1.0.0) with phases 25 % → 60 % → 100 %"
+                );
+                let base = net.dir.join("build-1.0.0").to_string_lossy().into_owned();
+                let mut args = plan.to_vec();
+                args.extend(["--delta-from", base.as_str()]);
+                net.publish(&net.release("1.1.0", "healthy", "minor", &args)?)?;
                 let s = watch(&net, "1.1.0", a.timeout, |s| {
                     s.versions.get("1.1.0") == Some(&n)
                 })
@@ -492,6 +497,20 @@ pub(super) fn run_testnet(a: &TestnetArgs) -> anyhow::Result<()> {
                 println!(
                     "\nOK: all {n} nodes run 1.1.0 ({} rolled back)",
                     s.rolled_back
+                );
+                // What the compressed and delta forms saved (1.0.0's compressed program,
+                // 1.1.0's deltas; an unchanged file is not fetched at all).
+                let (mut fetched, mut saved) = (0u64, 0u64);
+                for node in net.managed() {
+                    if let Some(st) = get(&node.daemon.api, "/v1/status").await {
+                        fetched += st["counters"]["bytes_fetched"].as_u64().unwrap_or(0);
+                        saved += st["counters"]["transfer_saved_bytes"]
+                            .as_u64()
+                            .unwrap_or(0);
+                    }
+                }
+                println!(
+                    "transfer: the nodes fetched {fetched} bytes in all; compressed and delta forms saved {saved} bytes"
                 );
                 anyhow::ensure!(s.rolled_back == 0, "a node rolled back a good release");
             }

@@ -285,6 +285,24 @@ pub struct Transfer {
     /// most 64 times this). Default `1h`.
     #[serde(default = "default_ban_duration", with = "humantime_serde")]
     pub ban_duration: Duration,
+    /// The largest zstd window this node decodes an encoded form (delta or compressed) with,
+    /// in bytes (`"128MiB"`); also the largest base it holds in memory for a delta. Decoding
+    /// uses at most about twice this. A frame that needs more is refused (the plain artifact
+    /// is fetched instead); `0` never fetches encoded forms. Default `128MiB`.
+    #[serde(default = "default_max_decode_window", deserialize_with = "size")]
+    pub max_decode_window: u64,
+}
+
+impl Transfer {
+    /// `max_decode_window` as a window log (rounded down), `None` when forms are off.
+    pub fn decode_window_log(&self) -> Option<u32> {
+        (self.max_decode_window > 0).then(|| {
+            (63 - self.max_decode_window.leading_zeros()).clamp(
+                upswarm_content::forms::MIN_WINDOW_LOG,
+                upswarm_content::forms::MAX_WINDOW_LOG,
+            )
+        })
+    }
 }
 
 /// The local control API.
@@ -689,6 +707,9 @@ fn default_request_timeout() -> Duration {
 fn default_ban_after() -> u32 {
     3
 }
+fn default_max_decode_window() -> u64 {
+    1 << upswarm_content::forms::DEFAULT_MAX_WINDOW_LOG
+}
 fn default_ban_duration() -> Duration {
     Duration::from_secs(3600)
 }
@@ -726,6 +747,7 @@ impl Default for Transfer {
             request_timeout: default_request_timeout(),
             ban_after_faults: default_ban_after(),
             ban_duration: default_ban_duration(),
+            max_decode_window: default_max_decode_window(),
         }
     }
 }

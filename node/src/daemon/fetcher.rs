@@ -33,6 +33,8 @@ use super::Ctx;
 use super::metrics::{DownloadProgress, Metrics};
 use super::state::FaultOutcome;
 
+mod forms;
+
 /// Why a download stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DownloadError {
@@ -48,6 +50,10 @@ pub(crate) enum DownloadError {
     Content(#[from] ContentError),
     #[error("storage task failed: {0}")]
     Join(String),
+    /// Only with [`Swarm::patience`] set (fetching an encoded form, which may have no
+    /// holder): nothing arrived for that long.
+    #[error("no peer sent anything for {0:?}")]
+    NoProgress(Duration),
 }
 
 /// How a download task ended without completing, as the core sees it.
@@ -165,6 +171,9 @@ pub(crate) async fn download(
     for artifact in &artifacts {
         let index = swarm.fetch_index(artifact).await?;
         let dest = release_dir(&ctx, &release).join(&artifact.name);
+        // A smaller encoded form (a delta from a version this node holds, or compressed)
+        // first; on success the artifact's chunks are all in the store.
+        forms::fetch_by_form(&mut swarm, artifact, &index, &progress, &dest).await;
         swarm
             .fetch_chunks(artifact, &index, &progress, &dest)
             .await?;
@@ -246,6 +255,9 @@ struct Swarm {
     key: RecordKey,
     peers: HashMap<PeerId, PeerState>,
     last_candidates: Option<Instant>,
+    /// Give up ([`DownloadError::NoProgress`]) when nothing arrives for this long; `None`:
+    /// never (a release's own artifacts: every holder serves them).
+    patience: Option<Duration>,
     /// Peers reached only through a relay, as of the last candidate refresh.
     relayed: HashSet<PeerId>,
     mirrors: mirror::Mirrors,
@@ -259,6 +271,7 @@ impl Swarm {
             key,
             peers: HashMap::new(),
             last_candidates: None,
+            patience: None,
             relayed: HashSet::new(),
         }
     }
@@ -326,6 +339,11 @@ impl Swarm {
         let mut first = true;
         let started = Instant::now();
         loop {
+            if let Some(p) = self.patience
+                && started.elapsed() > p
+            {
+                return Err(DownloadError::NoProgress(p));
+            }
             if !first
                 && let Some(f) = self.candidates_future()
                 && let Done::Candidates(c, relayed) = f.await
@@ -471,8 +489,16 @@ impl Swarm {
         let mut pending: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut candidates_pending = false;
+        let mut last_progress = (Instant::now(), held.count());
         while !held.is_full() {
             let now = Instant::now();
+            if held.count() != last_progress.1 {
+                last_progress = (now, held.count());
+            } else if let Some(p) = self.patience
+                && now.duration_since(last_progress.0) > p
+            {
+                return Err(DownloadError::NoProgress(p));
+            }
             if !candidates_pending && let Some(f) = self.candidates_future() {
                 pending.push(f);
                 candidates_pending = true;

@@ -129,6 +129,9 @@ pub struct DownloadProgress {
     pub from_peers: Mutex<BTreeMap<String, u64>>,
     /// Why verified chunks cannot be stored right now (a full disk), if they cannot.
     pub blocked: Mutex<Option<String>>,
+    /// How each artifact with encoded forms was fetched.
+    pub forms: Mutex<Vec<crate::api::FormUse>>,
+    pub bytes_saved: AtomicU64,
 }
 
 impl DownloadProgress {
@@ -151,6 +154,8 @@ impl DownloadProgress {
                 .map(|m| m.clone())
                 .unwrap_or_default(),
             blocked: self.blocked.lock().ok().and_then(|b| b.clone()),
+            forms: self.forms.lock().map(|f| f.clone()).unwrap_or_default(),
+            bytes_saved: self.bytes_saved.load(Ordering::Relaxed),
         }
     }
 

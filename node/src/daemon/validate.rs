@@ -270,6 +270,12 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
     if t.ban_after_faults == 0 {
         p.add("transfer.ban_after_faults", "must be at least 1");
     }
+    if t.max_decode_window != 0 && !(1 << 10..=1 << 31).contains(&t.max_decode_window) {
+        p.add(
+            "transfer.max_decode_window",
+            "must be 0 (no encoded forms) or between 1KiB and 2GiB",
+        );
+    }
     p.duration(
         "transfer.request_timeout",
         t.request_timeout,

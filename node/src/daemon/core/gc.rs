@@ -4,19 +4,32 @@
 use super::*;
 use crate::daemon::gc::{self as rule, Candidate, GcRelease, GcReport};
 
-/// Chunk-index and chunk hashes of every stored artifact of `manifests` (an artifact whose
-/// index is not stored contributes its index hash only).
+/// Chunk-index and chunk hashes of every stored artifact of `manifests` and of every
+/// encoded form of them (one whose index is not stored contributes its index hash only).
 fn blobs_of(store: &ChunkStore, manifests: &[Manifest]) -> BTreeSet<Hash32> {
     let mut blobs = BTreeSet::new();
-    for m in manifests {
-        for a in &m.artifacts {
-            blobs.insert(a.chunk_index);
-            if let Ok(index) = peek_index(store, a) {
-                blobs.extend(index.iter());
-            }
+    for a in files_of(manifests) {
+        blobs.insert(a.chunk_index);
+        if let Ok(index) = peek_index(store, &a) {
+            blobs.extend(index.iter());
         }
     }
     blobs
+}
+
+/// The artifacts of `manifests` and the files of their encoded forms.
+fn files_of(manifests: &[Manifest]) -> Vec<upswarm_proto::Artifact> {
+    manifests
+        .iter()
+        .flat_map(|m| &m.artifacts)
+        .flat_map(|a| {
+            std::iter::once(a.clone()).chain(
+                a.forms()
+                    .iter()
+                    .map(|f| upswarm_content::forms::form_file(a, f)),
+            )
+        })
+        .collect()
 }
 
 impl Core {
@@ -133,9 +146,9 @@ impl Core {
             let referenced = blobs_of(&store, &kept);
             let manifests: Vec<Manifest> = removed.iter().map(|(_, m)| m.clone()).collect();
             // Chunk indexes no kept release shares: no longer announced as held.
-            let forget: Vec<Hash32> = manifests
-                .iter()
-                .flat_map(|m| m.artifacts.iter().map(|a| a.chunk_index))
+            let forget: Vec<Hash32> = files_of(&manifests)
+                .into_iter()
+                .map(|a| a.chunk_index)
                 .filter(|h| !referenced.contains(h))
                 .collect();
             let blobs: Vec<Hash32> = blobs_of(&store, &manifests)

@@ -664,12 +664,21 @@ impl Core {
             return;
         };
         for a in &known.verified.manifest.artifacts {
-            if let Ok(index) = load_index(&self.ctx.store, a)
-                && index.iter().all(|h| self.ctx.store.contains(&h))
-            {
-                self.ctx
-                    .haves
-                    .register(a.chunk_index, Bitmap::full(index.len()));
+            // The artifact and each encoded form of it held whole (a publisher holds all;
+            // a node that fetched a form holds that one).
+            let files = std::iter::once(a.clone()).chain(
+                a.forms()
+                    .iter()
+                    .map(|f| upswarm_content::forms::form_file(a, f)),
+            );
+            for file in files {
+                if let Ok(index) = load_index(&self.ctx.store, &file)
+                    && index.iter().all(|h| self.ctx.store.contains(&h))
+                {
+                    self.ctx
+                        .haves
+                        .register(file.chunk_index, Bitmap::full(index.len()));
+                }
             }
         }
         let key = provider_key(&self.ctx.config.network, &id);
@@ -1172,6 +1181,25 @@ fn import(
         }
         if wanted.contains(&a.name) {
             assemble(store, a, &index, &dest.join(&a.name)).map_err(|e| e.to_string())?;
+        }
+        // Its encoded forms, to seed them.
+        for f in a.forms() {
+            let file = upswarm_content::forms::form_file(a, f);
+            let index =
+                peek_index(&src, &file).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+            let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
+            let index_bytes = src
+                .peek(&file.chunk_index, limit)
+                .map_err(|e| e.to_string())?;
+            store
+                .put_verified(&file.chunk_index, &index_bytes)
+                .map_err(|e| e.to_string())?;
+            for (i, h) in index.iter().enumerate() {
+                let chunk = src
+                    .peek(&h, u64::from(index.chunk_len(i)))
+                    .map_err(|e| format!("{}: {e}", src_dir.display()))?;
+                store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
+            }
         }
     }
     Ok(())
