@@ -393,7 +393,8 @@ impl Swarm {
             }
             // No peer has it for a while: a mirror's copy of the artifact, if its chunk
             // index computes to the manifest's.
-            if started.elapsed() >= self.ctx.config.mirrors.after
+            if self.mirrors_apply()
+                && started.elapsed() >= self.ctx.config.mirrors.after
                 && let Some(index) = self.mirrors.index(artifact).await?
             {
                 return Ok(index);
@@ -524,11 +525,13 @@ impl Swarm {
                         .is_some_and(|b| b.get(i))
                 })
             };
-            for f in self
-                .mirrors
-                .schedule(artifact, index, &twins, &held, &peer_has, now)
-            {
-                pending.push(Box::pin(f.map(Done::Mirror)));
+            if self.mirrors_apply() {
+                for f in self
+                    .mirrors
+                    .schedule(artifact, index, &twins, &held, &peer_has, now)
+                {
+                    pending.push(Box::pin(f.map(Done::Mirror)));
+                }
             }
             tokio::select! {
                 Some(done) = pending.next() => match done {
@@ -736,6 +739,13 @@ impl Swarm {
         })
     }
 
+    /// Whether mirrors may be asked: for artifacts only. Mirrors serve the artifacts'
+    /// files, not their encoded forms; an encoded form no peer holds is given up on
+    /// ([`Swarm::patience`]) and the artifact fetched plainly, where mirrors apply.
+    fn mirrors_apply(&self) -> bool {
+        self.patience.is_none()
+    }
+
     /// `positions`: every position of the artifact holding this chunk's content (the
     /// requested one first).
     #[allow(clippy::too_many_arguments)]
@@ -759,8 +769,10 @@ impl Swarm {
                     info!("chunks can be stored again; the download goes on");
                 }
                 let relayed = self.relayed.contains(&peer);
-                // Counted once: in the end game a second copy may also arrive "stored".
-                if matches!(outcome, Outcome::Stored) && !held.get(chunk) {
+                // Counted once, at the first copy that arrives, whichever answer is handled
+                // first: in the end game a second copy may also arrive, "stored" or "already
+                // had" (the store kept the first).
+                if !held.get(chunk) {
                     Metrics::inc(&m.chunks_fetched);
                     Metrics::add(&m.bytes_fetched, len);
                     let (chunks, bytes) = if relayed {
