@@ -62,7 +62,7 @@ pub struct Layout {
     pub chunks: PathBuf,
     /// `releases`: one directory per release id with its assembled artifacts.
     pub releases: PathBuf,
-    /// `releases/.forms`: temporary files of encoded forms being decoded.
+    /// `releases/.forms`: temporary files of encoded forms being decoded (emptied at start).
     pub decoding: PathBuf,
     /// `current`, a symlink to the version directory in use.
     pub current: PathBuf,

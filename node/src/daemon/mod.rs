@@ -82,6 +82,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for stale in [&layout.api_addr, &layout.listen_addrs] {
         let _ = fs::remove_file(stale);
     }
+    // Decodes cut short by a crash or a kill: nothing in there is ever resumed.
+    let _ = fs::remove_dir_all(&layout.decoding);
 
     let node_key = load_identity(&layout)?;
     let keypair =
