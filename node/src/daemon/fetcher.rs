@@ -831,21 +831,7 @@ impl Swarm {
                 }
             }
             Outcome::Local(e) => {
-                let first = progress
-                    .blocked
-                    .lock()
-                    .map(|mut b| {
-                        b.replace(format!("cannot store chunks on this node: {e}"))
-                            .is_none()
-                    })
-                    .unwrap_or(false);
-                if first {
-                    warn!(
-                        chunk,
-                        "cannot store a verified chunk: {e}; the download waits and retries (no peer is blamed)"
-                    );
-                    Metrics::inc(&m.downloads_blocked);
-                }
+                blocked_by_disk(progress, m, chunk, &e, "peer");
                 // Leave that peer alone a moment; it did nothing wrong.
                 if let Some(s) = self.peers.get_mut(&peer) {
                     s.backoff_until = Some(Instant::now() + STALL_BACKOFF);
@@ -862,5 +848,31 @@ impl Swarm {
                 }
             }
         }
+    }
+}
+
+/// A verified chunk (from a peer or a mirror, `from`) could not be stored on this node's
+/// disk: the download is marked blocked — logged and counted once — and nobody is blamed.
+fn blocked_by_disk(
+    progress: &DownloadProgress,
+    m: &Metrics,
+    chunk: usize,
+    e: &impl std::fmt::Display,
+    from: &str,
+) {
+    let first = progress
+        .blocked
+        .lock()
+        .map(|mut b| {
+            b.replace(format!("cannot store chunks on this node: {e}"))
+                .is_none()
+        })
+        .unwrap_or(false);
+    if first {
+        warn!(
+            chunk,
+            "cannot store a verified chunk: {e}; the download waits and retries (no {from} is blamed)"
+        );
+        Metrics::inc(&m.downloads_blocked);
     }
 }

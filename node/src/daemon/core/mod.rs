@@ -1166,12 +1166,15 @@ fn import(
     let src_dir = dir.join(crate::layout::CHUNKS_DIR);
     // The signer's directory is only read: a damaged chunk there is reported, not removed.
     let src = ChunkStore::open_read_only(&src_dir).map_err(|e| e.to_string())?;
-    for a in &manifest.artifacts {
-        let index = peek_index(&src, a).map_err(|e| format!("{}: {e}", src_dir.display()))?;
-        let limit = upswarm_proto::ChunkIndex::max_encoded_len(a.size, a.chunk_size);
-        let index_bytes = src.peek(&a.chunk_index, limit).map_err(|e| e.to_string())?;
+    // Copies one file's chunk index and chunks (each verified) into the node's store.
+    let copy = |file: &upswarm_proto::Artifact| -> Result<upswarm_proto::ChunkIndex, String> {
+        let index = peek_index(&src, file).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+        let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
+        let index_bytes = src
+            .peek(&file.chunk_index, limit)
+            .map_err(|e| e.to_string())?;
         store
-            .put_verified(&a.chunk_index, &index_bytes)
+            .put_verified(&file.chunk_index, &index_bytes)
             .map_err(|e| e.to_string())?;
         for (i, h) in index.iter().enumerate() {
             let chunk = src
@@ -1179,27 +1182,16 @@ fn import(
                 .map_err(|e| format!("{}: {e}", src_dir.display()))?;
             store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
         }
+        Ok(index)
+    };
+    for a in &manifest.artifacts {
+        let index = copy(a)?;
         if wanted.contains(&a.name) {
             assemble(store, a, &index, &dest.join(&a.name)).map_err(|e| e.to_string())?;
         }
         // Its encoded forms, to seed them.
         for f in a.forms() {
-            let file = upswarm_content::forms::form_file(a, f);
-            let index =
-                peek_index(&src, &file).map_err(|e| format!("{}: {e}", src_dir.display()))?;
-            let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
-            let index_bytes = src
-                .peek(&file.chunk_index, limit)
-                .map_err(|e| e.to_string())?;
-            store
-                .put_verified(&file.chunk_index, &index_bytes)
-                .map_err(|e| e.to_string())?;
-            for (i, h) in index.iter().enumerate() {
-                let chunk = src
-                    .peek(&h, u64::from(index.chunk_len(i)))
-                    .map_err(|e| format!("{}: {e}", src_dir.display()))?;
-                store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
-            }
+            copy(&upswarm_content::forms::form_file(a, f))?;
         }
     }
     Ok(())

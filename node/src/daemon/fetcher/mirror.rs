@@ -289,23 +289,7 @@ impl Mirrors {
                     Some(progress),
                 );
             }
-            Outcome::Local(e) => {
-                let first = progress
-                    .blocked
-                    .lock()
-                    .map(|mut b| {
-                        b.replace(format!("cannot store chunks on this node: {e}"))
-                            .is_none()
-                    })
-                    .unwrap_or(false);
-                if first {
-                    warn!(
-                        chunk,
-                        "cannot store a verified chunk from a mirror: {e}; the download waits and retries (no mirror is blamed)"
-                    );
-                    Metrics::inc(&m.downloads_blocked);
-                }
-            }
+            Outcome::Local(e) => super::blocked_by_disk(progress, m, chunk, &e, "mirror"),
         }
     }
 
