@@ -160,6 +160,21 @@ fn every_hostile_value_is_a_clear_error_naming_file_and_field() {
             "[network_options]\ndenied_peers = [\"nobody\"]\n".into(),
             "network_options.denied_peers[0]",
         ),
+        (
+            "mirror",
+            "[mirrors]\nurls = [\"ftp://files.example/r\"]\n".into(),
+            "mirrors.urls[0]",
+        ),
+        (
+            "mirror-slots",
+            "[mirrors]\nmax_in_flight = 0\n".into(),
+            "mirrors.max_in_flight",
+        ),
+        (
+            "decode-window",
+            "[transfer]\nmax_decode_window = 5\n".into(),
+            "transfer.max_decode_window",
+        ),
     ];
     for (name, extra, field) in &cases {
         let file = write_config(dir.path(), &format!("{name}.toml"), extra);
