@@ -455,6 +455,8 @@ fn edge_release(net: &Testnet, size: usize) -> std::path::PathBuf {
         "64KiB",
         "--platform",
         "any",
+        // Plain bytes on the wire: the test counts the artifact's bytes per connection.
+        "--no-compress",
         "--out",
         &out_s,
     ]);
