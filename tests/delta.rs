@@ -72,8 +72,9 @@ fn form_use(net: &Testnet, i: usize, version: &str, name: &str) -> Option<Value>
         .cloned()
 }
 
-/// Overwrites every copy of `data` under `dir` (assembled and installed files) with a
-/// damaged one of the same size, and damages its chunks in `dir/chunks`.
+/// Overwrites every copy of `data` under `dir` (downloaded and installed files) with a
+/// damaged one of the same size, and damages its chunks in `dir/chunks` if any (a node
+/// keeps none of an artifact it holds whole: they are served from the file).
 fn damage(dir: &Path, name: &str, data: &[u8]) {
     let mut bad = data.to_vec();
     bad[1000] ^= 0x55;
@@ -92,8 +93,9 @@ fn damage(dir: &Path, name: &str, data: &[u8]) {
     for c in data.chunks(CHUNK) {
         let h = blake3::hash(c).to_hex().to_string();
         let p = dir.join("chunks").join(&h[..2]).join(&h);
-        assert!(p.is_file(), "{}", p.display());
-        fs::write(&p, b"damaged").unwrap();
+        if p.is_file() {
+            fs::write(&p, b"damaged").unwrap();
+        }
     }
 }
 

@@ -207,7 +207,7 @@ fn gc_bounds_disk_use_by_the_retention_settings_and_keeps_every_release_still_ne
     assert!(all, "{}", net.daemons[node].log());
     let before = net.daemons[node].status().unwrap()["disk"].clone();
     assert!(
-        before["chunks"].as_u64().unwrap() >= 5 * MIB as u64,
+        before["releases"].as_u64().unwrap() >= 5 * MIB as u64,
         "{before}"
     );
 
@@ -315,4 +315,103 @@ fn gc_bounds_disk_use_by_the_retention_settings_and_keeps_every_release_still_ne
     assert!(ok, "{text}");
     assert!(!text.contains("release "), "{text}");
     assert_eq!(state(&net, node, "bulk", "2.0.0"), "removed");
+}
+
+/// Bytes allocated on disk under `dirs`: blocks in use, each file once however many hard
+/// links it has (`du` without apparent sizes).
+fn allocated(dirs: &[std::path::PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.is_dir() {
+            std::fs::read_dir(p)
+                .unwrap()
+                .flatten()
+                .map(|e| walk(&e.path(), seen))
+                .sum()
+        } else if seen.insert((m.dev(), m.ino())) {
+            m.blocks() * 512
+        } else {
+            0
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.iter().map(|d| walk(d, &mut seen)).sum()
+}
+
+/// One copy on disk: a node that downloaded and installed a release holds its bytes once —
+/// the installed version is the downloaded file (a hard link), and no chunk files repeat
+/// it. After a restart it still serves every chunk, from that file, to a node that can get
+/// them from nowhere else.
+#[test]
+fn a_downloaded_and_installed_release_is_on_disk_once_and_still_served() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    let p = net.spawn("p", &[], "");
+    let port = free_port();
+    let node = net.spawn("node", &[p], &managed_config(port, "product = \"demo\"\n"));
+    // Plain bytes only: a node that fetches an encoded form keeps it too, to seed it.
+    let rel = net.demo_release("1.0.0", "healthy", "hotfix", &["--no-compress"]);
+    assert!(net.publish(p, &rel).0);
+    assert!(
+        wait_for(Duration::from_secs(90), || version_served(port).as_deref()
+            == Some("1.0.0")),
+        "{}",
+        net.daemons[node].log()
+    );
+    let size = artifact_bytes(&rel);
+    let data = net.daemons[node].dir.join("data");
+    let parts = [
+        data.join("chunks"),
+        data.join("releases"),
+        data.join("versions"),
+    ];
+    let used = allocated(&parts);
+    // The bound: chunk indexes and the last block of each file.
+    let bound = 64 * 1024;
+    assert!(
+        used <= size + bound,
+        "{used} bytes on disk for a release of {size} bytes (chunks {}, releases {}, versions {})",
+        allocated(&parts[..1]),
+        allocated(&parts[1..2]),
+        allocated(&parts[2..]),
+    );
+    assert!(
+        used >= size,
+        "{used} bytes on disk, less than the release's {size}: is it all there?"
+    );
+    println!("release of {size} bytes: {used} bytes on disk");
+
+    // After a restart, a new node gets every chunk from this one, served from the installed
+    // file: the publisher (still up, so that the new node finds the release) has lost its
+    // copy and answers "don't have".
+    net.daemons[node].stop(Duration::from_secs(30));
+    net.daemons[node].start();
+    let pdata = net.daemons[p].dir.join("data");
+    for sub in ["releases", "chunks"] {
+        std::fs::remove_dir_all(pdata.join(sub)).unwrap();
+    }
+    let late = net.spawn("late", &[node], "products = [\"demo\"]\n");
+    assert!(
+        wait_for(Duration::from_secs(120), || state(
+            &net, late, "demo", "1.0.0"
+        ) == "complete"),
+        "{}\n{}",
+        net.daemons[late].log(),
+        net.daemons[node].log()
+    );
+    let from = net.release_view(late, "1.0.0").unwrap()["progress"]["from_peers"].clone();
+    let node_id = net.daemons[node].peer_id.clone();
+    assert!(
+        from.as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key(&node_id)),
+        "the new node took chunks from {from}, not only from {node_id}"
+    );
+    assert_eq!(
+        allocated(&parts),
+        used,
+        "the restart changed what is on disk"
+    );
 }

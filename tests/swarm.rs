@@ -591,8 +591,10 @@ fn a_full_disk_blocks_the_download_blames_nobody_and_it_goes_on_when_space_retur
     assert!(progress(&net, "1.0.0")["blocked"].is_null());
     assert!(artifact_matches(&net, d, &rel, "1.0.0"));
 
-    // 2. A release larger than the free space is refused up front — and tried again.
-    let rel2 = net.release("app", "2.0.0", 24 * MIB, &[]);
+    // 2. A release larger than the free space is refused up front — and tried again. Free
+    // now: 128 MiB less the ballast (40), 1.0.0 (24, on disk once) and the state; 2.0.0
+    // fits only once the ballast is gone.
+    let rel2 = net.release("app", "2.0.0", 80 * MIB, &[]);
     assert!(net.publish(p, &rel2).0);
     let state = |net: &Testnet| {
         net.release_view(d, "2.0.0")

@@ -1,11 +1,14 @@
 //! The content-addressed chunk store.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use upswarm_proto::Hash32;
+use upswarm_proto::{ChunkIndex, Hash32};
 
 use crate::ContentError;
 
@@ -16,15 +19,33 @@ pub const MAX_BLOB_BYTES: u64 = {
     if chunk > index { chunk } else { index }
 };
 
-/// Chunks and index blobs as files named by their blake3 hash:
-/// `<root>/<first two hex digits>/<64 hex digits>`. Temp files live in `<root>/.tmp` and are
-/// swept on open.
+/// Where a chunk's bytes sit inside a file that is not a chunk file: an assembled artifact,
+/// or an artifact still being downloaded (see [`crate::PartialFile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extent {
+    file: Arc<PathBuf>,
+    offset: u64,
+    len: u32,
+}
+
+/// Chunks and index blobs, found by their blake3 hash, in one of two places:
+///
+/// - **chunk files** named by their hash, `<root>/<first two hex digits>/<64 hex digits>`
+///   (temp files live in `<root>/.tmp` and are swept on open): chunk indexes, chunks of
+///   artifacts this node holds but does not assemble, and chunks on their way into a file;
+/// - **extents**: a range of an artifact's file (`offset = position × chunk size`),
+///   registered in memory by [`ChunkStore::adopt`] for assembled artifacts and by
+///   [`ChunkStore::register_extent`] for the slots of a download in progress. The bytes
+///   of a complete artifact are on disk once: its chunks are served from the file.
+///
+/// Every read is verified against the hash, from either place.
 #[derive(Debug)]
 pub struct ChunkStore {
     root: PathBuf,
     tmp: PathBuf,
     /// Distinguishes temp files of concurrent writers in this process.
     seq: AtomicU64,
+    extents: RwLock<HashMap<Hash32, Vec<Extent>>>,
 }
 
 impl ChunkStore {
@@ -42,6 +63,7 @@ impl ChunkStore {
             root,
             tmp,
             seq: AtomicU64::new(0),
+            extents: RwLock::default(),
         })
     }
 
@@ -60,6 +82,7 @@ impl ChunkStore {
             tmp: root.join(".tmp"),
             root,
             seq: AtomicU64::new(0),
+            extents: RwLock::default(),
         })
     }
 
@@ -74,12 +97,19 @@ impl ChunkStore {
         self.root.join(&hex[..2]).join(hex)
     }
 
-    /// Whether a blob with this hash is stored (its content is verified when read).
+    /// Whether a blob with this hash is stored, as a chunk file or inside an artifact's file
+    /// (its content is verified when read).
     pub fn contains(&self, hash: &Hash32) -> bool {
+        self.has_file(hash) || self.extents_of(hash).is_some_and(|e| !e.is_empty())
+    }
+
+    /// Whether a chunk file with this hash is there (extents not counted).
+    pub fn has_file(&self, hash: &Hash32) -> bool {
         self.path_of(hash).is_file()
     }
 
-    /// Length of the stored blob with `hash`, if it is there.
+    /// Length of the chunk file with `hash`, if it is there (extents not counted: they
+    /// take no space of their own).
     pub fn len_of(&self, hash: &Hash32) -> Option<u64> {
         fs::metadata(self.path_of(hash))
             .ok()
@@ -87,7 +117,7 @@ impl ChunkStore {
             .map(|m| m.len())
     }
 
-    /// Deletes the blob with `hash` (garbage collection: the caller knows no kept release
+    /// Deletes the chunk file with `hash` (garbage collection: the caller knows no kept release
     /// references it). Returns the bytes freed; 0 when it was not there.
     pub fn remove(&self, hash: &Hash32) -> Result<u64, ContentError> {
         let path = self.path_of(hash);
@@ -185,7 +215,9 @@ impl ChunkStore {
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(ContentError::Missing { hash: *hash, path });
+                return self
+                    .read_extent(hash, max_len, repair)
+                    .unwrap_or(Err(ContentError::Missing { hash: *hash, path }));
             }
             Err(e) => return Err(ContentError::io("open chunk", &path)(e)),
         };
@@ -213,9 +245,132 @@ impl ChunkStore {
         Ok(buf)
     }
 
-    /// Removes a blob (best effort).
+    /// Removes a blob's chunk file (best effort).
     pub fn discard(&self, hash: &Hash32) {
         let _ = fs::remove_file(self.path_of(hash));
+    }
+
+    fn extents_of(&self, hash: &Hash32) -> Option<Vec<Extent>> {
+        self.extents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    fn drop_extent(&self, hash: &Hash32, gone: &Extent) {
+        let mut map = self.extents.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(hash) {
+            list.retain(|e| e != gone);
+            if list.is_empty() {
+                map.remove(hash);
+            }
+        }
+    }
+
+    /// Reads `hash` from the files registered for it, the first that verifies; `None` when
+    /// no extent is registered. An extent whose file is gone, is short or does not verify
+    /// is dropped (with `repair`) and the next one tried; the file itself is never changed.
+    fn read_extent(
+        &self,
+        hash: &Hash32,
+        max_len: u64,
+        repair: bool,
+    ) -> Option<Result<Vec<u8>, ContentError>> {
+        let extents = self.extents_of(hash)?;
+        let mut damaged = None;
+        for e in extents {
+            let mut buf = vec![0u8; e.len as usize];
+            let read =
+                fs::File::open(e.file.as_path()).and_then(|f| f.read_exact_at(&mut buf, e.offset));
+            match read {
+                Ok(()) if Hash32::of(&buf) == *hash => {
+                    if buf.len() as u64 > max_len {
+                        return Some(Err(ContentError::TooLarge {
+                            what: "stored blob",
+                            limit: max_len,
+                            got: buf.len() as u64,
+                        }));
+                    }
+                    return Some(Ok(buf));
+                }
+                Ok(()) => {
+                    damaged = Some(e.file.as_path().to_path_buf());
+                    if repair {
+                        self.drop_extent(hash, &e);
+                    }
+                }
+                Err(_) => {
+                    if repair {
+                        self.drop_extent(hash, &e);
+                    }
+                }
+            }
+        }
+        let path = damaged?;
+        Some(Err(if repair {
+            ContentError::Corrupt { hash: *hash, path }
+        } else {
+            ContentError::Damaged { hash: *hash, path }
+        }))
+    }
+
+    /// Registers that the chunk `hash` (`len` bytes) sits at `offset` of `file`.
+    pub fn register_extent(&self, file: &Arc<PathBuf>, hash: Hash32, offset: u64, len: u32) {
+        let e = Extent {
+            file: file.clone(),
+            offset,
+            len,
+        };
+        let mut map = self.extents.write().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(hash).or_default();
+        if !list.contains(&e) {
+            list.push(e);
+        }
+    }
+
+    /// Forgets every extent inside `file` (it is renamed, removed or rewritten).
+    pub fn forget_file(&self, file: &Path) {
+        self.forget_where(|f| f == file);
+    }
+
+    /// Forgets every extent inside a file under `dir` (the directory is removed).
+    pub fn forget_under(&self, dir: &Path) {
+        self.forget_where(|f| f.starts_with(dir));
+    }
+
+    fn forget_where(&self, gone: impl Fn(&Path) -> bool) {
+        let mut map = self.extents.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, list| {
+            list.retain(|e| !gone(e.file.as_path()));
+            !list.is_empty()
+        });
+    }
+
+    /// Serves the chunks of the assembled artifact `file` (described by `index`) from that
+    /// file, and removes the chunk files that held the same bytes: after this the bytes are
+    /// on disk once. A chunk file is removed only after the file's own copy of that chunk
+    /// verified, so a damaged file never costs a good chunk file. Returns the bytes freed.
+    pub fn adopt(&self, file: &Path, index: &ChunkIndex) -> u64 {
+        let file = Arc::new(file.to_path_buf());
+        let Ok(f) = fs::File::open(file.as_path()) else {
+            return 0;
+        };
+        let mut freed = 0;
+        let mut buf = Vec::new();
+        for (i, h) in index.iter().enumerate() {
+            let len = index.chunk_len(i);
+            let offset = i as u64 * u64::from(index.chunk_size);
+            self.register_extent(&file, h, offset, len);
+            if !self.has_file(&h) {
+                continue;
+            }
+            buf.resize(len as usize, 0);
+            if f.read_exact_at(&mut buf, offset).is_ok() && Hash32::of(&buf) == h {
+                freed += self.remove(&h).unwrap_or(0);
+            }
+        }
+        freed
     }
 }
 

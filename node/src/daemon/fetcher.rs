@@ -1,14 +1,17 @@
 //! Downloading a release: the chunk index first, then chunks from many peers at once.
 //!
 //! Per artifact: fetch the chunk index from any peer and verify it against the manifest;
-//! mark the chunks already on disk (a restart resumes there); then keep up to
-//! `max_in_flight` requests going, at most `max_in_flight_per_peer` to one peer, always
-//! asking for the rarest missing chunk among the peers' announced bitmaps. Every chunk is
-//! verified before it is stored. A bad chunk penalises its sender (banned after repeated
-//! faults) and is fetched elsewhere; a stalled request times out and the chunk is fetched
-//! elsewhere; near the end, the last chunks are asked of a second peer (end game). Finally
-//! the artifact is assembled atomically and its whole-file hash checked. Chunks no peer
-//! holds for a while are read from HTTP(S) mirrors, verified the same way ([`mirror`]).
+//! open the artifact's partial file ([`PartialFile`]: a restart resumes there) and fill it
+//! with what this node already holds (the same chunks in other artifacts' files or in the
+//! store); then keep up to `max_in_flight` requests going, at most
+//! `max_in_flight_per_peer` to one peer, always asking for the rarest missing chunk among
+//! the peers' announced bitmaps. Every chunk is verified, then written into the partial
+//! file at its offset and served from there at once. A bad chunk penalises its sender
+//! (banned after repeated faults) and is fetched elsewhere; a stalled request times out and
+//! the chunk is fetched elsewhere; near the end, the last chunks are asked of a second peer
+//! (end game). Finally the whole-file hash is checked and the file renamed into place: the
+//! artifact is on disk once, and its chunks are served from it. Chunks no peer holds for a
+//! while are read from HTTP(S) mirrors, verified the same way ([`mirror`]).
 
 mod mirror;
 
@@ -22,7 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt};
 use tracing::{debug, info, warn};
-use upswarm_content::{ContentError, assemble};
+use upswarm_content::{ContentError, PartialFile};
 use upswarm_net::{NetError, PeerId, PeerLink, RecordKey};
 use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, Want};
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
@@ -86,40 +89,6 @@ impl DownloadError {
     }
 }
 
-/// Copies the chunks missing from the store out of an assembled copy of the artifact,
-/// each verified against the chunk index; returns the updated bitmap. Chunks that do not
-/// verify (or a file of the wrong size) are left to be fetched from peers.
-fn recover_from_file(
-    store: &upswarm_content::ChunkStore,
-    artifact: &Artifact,
-    index: &ChunkIndex,
-    path: &std::path::Path,
-    mut held: Bitmap,
-) -> Bitmap {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return held;
-    };
-    if f.metadata().map(|m| m.len()).ok() != Some(artifact.size) {
-        return held;
-    }
-    let mut buf = Vec::new();
-    for (i, h) in index.iter().enumerate() {
-        if held.get(i) {
-            continue;
-        }
-        let offset = i as u64 * u64::from(artifact.chunk_size);
-        buf.resize(index.chunk_len(i) as usize, 0);
-        let ok = f.seek(SeekFrom::Start(offset)).is_ok()
-            && f.read_exact(&mut buf).is_ok()
-            && store.put_verified(&h, &buf).is_ok();
-        if ok {
-            held.set(i);
-        }
-    }
-    held
-}
-
 /// How often peers' bitmaps are refreshed while downloading.
 const HAVE_REFRESH: Duration = Duration::from_millis(800);
 /// How often the candidate peer set is refreshed from the DHT.
@@ -171,25 +140,65 @@ pub(crate) async fn download(
     for artifact in &artifacts {
         let index = swarm.fetch_index(artifact).await?;
         let dest = release_dir(&ctx, &release).join(&artifact.name);
+        let store = ctx.store.clone();
+        let (a, i, d) = (artifact.clone(), index.clone(), dest.clone());
+        let intact = blocking(move || Ok(intact(&store, &a, &i, &d))).await?;
+        if intact {
+            info!(release = %release, artifact = %artifact.name, "artifact already here, verified");
+            continue;
+        }
+        let store = ctx.store.clone();
+        let (i, d) = (index.clone(), dest.clone());
+        let part = Arc::new(blocking(move || Ok(PartialFile::open(&store, &d, &i)?)).await?);
         // A smaller encoded form (a delta from a version this node holds, or compressed)
-        // first; on success the artifact's chunks are all in the store.
-        forms::fetch_by_form(&mut swarm, artifact, &index, &progress, &dest).await;
+        // first; on success every slot of the partial file is written.
+        forms::fetch_by_form(&mut swarm, artifact, &index, &progress, &dest, &part).await;
         swarm
-            .fetch_chunks(artifact, &index, &progress, &dest)
+            .fetch_chunks(artifact, &index, &progress, Some((&part, &dest)))
             .await?;
         let store = ctx.store.clone();
-        let (a, i) = (artifact.clone(), index.clone());
-        tokio::task::spawn_blocking(move || assemble(&store, &a, &i, &dest))
-            .await
-            .map_err(|e| DownloadError::Join(e.to_string()))??;
-        info!(release = %release, artifact = %artifact.name, "artifact assembled and verified");
+        let a = artifact.clone();
+        blocking(move || Ok(part.finish(&store, &a, &dest)?)).await?;
+        info!(release = %release, artifact = %artifact.name, "artifact complete and verified");
     }
     Ok(())
 }
 
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
+) -> Result<T, DownloadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DownloadError::Join(e.to_string()))?
+}
+
+/// Whether the artifact is already at `dest`, whole and right (a restart after the
+/// download finished, or a release fetched again): then the store serves its chunks from
+/// there. Read once, against the whole-file hash.
+fn intact(
+    store: &upswarm_content::ChunkStore,
+    artifact: &Artifact,
+    index: &ChunkIndex,
+    dest: &std::path::Path,
+) -> bool {
+    let Ok(mut f) = std::fs::File::open(dest) else {
+        return false;
+    };
+    if f.metadata().map(|m| m.len()).ok() != Some(artifact.size) {
+        return false;
+    }
+    let mut whole = blake3::Hasher::new();
+    if whole.update_reader(&mut f).is_err() || Hash32::from(whole.finalize()) != artifact.hash {
+        return false;
+    }
+    store.adopt(dest, index);
+    true
+}
+
 fn check_space(ctx: &Ctx, artifacts: &[Artifact]) -> Result<(), DownloadError> {
-    // Chunks plus the assembled file: twice the declared size.
-    let needed: u64 = artifacts.iter().map(|a| a.size.saturating_mul(2)).sum();
+    // Chunks are written straight into the artifact's file: its size, once.
+    let needed: u64 = artifacts.iter().map(|a| a.size).sum();
     let dir = ctx.layout.root.clone();
     if let Ok(st) = nix::sys::statvfs::statvfs(&dir) {
         let available = st.blocks_available().saturating_mul(st.fragment_size());
@@ -261,6 +270,9 @@ struct Swarm {
     /// Peers reached only through a relay, as of the last candidate refresh.
     relayed: HashSet<PeerId>,
     mirrors: mirror::Mirrors,
+    /// Where the chunks of the artifact being fetched go: its partial file, or (`None`, an
+    /// encoded form) chunk files in the store.
+    part: Option<Arc<PartialFile>>,
 }
 
 impl Swarm {
@@ -273,6 +285,7 @@ impl Swarm {
             last_candidates: None,
             patience: None,
             relayed: HashSet::new(),
+            part: None,
         }
     }
 
@@ -420,12 +433,16 @@ impl Swarm {
         });
     }
 
+    /// Fetches the chunks of `artifact` this node does not hold. With `into` (the
+    /// artifact's partial file and final path) they are written into the partial file,
+    /// after taking what this node already holds (the store, other artifacts' files, an
+    /// earlier copy at the final path); without, into chunk files (an encoded form).
     async fn fetch_chunks(
         &mut self,
         artifact: &Artifact,
         index: &ChunkIndex,
         progress: &DownloadProgress,
-        assembled: &std::path::Path,
+        into: Option<(&Arc<PartialFile>, &std::path::Path)>,
     ) -> Result<(), DownloadError> {
         let n = index.len();
         // Availability is per artifact: forget what peers said about the previous one.
@@ -438,27 +455,25 @@ impl Swarm {
         if let Ok(info) = self.ctx.client.info().await {
             self.relayed = relayed_only(&info.links);
         }
-        let mut held = Bitmap::new(n);
-        for (i, h) in index.iter().enumerate() {
-            if self.ctx.store.contains(&h) {
-                held.set(i);
+        self.part = into.map(|(p, _)| p.clone());
+        let mut held = match into {
+            Some((part, dest)) => {
+                // A repair finds an earlier copy at `dest` with a damaged chunk: what still
+                // verifies there is taken.
+                let (store, part, old) = (self.ctx.store.clone(), part.clone(), dest.to_path_buf());
+                blocking(move || Ok(part.fill(&store, Some(&old))?)).await?
             }
-        }
-        if !held.is_full() && assembled.is_file() {
-            // A repair: the artifact was assembled before and some chunk went missing or
-            // was found damaged. Take what still verifies from the assembled file.
-            let (store, a, i, path, h) = (
-                self.ctx.store.clone(),
-                artifact.clone(),
-                index.clone(),
-                assembled.to_path_buf(),
-                held.clone(),
-            );
-            held = tokio::task::spawn_blocking(move || recover_from_file(&store, &a, &i, &path, h))
-                .await
-                .map_err(|e| DownloadError::Join(e.to_string()))?;
-        }
-        self.mirrors.begin(n);
+            None => {
+                let mut held = Bitmap::new(n);
+                for (i, h) in index.iter().enumerate() {
+                    if self.ctx.store.contains(&h) {
+                        held.set(i);
+                    }
+                }
+                held
+            }
+        };
+        self.mirrors.begin(n, self.part.clone());
         let from_mirror = self.mirrors.take_whole(artifact, progress);
         let reused = (held.count() as u64).saturating_sub(from_mirror);
         progress
@@ -692,6 +707,7 @@ impl Swarm {
         len: u32,
     ) -> BoxFuture<'static, Done> {
         let ctx = self.ctx.clone();
+        let part = self.part.clone();
         Box::pin(async move {
             ctx.download_limit.acquire(len as usize).await;
             let req = FetchRequest::new(Want::Blob { hash, max_len: len });
@@ -708,14 +724,13 @@ impl Swarm {
                             Outcome::Bad(format!("chunk of {} bytes, expected {len}", bytes.len()))
                         } else {
                             let store = ctx.store.clone();
-                            let already = store.contains(&hash);
                             match tokio::task::spawn_blocking(move || {
-                                store.put_verified(&hash, &bytes)
+                                put_chunk(&store, part.as_deref(), chunk, &hash, &bytes)
                             })
                             .await
                             {
-                                Ok(Ok(())) if already => Outcome::AlreadyHad,
-                                Ok(Ok(())) => Outcome::Stored,
+                                Ok(Ok(false)) => Outcome::AlreadyHad,
+                                Ok(Ok(true)) => Outcome::Stored,
                                 Ok(Err(ContentError::HashMismatch { .. })) => {
                                     Outcome::Bad("chunk does not match its hash".into())
                                 }
@@ -847,6 +862,25 @@ impl Swarm {
                     self.ban(peer);
                 }
             }
+        }
+    }
+}
+
+/// Verifies a received chunk (position `chunk` of the artifact being fetched) and writes
+/// it into the partial file, or into a chunk file without one. `Ok(false)`: already held.
+fn put_chunk(
+    store: &upswarm_content::ChunkStore,
+    part: Option<&PartialFile>,
+    chunk: usize,
+    hash: &Hash32,
+    bytes: &[u8],
+) -> Result<bool, ContentError> {
+    match part {
+        Some(p) => p.put(store, chunk, bytes),
+        None => {
+            let already = store.has_file(hash);
+            store.put_verified(hash, bytes)?;
+            Ok(!already)
         }
     }
 }

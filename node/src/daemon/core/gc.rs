@@ -153,7 +153,7 @@ impl Core {
                 .collect();
             let blobs: Vec<Hash32> = blobs_of(&store, &manifests)
                 .into_iter()
-                .filter(|h| !referenced.contains(h) && store.contains(h))
+                .filter(|h| !referenced.contains(h) && store.has_file(h))
                 .collect();
             let mut dirs = Vec::new();
             for (id, _) in &removed {
@@ -161,6 +161,7 @@ impl Core {
                 let bytes = rule::tree_bytes(&dir, &mut std::collections::HashSet::new());
                 if !dry_run {
                     let _ = std::fs::remove_dir_all(&dir);
+                    store.forget_under(&dir);
                 }
                 dirs.push(bytes);
             }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
-use upswarm_content::{ChunkStore, assemble, load_index, peek_index};
+use upswarm_content::{ChunkStore, PartialFile, load_index, peek_index};
 use upswarm_net::{Event, MessageAcceptance, Record, Topic};
 use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
@@ -663,6 +663,25 @@ impl Core {
         let Some(known) = self.releases.get(&id) else {
             return;
         };
+        // Its artifacts' chunks are served from their files (after a restart: registered
+        // again; chunk files left by an earlier version of upswarm holding the same bytes
+        // are removed once the file's copy verifies).
+        let dir = self.ctx.layout.release(&id);
+        let (store, manifest) = (self.ctx.store.clone(), known.verified.manifest.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for a in &manifest.artifacts {
+                let file = dir.join(&a.name);
+                if file.is_file()
+                    && let Ok(index) = load_index(&store, a)
+                {
+                    store.adopt(&file, &index);
+                }
+            }
+        })
+        .await;
+        let Some(known) = self.releases.get(&id) else {
+            return;
+        };
         for a in &known.verified.manifest.artifacts {
             // The artifact and each encoded form of it held whole (a publisher holds all;
             // a node that fetched a form holds that one).
@@ -864,8 +883,8 @@ impl Core {
     }
 
     /// Gets a damaged blob back: every complete release that uses it stops announcing it
-    /// and downloads again, which takes the missing chunks from the assembled artifact
-    /// when it is intact, or else from peers.
+    /// and downloads again, which copies what still verifies in the artifact's file into a
+    /// new partial file and takes the rest from peers.
     fn repair(&mut self, blob: Hash32) {
         let platform = self.ctx.config.platform.clone();
         let mut affected = Vec::new();
@@ -1154,8 +1173,9 @@ async fn next_apply_event(rx: &mut Option<mpsc::Receiver<ApplyEvent>>) -> Option
     }
 }
 
-/// Copies a release directory's chunks into the node's store (verifying each), and
-/// assembles the artifacts this node uses.
+/// Copies a release directory into the node: the artifacts this node uses are written
+/// into place (each chunk verified on the way; served from there), the others and every
+/// encoded form as chunk files in the store (to seed them).
 fn import(
     store: &ChunkStore,
     dir: &std::path::Path,
@@ -1166,32 +1186,39 @@ fn import(
     let src_dir = dir.join(crate::layout::CHUNKS_DIR);
     // The signer's directory is only read: a damaged chunk there is reported, not removed.
     let src = ChunkStore::open_read_only(&src_dir).map_err(|e| e.to_string())?;
-    // Copies one file's chunk index and chunks (each verified) into the node's store.
-    let copy = |file: &upswarm_proto::Artifact| -> Result<upswarm_proto::ChunkIndex, String> {
-        let index = peek_index(&src, file).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+    let at = |e: upswarm_content::ContentError| format!("{}: {e}", src_dir.display());
+    // Copies one file's chunk index, and its chunks (each verified) into `part` or else
+    // into the store.
+    let copy = |file: &upswarm_proto::Artifact, part: Option<&PartialFile>| {
+        let index = peek_index(&src, file).map_err(at)?;
         let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
-        let index_bytes = src
-            .peek(&file.chunk_index, limit)
-            .map_err(|e| e.to_string())?;
+        let index_bytes = src.peek(&file.chunk_index, limit).map_err(at)?;
         store
             .put_verified(&file.chunk_index, &index_bytes)
             .map_err(|e| e.to_string())?;
         for (i, h) in index.iter().enumerate() {
-            let chunk = src
-                .peek(&h, u64::from(index.chunk_len(i)))
-                .map_err(|e| format!("{}: {e}", src_dir.display()))?;
-            store.put_verified(&h, &chunk).map_err(|e| e.to_string())?;
+            let chunk = src.peek(&h, u64::from(index.chunk_len(i))).map_err(at)?;
+            match part {
+                Some(p) => p.put(store, i, &chunk).map(drop),
+                None => store.put_verified(&h, &chunk),
+            }
+            .map_err(|e| e.to_string())?;
         }
-        Ok(index)
+        Ok::<_, String>(index)
     };
     for a in &manifest.artifacts {
-        let index = copy(a)?;
         if wanted.contains(&a.name) {
-            assemble(store, a, &index, &dest.join(&a.name)).map_err(|e| e.to_string())?;
+            let index = peek_index(&src, a).map_err(at)?;
+            let to = dest.join(&a.name);
+            let part = PartialFile::open(store, &to, &index).map_err(|e| e.to_string())?;
+            copy(a, Some(&part))?;
+            part.finish(store, a, &to).map_err(|e| e.to_string())?;
+        } else {
+            copy(a, None)?;
         }
         // Its encoded forms, to seed them.
         for f in a.forms() {
-            copy(&upswarm_content::forms::form_file(a, f))?;
+            copy(&upswarm_content::forms::form_file(a, f), None)?;
         }
     }
     Ok(())

@@ -13,10 +13,11 @@
 //! 3. The form's chunk index and chunks are fetched like an artifact's (from any peer,
 //!    each verified), giving up when nothing arrives for [`PATIENCE`].
 //! 4. It is decoded streaming to a temporary file beside the artifact, hashed on the way;
-//!    only when the output is the artifact's size and whole-file hash are its chunks put in
-//!    the store (each verified against the artifact's chunk index). The caller's plain
-//!    path then finds every chunk held and assembles the artifact as always, and the node
-//!    serves those chunks (and the form's) to others.
+//!    only when the output is the artifact's size and whole-file hash are its chunks
+//!    written into the artifact's partial file (each verified against the artifact's chunk
+//!    index); the temporary file is then removed. The caller's plain path then finds every
+//!    slot written and completes the artifact as always, and the node serves those chunks
+//!    (and the form's) to others.
 //! 5. Any failure — no holder, a bad frame, a frame over the window cap, a wrong output —
 //!    leaves the store as it was and moves to the next candidate; the plain artifact is
 //!    last. No peer is blamed for a bad form: every chunk of it matched its signed hash, so
@@ -27,8 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use upswarm_content::forms::{self as codec, FormError, IndexReader};
-use upswarm_content::{ChunkStore, load_index};
-use upswarm_proto::fetch::Bitmap;
+use upswarm_content::{ChunkStore, PartialFile, load_index};
 use upswarm_proto::manifest::{Form, FormKind};
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest, SignedEnvelope};
 
@@ -55,6 +55,7 @@ pub(super) async fn fetch_by_form(
     index: &ChunkIndex,
     progress: &DownloadProgress,
     dest: &Path,
+    part: &Arc<PartialFile>,
 ) {
     let ctx = swarm.ctx.clone();
     let Some(wlog) = ctx.config.transfer.decode_window_log() else {
@@ -99,7 +100,7 @@ pub(super) async fn fetch_by_form(
             }
         };
         let before = progress.bytes_fetched.load(Ordering::Relaxed);
-        match fetch_and_decode(swarm, artifact, index, f, base, wlog, progress).await {
+        match fetch_and_decode(swarm, artifact, f, base, wlog, progress, part).await {
             Ok(decode_ms) => {
                 let fetched = progress
                     .bytes_fetched
@@ -167,24 +168,25 @@ enum FormFailure {
     Chunks,
     #[error("decoding task failed: {0}")]
     Join(String),
+    #[error("writing the artifact: {0}")]
+    Store(ContentError),
 }
 
 async fn fetch_and_decode(
     swarm: &mut Swarm,
     artifact: &Artifact,
-    index: &ChunkIndex,
     form: &Form,
     base: Option<BaseSource>,
     wlog: u32,
     progress: &DownloadProgress,
+    part: &Arc<PartialFile>,
 ) -> Result<u64, FormFailure> {
     let file = codec::form_file(artifact, form);
-    let dir = swarm.ctx.layout.decoding.clone();
     swarm.patience = Some(PATIENCE);
     let fetched = async {
         let form_index = swarm.fetch_index(&file).await?;
         swarm
-            .fetch_chunks(&file, &form_index, progress, &dir.join(&file.name))
+            .fetch_chunks(&file, &form_index, progress, None)
             .await?;
         Ok::<_, DownloadError>(form_index)
     }
@@ -193,10 +195,10 @@ async fn fetch_and_decode(
     let form_index = fetched?;
     let ctx = swarm.ctx.clone();
     let b = base.zip(form.base);
-    let (a, i) = (artifact.clone(), index.clone());
+    let (a, part) = (artifact.clone(), part.clone());
     tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        decode_into_store(&ctx, &a, &i, &file, &form_index, b, wlog)
+        decode_into(&ctx, &a, &part, &file, &form_index, b, wlog)
             .map(|()| t.elapsed().as_millis() as u64)
     })
     .await
@@ -204,11 +206,11 @@ async fn fetch_and_decode(
 }
 
 /// Decodes the form (its chunks in the store) to a temporary file, checks it is the
-/// artifact, and puts the artifact's chunks in the store.
-fn decode_into_store(
+/// artifact, and writes the artifact's chunks (each verified) into its partial file.
+fn decode_into(
     ctx: &Ctx,
     artifact: &Artifact,
-    index: &ChunkIndex,
+    part: &PartialFile,
     file: &Artifact,
     form_index: &ChunkIndex,
     base: Option<(BaseSource, Hash32)>,
@@ -245,13 +247,9 @@ fn decode_into_store(
                 got,
             });
         }
-        let mut held = Bitmap::new(index.len());
-        for (i, h) in index.iter().enumerate() {
-            if ctx.store.contains(&h) {
-                held.set(i);
-            }
-        }
-        let held = super::recover_from_file(&ctx.store, artifact, index, &tmp, held);
+        let held = part
+            .fill(&ctx.store, Some(&tmp))
+            .map_err(FormFailure::Store)?;
         if held.is_full() {
             Ok(())
         } else {

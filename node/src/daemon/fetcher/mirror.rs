@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use tracing::{info, warn};
-use upswarm_content::ContentError;
+use upswarm_content::{ContentError, PartialFile};
 use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
@@ -58,6 +58,8 @@ pub(super) struct Mirrors {
     /// Chunk index → chunk positions stored by reading the whole artifact from a mirror
     /// (counted as mirror chunks, not as chunks already on disk).
     whole: HashMap<Hash32, (u64, u64)>,
+    /// The partial file of the artifact being fetched (see [`super::Swarm`]).
+    part: Option<Arc<PartialFile>>,
 }
 
 struct Mirror {
@@ -117,6 +119,7 @@ impl Mirrors {
             asked: Vec::new(),
             in_flight: 0,
             whole: HashMap::new(),
+            part: None,
         }
     }
 
@@ -152,7 +155,8 @@ impl Mirrors {
     }
 
     /// Starts reading the next artifact (`n` chunks): nothing is asked of a mirror yet.
-    pub(super) fn begin(&mut self, n: usize) {
+    pub(super) fn begin(&mut self, n: usize, part: Option<Arc<PartialFile>>) {
+        self.part = part;
         self.orphan_since = vec![None; n];
         self.asked = vec![false; n];
         self.in_flight = 0;
@@ -218,6 +222,7 @@ impl Mirrors {
             let (hash, len) = (index.hash(i), index.chunk_len(i));
             started.push(request_chunk(
                 self.ctx.clone(),
+                self.part.clone(),
                 client,
                 url,
                 m,
@@ -567,6 +572,7 @@ async fn read_range(
 #[allow(clippy::too_many_arguments)]
 fn request_chunk(
     ctx: Arc<Ctx>,
+    part: Option<Arc<PartialFile>>,
     client: reqwest::Client,
     url: String,
     mirror: usize,
@@ -581,10 +587,13 @@ fn request_chunk(
             Err(why) => Outcome::Fault(why),
             Ok(bytes) => {
                 let store = ctx.store.clone();
-                let already = store.contains(&hash);
-                match tokio::task::spawn_blocking(move || store.put_verified(&hash, &bytes)).await {
-                    Ok(Ok(())) if already => Outcome::AlreadyHad,
-                    Ok(Ok(())) => Outcome::Stored,
+                match tokio::task::spawn_blocking(move || {
+                    super::put_chunk(&store, part.as_deref(), chunk, &hash, &bytes)
+                })
+                .await
+                {
+                    Ok(Ok(false)) => Outcome::AlreadyHad,
+                    Ok(Ok(true)) => Outcome::Stored,
                     Ok(Err(ContentError::HashMismatch { .. })) => {
                         Outcome::Fault("bytes that do not match the chunk's hash".into())
                     }
