@@ -15,7 +15,8 @@
 # Prints the times, the ratios, and the swarm time against the lower bound SIZE / RATE
 # (no client can receive faster than the seed's uplink can send one copy... and no faster
 # than it can download, which here is uncapped; the bound is the seed's one copy).
-# RUNS="origin swarm bittorrent" (default: all three) picks the runs.
+# RUNS="origin swarm bittorrent" (default: all three) picks the runs; UPLOAD_SLOTS sets the
+# daemons' transfer.upload_slots (default: the daemon's).
 # Needs root (ip netns, tc). Installs nginx-light, opentracker, aria2 and mktorrent if
 # missing.
 set -euo pipefail
@@ -131,6 +132,8 @@ bootstrap = [$boot]
 dht_refresh = "2s"
 [api]
 listen = "127.0.0.1:7780"
+${UPLOAD_SLOTS:+[transfer]
+upload_slots = $UPLOAD_SLOTS}
 TOML
   ip netns exec "$PREFIX$k" env UPSWARM_LOG=warn "$upswarm" daemon --config "n$k/node.toml" > "n$k/log" 2>&1 &
   pids+=($!)
@@ -145,13 +148,20 @@ done
 sleep 3   # let the mesh form
 in_ns 0 "$upswarm" release publish rel --api 127.0.0.1:7780 --token-file n0/data/api.token >/dev/null
 t0=$(now)
+# Timeline: per poll, the time, the seed's bytes served so far and how many nodes are done.
+served() { in_ns 0 curl -s 127.0.0.1:7780/metrics | awk '$1 == "upswarm_bytes_served_total" {print $2}'; }
+declare -A finished=()
+: > timeline
 while :; do
   done_count=0
   for k in $(seq 1 "$N"); do
+    if [ -n "${finished[$k]:-}" ]; then done_count=$((done_count + 1)); continue; fi
     if in_ns "$k" "$upswarm" releases --api 127.0.0.1:7780 2>/dev/null | grep -q "complete"; then
+      finished[$k]=$(echo "$(now) - $t0" | bc -l)
       done_count=$((done_count + 1))
     fi
   done
+  echo "$(echo "$(now) - $t0" | bc -l) $(served) $done_count" >> timeline
   [ "$done_count" = "$N" ] && break
   elapsed=$(echo "$(now) - $t0" | bc -l)
   if (( $(echo "$elapsed > 1200" | bc -l) )); then
@@ -161,6 +171,23 @@ while :; do
 done
 t_swarm=$(echo "$(now) - $t0" | bc -l)
 printf 'swarm:  %.1f s\n' "$t_swarm"
+# Where the time went: when nodes finished, how many copies the seed sent, and the seed's
+# uplink use over time (share of the cap per 5 s window).
+printf '%s\n' "${finished[@]}" | sort -g | awk '{a[NR]=$1} END {printf "nodes done at: first %.1f s, median %.1f s, last %.1f s\n", a[1], a[int((NR+1)/2)], a[NR]}'
+cap_bytes=$(echo "$RATE" | sed 's/mbit$//' | awk '{print $1 * 1000000 / 8}')
+awk -v size=$((SIZE_MIB * 1024 * 1024)) -v cap="$cap_bytes" '
+  { t[NR] = $1; b[NR] = $2 }
+  END {
+    printf "seed sent %.2f copies of the release\n", b[NR] / size
+    printf "seed uplink use per 5 s (share of the cap):"
+    w = 5; k = 1
+    for (s = 0; s < t[NR]; s += w) {
+      while (k < NR && t[k + 1] <= s + w) k++
+      j = 1; while (j < NR && t[j] < s) j++
+      if (t[k] > t[j]) printf " %d%%", 100 * (b[k] - b[j]) / (t[k] - t[j]) / cap
+    }
+    printf "\n"
+  }' timeline
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 fi

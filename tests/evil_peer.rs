@@ -38,7 +38,9 @@ fn a_hostile_peer_cannot_hurt_honest_nodes() {
     let mut net = Testnet::new();
     let seed = net.spawn("seed", &[], "");
     let old = net.release("demo", "1.0.0", 300_000, &[]);
-    let new = net.release("demo", "1.1.0", 2_000_000, &[]);
+    // 23 chunks: enough that each fresh node asks the liar (who claims to hold everything)
+    // for three or more of them, however quickly the honest sources answer.
+    let new = net.release("demo", "1.1.0", 6_000_000, &[]);
     for dir in [&old, &new] {
         let (ok, out) = net.publish(seed, dir);
         assert!(ok, "{out}");
@@ -174,13 +176,22 @@ fn a_hostile_peer_cannot_hurt_honest_nodes() {
     let served = evil.wait_event("serving", Duration::from_secs(10));
     assert!(served["served_blobs"].as_u64().unwrap() > 0, "{served}");
 
-    // 4. Nothing honest was lost: the seed's store still verifies the whole release.
+    // 4. Nothing honest was lost: the seed's copy of the release (the file its chunks are
+    // served from) still verifies against the signed manifest.
     let check = net.path().join("seed-check");
     std::fs::create_dir_all(&check).unwrap();
     std::fs::copy(new.join("manifest.cbor"), check.join("manifest.cbor")).unwrap();
+    let id = net.release_view(seed, "1.1.0").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::os::unix::fs::symlink(
-        net.daemons[seed].dir.join("data/chunks"),
-        check.join("chunks"),
+        net.daemons[seed]
+            .dir
+            .join("data/releases")
+            .join(id)
+            .join("node"),
+        check.join("node"),
     )
     .unwrap();
     let out = upswarm()
@@ -191,7 +202,7 @@ fn a_hostile_peer_cannot_hurt_honest_nodes() {
         .unwrap();
     assert!(
         out.status.success(),
-        "the seed's chunks no longer verify: {}{}",
+        "the seed's copy no longer verifies: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

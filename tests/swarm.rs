@@ -75,6 +75,44 @@ fn ten_nodes_fetch_a_32_mib_release_from_many_peers() {
     assert!(served_by_others > 0, "downloaders never served each other");
 }
 
+/// Upload slots: a publisher with one slot and a slow uplink uploads one chunk at a time;
+/// the requests that find no slot in time are answered "busy", which blames nobody, and the
+/// downloaders get those chunks from each other.
+#[test]
+fn a_seed_with_one_upload_slot_answers_busy_and_everyone_completes_without_blame() {
+    let _g = serial();
+    let mut net = Testnet::new();
+    net.spawn(
+        "p",
+        &[],
+        "[transfer]\nmax_upload_rate = \"1MiB\"\nupload_slots = 1",
+    );
+    for i in 1..5 {
+        net.spawn(&format!("n{i}"), &[0], "");
+    }
+    // 16 chunks of 256 KiB, a quarter second each through the publisher's uplink: with four
+    // downloaders asking four at a time, some wait longer than a slot is waited for.
+    let rel = net.release("app", "1.0.0", 4 * MIB, &[]);
+    assert!(net.publish(0, &rel).0);
+    let all = wait_for(Duration::from_secs(120), || {
+        (1..5).all(|i| net.complete(i, "1.0.0"))
+    });
+    assert!(all, "{}", net.daemons[0].log());
+    for i in 1..5 {
+        assert!(artifact_matches(&net, i, &rel, "1.0.0"), "node {i}");
+    }
+    assert!(
+        net.daemons[0].counter("requests_busy") > 0,
+        "the publisher never said busy: {:?}",
+        net.daemons[0].status().map(|s| s["counters"].clone())
+    );
+    for (i, d) in net.daemons.iter().enumerate() {
+        assert_eq!(d.counter("peers_banned"), 0, "node {i} banned someone");
+    }
+    let others: u64 = (1..5).map(|i| net.daemons[i].counter("blobs_served")).sum();
+    assert!(others > 0, "the downloaders never served each other");
+}
+
 #[test]
 fn a_corrupting_peer_is_banned_and_honest_nodes_complete() {
     let _g = serial();

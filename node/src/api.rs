@@ -569,6 +569,8 @@ macro_rules! for_each_counter {
         bytes_served: "counter",
         /// Fetch requests answered "don't have".
         requests_dont_have: "counter",
+        /// Chunk requests answered "busy": no upload slot (`transfer.upload_slots`) came free in time; the peer asks another holder.
+        requests_busy: "counter",
         /// Chunks fetched from peers and verified.
         chunks_fetched: "counter",
         /// Bytes fetched from peers and verified.

@@ -62,6 +62,34 @@ pub fn verify_artifact(
     Ok(index)
 }
 
+/// Checks that the file at `path` is `artifact`: its size, then its whole-file hash (one
+/// read). Read-only.
+pub fn verify_file(path: &Path, artifact: &Artifact) -> Result<(), ContentError> {
+    let mut f = fs::File::open(path).map_err(ContentError::io("open", path))?;
+    let len = f.metadata().map_err(ContentError::io("stat", path))?.len();
+    if len != artifact.size {
+        return Err(ContentError::FileSize {
+            name: artifact.name.clone(),
+            path: path.to_path_buf(),
+            expected: artifact.size,
+            got: len,
+        });
+    }
+    let mut whole = blake3::Hasher::new();
+    whole
+        .update_reader(&mut f)
+        .map_err(ContentError::io("read", path))?;
+    let got = Hash32::from(whole.finalize());
+    if got != artifact.hash {
+        return Err(ContentError::WholeFile {
+            name: artifact.name.clone(),
+            expected: artifact.hash,
+            got,
+        });
+    }
+    Ok(())
+}
+
 /// Writes `artifact` to `dest` from the chunks in `store`, atomically: a temp file beside
 /// `dest` is written, synced, checked against the whole-file hash, given the manifest's
 /// mode and only then renamed into place (and the directory synced). On any error nothing

@@ -40,12 +40,20 @@ pub enum ContentError {
     Index { name: String, source: ProtoError },
 
     #[error(
-        "artifact {name}: whole-file hash mismatch: manifest says {expected}, chunks give {got}"
+        "artifact {name}: whole-file hash mismatch: manifest says {expected}, the bytes give {got}"
     )]
     WholeFile {
         name: String,
         expected: Hash32,
         got: Hash32,
+    },
+
+    #[error("{path}: {got} bytes, but artifact {name} is {expected} bytes")]
+    FileSize {
+        name: String,
+        path: PathBuf,
+        expected: u64,
+        got: u64,
     },
 
     #[error("chunk size {0} is outside the accepted range")]

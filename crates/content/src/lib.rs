@@ -23,7 +23,7 @@ pub mod forms;
 mod partial;
 mod store;
 
-pub use assemble::{assemble, load_index, peek_index, verify_artifact};
+pub use assemble::{assemble, load_index, peek_index, verify_artifact, verify_file};
 pub use chunker::{ChunkedArtifact, chunk_file, chunk_reader};
 pub use error::ContentError;
 pub use partial::{PartialFile, partial_paths};

@@ -394,7 +394,9 @@ async fn serve(
             Answer::Have { .. } => served.bitmaps.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
-        let _ = client.respond(f.channel, FetchResponse::new(answer)).await;
+        let _ = client
+            .respond(f.id, f.channel, FetchResponse::new(answer))
+            .await;
     }
 }
 

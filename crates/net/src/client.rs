@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
-use libp2p::request_response::ResponseChannel;
+use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use upswarm_proto::fetch::{FetchRequest, FetchResponse};
@@ -113,8 +113,10 @@ pub(crate) enum Command {
         reply: Reply<FetchResponse>,
     },
     Respond {
+        id: InboundRequestId,
         channel: ResponseChannel<FetchResponse>,
         response: FetchResponse,
+        reply: Reply<()>,
     },
     Block {
         peer: PeerId,
@@ -236,12 +238,22 @@ impl Client {
     }
 
     /// Answers an inbound fetch request.
+    /// Answers the inbound request `id`; returns once the response has been written to the
+    /// peer's stream (or could not be: the peer went away), so that a caller limiting
+    /// concurrent uploads knows when one is over.
     pub async fn respond(
         &self,
+        id: InboundRequestId,
         channel: ResponseChannel<FetchResponse>,
         response: FetchResponse,
     ) -> Result<(), NetError> {
-        self.tell(Command::Respond { channel, response }).await
+        self.call(|reply| Command::Respond {
+            id,
+            channel,
+            response,
+            reply,
+        })
+        .await
     }
 
     /// Disconnects from a peer and refuses it from now on.

@@ -10,7 +10,7 @@ use libp2p::kad::{
     self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, store::RecordStore,
 };
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, noise, relay, tcp, upnp, yamux};
@@ -36,6 +36,8 @@ pub struct EventLoop {
     pending_put: HashMap<QueryId, Reply<()>>,
     pending_provide: HashMap<QueryId, Reply<()>>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<FetchResponse>)>,
+    /// Answers handed to the fetch protocol, until it reports them sent or failed.
+    pending_responses: HashMap<InboundRequestId, Reply<()>>,
     /// Dials asked for by [`crate::Client::dial`], answered when the connection is up or
     /// has failed.
     pending_dials: HashMap<ConnectionId, (Multiaddr, Reply<()>)>,
@@ -137,6 +139,7 @@ impl EventLoop {
             pending_put: HashMap::new(),
             pending_provide: HashMap::new(),
             pending_requests: HashMap::new(),
+            pending_responses: HashMap::new(),
             pending_dials: HashMap::new(),
             listeners: Vec::new(),
             connected: HashSet::new(),
@@ -402,9 +405,18 @@ impl EventLoop {
                 let id = b.fetch.send_request(&peer, request);
                 self.pending_requests.insert(id, (peer, reply));
             }
-            Command::Respond { channel, response } => {
-                // Fails only when the peer has gone; nothing to do then.
-                let _ = b.fetch.send_response(channel, response);
+            Command::Respond {
+                id,
+                channel,
+                response,
+                reply,
+            } => {
+                // Fails only when the peer has gone: nothing more to wait for then.
+                if b.fetch.send_response(channel, response).is_ok() {
+                    self.pending_responses.insert(id, reply);
+                } else {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Command::Block { peer } => {
                 b.blocked.block_peer(peer);
@@ -707,10 +719,13 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request_id,
+                    request,
+                    channel,
                 } => {
                     if let Err(e) = self.fetches.try_send(InboundFetch {
                         peer,
+                        id: request_id,
                         request,
                         channel,
                     }) {
@@ -748,7 +763,13 @@ impl EventLoop {
                     }));
                 }
             }
-            _ => {}
+            // Our answer is on its way, or will never be (the peer went, the stream failed).
+            request_response::Event::ResponseSent { request_id, .. }
+            | request_response::Event::InboundFailure { request_id, .. } => {
+                if let Some(reply) = self.pending_responses.remove(&request_id) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
         }
     }
 }

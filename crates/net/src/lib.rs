@@ -34,7 +34,7 @@ pub use event_loop::EventLoop;
 pub use libp2p::gossipsub::{MessageAcceptance, MessageId};
 pub use libp2p::kad::{ProviderRecord, Record, RecordKey};
 pub use libp2p::multiaddr::Protocol;
-pub use libp2p::request_response::ResponseChannel;
+pub use libp2p::request_response::{InboundRequestId, ResponseChannel};
 pub use libp2p::{Multiaddr, PeerId, identity};
 use tokio::sync::mpsc;
 use upswarm_proto::fetch::{FetchRequest, FetchResponse};
@@ -177,6 +177,7 @@ pub enum Event {
 #[derive(Debug)]
 pub struct InboundFetch {
     pub peer: PeerId,
+    pub id: InboundRequestId,
     pub request: FetchRequest,
     pub channel: ResponseChannel<FetchResponse>,
 }

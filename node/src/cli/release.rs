@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use upswarm_content::forms;
-use upswarm_content::{ChunkStore, chunk_file, verify_artifact};
+use upswarm_content::{ChunkStore, chunk_file, verify_artifact, verify_file};
 use upswarm_proto::manifest::{
     DEFAULT_CHUNK_SIZE, Form, FormKind, MANIFEST_VERSION, MAX_FORMS, check_artifact_name,
 };
@@ -40,7 +40,8 @@ pub enum ReleaseCommand {
     },
     /// Verify a release: exit 0 only when the release threshold for its type is met, neither
     /// the root nor the manifest has expired, and every artifact in the release directory
-    /// matches its hashes.
+    /// matches its hashes: a file named as the artifact beside the manifest (a daemon's
+    /// copy) is checked whole, otherwise its chunks in `chunks/` (a signer's directory).
     Verify {
         /// The trust root to verify against.
         #[arg(long, value_name = "ROOT")]
@@ -589,42 +590,67 @@ fn verify(root_path: &Path, manifest_path: &Path, skew: Duration) -> anyhow::Res
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // An artifact is checked from its file beside the manifest when there is one (a
+    // daemon's release directory), else from the chunk directory (a signer's).
     let chunks = dir.join(CHUNKS_DIR);
-    if !chunks.is_dir() {
-        problems.push(format!(
-            "{}: no chunk directory; the artifacts cannot be checked",
-            chunks.display()
-        ));
-    } else {
+    let store = if chunks.is_dir() {
         // Read-only: a damaged chunk is reported, never removed from the signer's directory.
-        let store = ChunkStore::open_read_only(&chunks)?;
-        for a in &manifest.artifacts {
-            match verify_artifact(&store, a) {
-                Ok(idx) => println!(
-                    "artifact {} ({}): {} bytes, {} chunk(s) — hashes match",
+        Some(ChunkStore::open_read_only(&chunks)?)
+    } else {
+        None
+    };
+    for a in &manifest.artifacts {
+        let file = dir.join(&a.name);
+        if file.is_file() {
+            match verify_file(&file, a) {
+                Ok(()) => println!(
+                    "artifact {} ({}): {}, {} bytes — whole-file hash matches",
                     a.name,
                     a.platform,
-                    a.size,
-                    idx.len()
+                    file.display(),
+                    a.size
                 ),
                 Err(e) => {
                     println!("artifact {} ({}): {e}", a.name, a.platform);
                     problems.push(format!("artifact {}: {e}", a.name));
                 }
             }
-            for f in a.forms() {
-                let file = forms::form_file(a, f);
-                match verify_artifact(&store, &file) {
-                    Ok(idx) => println!(
-                        "  form {}: {} bytes, {} chunk(s) — hashes match",
-                        file.name,
-                        f.size,
-                        idx.len()
-                    ),
-                    Err(e) => {
-                        println!("  form {}: {e}", file.name);
-                        problems.push(format!("form {}: {e}", file.name));
-                    }
+            continue;
+        }
+        let Some(store) = &store else {
+            problems.push(format!(
+                "artifact {}: neither {} nor a chunk directory {} is there; it cannot be checked",
+                a.name,
+                file.display(),
+                chunks.display()
+            ));
+            continue;
+        };
+        match verify_artifact(store, a) {
+            Ok(idx) => println!(
+                "artifact {} ({}): {} bytes, {} chunk(s) — hashes match",
+                a.name,
+                a.platform,
+                a.size,
+                idx.len()
+            ),
+            Err(e) => {
+                println!("artifact {} ({}): {e}", a.name, a.platform);
+                problems.push(format!("artifact {}: {e}", a.name));
+            }
+        }
+        for f in a.forms() {
+            let file = forms::form_file(a, f);
+            match verify_artifact(store, &file) {
+                Ok(idx) => println!(
+                    "  form {}: {} bytes, {} chunk(s) — hashes match",
+                    file.name,
+                    f.size,
+                    idx.len()
+                ),
+                Err(e) => {
+                    println!("  form {}: {e}", file.name);
+                    problems.push(format!("form {}: {e}", file.name));
                 }
             }
         }

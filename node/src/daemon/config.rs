@@ -275,6 +275,12 @@ pub struct Transfer {
     /// Chunk requests in flight to one peer. Default 4.
     #[serde(default = "default_in_flight_per_peer")]
     pub max_in_flight_per_peer: usize,
+    /// Chunks this node uploads at once, to all peers together; a request beyond that waits
+    /// a moment for a slot, then is answered "busy" (the peer asks another holder). Few
+    /// uploads at full speed get each chunk to a first holder soon, who shares it on.
+    /// `0`: no limit. Default 4.
+    #[serde(default = "default_upload_slots")]
+    pub upload_slots: usize,
     /// A peer that has not answered a request in this long is stalled. Default `15s`.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -701,6 +707,9 @@ fn default_in_flight() -> usize {
 fn default_in_flight_per_peer() -> usize {
     4
 }
+fn default_upload_slots() -> usize {
+    4
+}
 fn default_request_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -744,6 +753,7 @@ impl Default for Transfer {
             max_upload_rate: 0,
             max_in_flight: default_in_flight(),
             max_in_flight_per_peer: default_in_flight_per_peer(),
+            upload_slots: default_upload_slots(),
             request_timeout: default_request_timeout(),
             ban_after_faults: default_ban_after(),
             ban_duration: default_ban_duration(),

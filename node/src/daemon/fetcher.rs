@@ -182,14 +182,7 @@ fn intact(
     index: &ChunkIndex,
     dest: &std::path::Path,
 ) -> bool {
-    let Ok(mut f) = std::fs::File::open(dest) else {
-        return false;
-    };
-    if f.metadata().map(|m| m.len()).ok() != Some(artifact.size) {
-        return false;
-    }
-    let mut whole = blake3::Hasher::new();
-    if whole.update_reader(&mut f).is_err() || Hash32::from(whole.finalize()) != artifact.hash {
+    if upswarm_content::verify_file(dest, artifact).is_err() {
         return false;
     }
     store.adopt(dest, index);

@@ -1,8 +1,10 @@
 //! Serving chunks, chunk indexes and availability bitmaps to peers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 use upswarm_content::ContentError;
 use upswarm_net::InboundFetch;
@@ -12,36 +14,89 @@ use super::Ctx;
 use super::core::CoreMsg;
 use super::metrics::Metrics;
 
-/// Requests served at once; more wait in the (bounded) channel, and beyond that the network
-/// task answers `Busy`.
+/// Requests other than chunk uploads served at once; more wait in the (bounded) channel,
+/// and beyond that the network task answers `Busy`.
 const CONCURRENT: usize = 64;
+/// How long a chunk request waits for an upload slot before it is answered `Busy`.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// Chunk requests waiting for an upload slot at most; more are answered `Busy` at once.
+const SLOT_QUEUE: usize = 256;
+/// A slot is given back after this long even if the network never reported the answer
+/// sent or failed (it always should: the fetch protocol times a response out at 15 s).
+const SLOT_HOLD_MAX: Duration = Duration::from_secs(30);
 
 /// Serves inbound fetch requests until the channel closes. A blob found damaged on disk
 /// while serving is removed by the store and reported to the core on `damaged`, which
 /// gets it back (from the assembled artifact or from peers).
+///
+/// Chunk uploads take one of `transfer.upload_slots` slots, held until the answer has been
+/// written to the peer's stream: the uplink carries a few chunks at full speed rather than
+/// dozens at a crawl, so each chunk reaches a first holder soon and is shared on from there
+/// (BitTorrent's upload slots, per chunk). A request that finds no slot within
+/// [`SLOT_WAIT`] is answered `Busy`, and the requester asks another holder.
 pub(crate) async fn serve(
     ctx: Arc<Ctx>,
     mut inbound: mpsc::Receiver<InboundFetch>,
     damaged: mpsc::Sender<CoreMsg>,
 ) {
     let permits = Arc::new(Semaphore::new(CONCURRENT));
+    let slots = match ctx.config.transfer.upload_slots {
+        0 => None,
+        n => Some(Arc::new(Semaphore::new(n))),
+    };
+    let queued = Arc::new(AtomicUsize::new(0));
     while let Some(fetch) = inbound.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        let upload = matches!(fetch.request.want, Want::Blob { .. });
+        // Chunk uploads wait for a slot (bounded below); everything else for a permit.
+        let permit = match (&slots, upload) {
+            (Some(_), true) => None,
+            _ => {
+                let Ok(p) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                Some(p)
+            }
         };
-        let ctx = ctx.clone();
-        let damaged = damaged.clone();
+        let (ctx, damaged, slots, queued) =
+            (ctx.clone(), damaged.clone(), slots.clone(), queued.clone());
         tokio::spawn(async move {
+            let slot = match slots.filter(|_| upload) {
+                None => None,
+                Some(slots) => match take_slot(slots, &queued).await {
+                    Some(s) => Some(s),
+                    None => {
+                        Metrics::inc(&ctx.metrics.requests_busy);
+                        let busy = FetchResponse::new(Answer::Busy);
+                        let _ = ctx.client.respond(fetch.id, fetch.channel, busy).await;
+                        return;
+                    }
+                },
+            };
             debug!(peer = %fetch.peer, want = ?fetch.request.want, "serving");
             let answer = answer(&ctx, fetch.request.want, &damaged).await;
             debug!(peer = %fetch.peer, ?answer, "answered");
-            let _ = ctx
+            // Returns once the answer is written: the slot is held until then.
+            let sent = ctx
                 .client
-                .respond(fetch.channel, FetchResponse::new(answer))
-                .await;
-            drop(permit);
+                .respond(fetch.id, fetch.channel, FetchResponse::new(answer));
+            let _ = tokio::time::timeout(SLOT_HOLD_MAX, sent).await;
+            drop((slot, permit));
         });
     }
+}
+
+/// An upload slot within [`SLOT_WAIT`], unless [`SLOT_QUEUE`] requests already wait.
+async fn take_slot(slots: Arc<Semaphore>, queued: &AtomicUsize) -> Option<OwnedSemaphorePermit> {
+    if let Ok(s) = slots.clone().try_acquire_owned() {
+        return Some(s);
+    }
+    if queued.fetch_add(1, Ordering::Relaxed) >= SLOT_QUEUE {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    let slot = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await;
+    queued.fetch_sub(1, Ordering::Relaxed);
+    slot.ok().and_then(Result::ok)
 }
 
 async fn answer(ctx: &Arc<Ctx>, want: Want, damaged: &mpsc::Sender<CoreMsg>) -> Answer {

@@ -267,6 +267,12 @@ pub fn check(c: &Config, file: &Path) -> Result<(), InvalidConfig> {
             "must be between 1 and 1024",
         );
     }
+    if t.upload_slots > 1024 {
+        p.add(
+            "transfer.upload_slots",
+            "must be between 0 (no limit) and 1024",
+        );
+    }
     if t.ban_after_faults == 0 {
         p.add("transfer.ban_after_faults", "must be at least 1");
     }
