@@ -382,6 +382,22 @@ fn requests() -> Vec<(String, FetchRequest)> {
             }),
         ),
         (
+            "have-changed".into(),
+            FetchRequest::new(Want::HaveChanged {
+                held: 3,
+                wait_ms: 10_000,
+                chunk_index: Hash32([2; 32]),
+            }),
+        ),
+        (
+            "have-changed-wait-max".into(),
+            FetchRequest::new(Want::HaveChanged {
+                held: u32::MAX,
+                wait_ms: u32::MAX,
+                chunk_index: Hash32([2; 32]),
+            }),
+        ),
+        (
             "signed-health".into(),
             FetchRequest::new(Want::Signed {
                 kind: SignedKind::Health,

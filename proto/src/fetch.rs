@@ -38,11 +38,24 @@ pub enum Want {
     Blob { hash: Hash32, max_len: u32 },
     /// Which chunks of the artifact with this chunk index the peer holds.
     Have { chunk_index: Hash32 },
+    /// Like `Have`, answered once the peer holds a number of chunks other than `held` (an
+    /// unknown chunk index counts as 0), or after `wait_ms` milliseconds (at most
+    /// [`MAX_HAVE_WAIT_MS`]) with what it holds then: availability pushed to a requester
+    /// that keeps one such request open per peer and artifact.
+    HaveChanged {
+        held: u32,
+        wait_ms: u32,
+        chunk_index: Hash32,
+    },
     /// The signed messages of one kind the peer holds about a release or proposal (health
     /// reports, control messages, votes), for nodes that were offline when they were
     /// gossiped.
     Signed { kind: SignedKind, about: Hash32 },
 }
+
+/// The longest a `HaveChanged` request is held open; a longer `wait_ms` counts as this.
+/// Below the default request timeout (15 s), so a quiet peer is not taken for a dead one.
+pub const MAX_HAVE_WAIT_MS: u32 = 10_000;
 
 /// Kinds of signed messages that can be re-synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -375,7 +375,8 @@ async fn serve(
                     }
                 }
             }
-            Want::Have { chunk_index } => {
+            // The liar answers at once, with the same lie, whether asked to wait or not.
+            Want::Have { chunk_index } | Want::HaveChanged { chunk_index, .. } => {
                 let n = known.chunk_counts.get(&chunk_index).copied().unwrap_or(8);
                 match bitmaps {
                     Bitmaps::None => Answer::DontHave,

@@ -27,7 +27,7 @@ use futures::{FutureExt as _, StreamExt};
 use tracing::{debug, info, warn};
 use upswarm_content::{ContentError, PartialFile};
 use upswarm_net::{NetError, PeerId, PeerLink, RecordKey};
-use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, Want};
+use upswarm_proto::fetch::{Answer, Bitmap, FetchRequest, MAX_HAVE_WAIT_MS, Want};
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
 use upswarm_trust::unix_now;
@@ -89,7 +89,8 @@ impl DownloadError {
     }
 }
 
-/// How often peers' bitmaps are refreshed while downloading.
+/// How often a peer's bitmap is asked for again when it cannot push changes (it did not
+/// answer `HaveChanged`), or when its last pushed answer brought nothing new.
 const HAVE_REFRESH: Duration = Duration::from_millis(800);
 /// How often the candidate peer set is refreshed from the DHT.
 const PROVIDER_REFRESH: Duration = Duration::from_secs(4);
@@ -211,6 +212,11 @@ struct PeerState {
     bitmap: Option<Bitmap>,
     have_pending: bool,
     last_have: Option<Instant>,
+    /// The peer did not answer a `HaveChanged` request: its bitmap is polled with `Have`.
+    polled: bool,
+    /// Its last `HaveChanged` answer brought no change (it waited out its time, or was
+    /// answered at once by a peer over its watcher limit): the next waits [`HAVE_REFRESH`].
+    quiet: bool,
     in_flight: usize,
     backoff_until: Option<Instant>,
 }
@@ -236,6 +242,8 @@ enum Done {
     Have {
         peer: PeerId,
         answer: Result<Answer, NetError>,
+        /// The count sent with a `HaveChanged` request; `None`: a plain `Have`.
+        asked: Option<u32>,
     },
     /// Candidate peers, and those of them reached only through a relay.
     Candidates(HashSet<PeerId>, HashSet<PeerId>),
@@ -442,6 +450,7 @@ impl Swarm {
         for s in self.peers.values_mut() {
             *s = PeerState {
                 backoff_until: s.backoff_until,
+                polled: s.polled,
                 ..PeerState::default()
             };
         }
@@ -551,7 +560,7 @@ impl Swarm {
                     Done::Mirror(d) => {
                         self.mirrors.on_done(d, artifact, index, &twins, &mut held, progress);
                     }
-                    Done::Have { peer, answer } => self.on_have(peer, answer, n),
+                    Done::Have { peer, answer, asked } => self.on_have(peer, answer, asked, n),
                     Done::Chunk { peer, chunk, outcome } => {
                         in_flight -= 1;
                         requested[chunk] = requested[chunk].saturating_sub(1);
@@ -568,50 +577,95 @@ impl Swarm {
         Ok(())
     }
 
+    /// Keeps one availability request out to every peer that is not known to hold the whole
+    /// artifact: a first `Have` (its bitmap on meeting it), then `HaveChanged` with the count
+    /// it last told us, which the peer answers as soon as it holds another chunk — so a
+    /// chunk is asked from its first holder within a round trip of its arrival there.
+    /// Peers that do not answer `HaveChanged` are polled every [`HAVE_REFRESH`].
     fn refresh_haves(
         &mut self,
         artifact: &Artifact,
         pending: &mut FuturesUnordered<BoxFuture<'static, Done>>,
         now: Instant,
     ) {
+        let wait_ms = u32::try_from(self.ctx.config.transfer.request_timeout.as_millis() * 2 / 3)
+            .unwrap_or(u32::MAX)
+            .min(MAX_HAVE_WAIT_MS);
         for (peer, s) in self.peers.iter_mut() {
             let complete = s.bitmap.as_ref().is_some_and(Bitmap::is_full);
-            let fresh = s
+            let paced = s.polled || s.quiet;
+            let due = s
                 .last_have
-                .is_some_and(|t| now.duration_since(t) < HAVE_REFRESH);
-            if s.have_pending || complete || fresh || s.backoff_until.is_some_and(|t| t > now) {
+                .is_none_or(|t| !paced || now.duration_since(t) >= HAVE_REFRESH);
+            if s.have_pending || complete || !due || s.backoff_until.is_some_and(|t| t > now) {
                 continue;
             }
             s.have_pending = true;
             s.last_have = Some(now);
+            let chunk_index = artifact.chunk_index;
+            let (want, asked) = match &s.bitmap {
+                Some(b) if !s.polled => {
+                    let held = u32::try_from(b.count()).unwrap_or(u32::MAX);
+                    (
+                        Want::HaveChanged {
+                            held,
+                            wait_ms,
+                            chunk_index,
+                        },
+                        Some(held),
+                    )
+                }
+                _ => (Want::Have { chunk_index }, None),
+            };
             let client = self.ctx.client.clone();
             let peer = *peer;
-            let req = FetchRequest::new(Want::Have {
-                chunk_index: artifact.chunk_index,
-            });
             pending.push(Box::pin(async move {
-                let answer = client.request(peer, req).await.map(|r| r.answer);
-                Done::Have { peer, answer }
+                let answer = client
+                    .request(peer, FetchRequest::new(want))
+                    .await
+                    .map(|r| r.answer);
+                Done::Have {
+                    peer,
+                    answer,
+                    asked,
+                }
             }));
         }
     }
 
-    fn on_have(&mut self, peer: PeerId, answer: Result<Answer, NetError>, n: usize) {
+    fn on_have(
+        &mut self,
+        peer: PeerId,
+        answer: Result<Answer, NetError>,
+        asked: Option<u32>,
+        n: usize,
+    ) {
         let Some(s) = self.peers.get_mut(&peer) else {
             return;
         };
         s.have_pending = false;
+        let told = |b: &Bitmap| asked == u32::try_from(b.count()).ok();
         match answer {
             Ok(Answer::Have { bitmap }) => match Bitmap::from_bytes(bitmap, n) {
-                Some(b) => s.bitmap = Some(b),
+                Some(b) => {
+                    s.quiet = told(&b);
+                    s.bitmap = Some(b);
+                }
                 None => {
                     s.bitmap = None;
                     self.penalise(peer);
                 }
             },
-            Ok(Answer::DontHave) => s.bitmap = Some(Bitmap::new(n)),
+            Ok(Answer::DontHave) => {
+                let b = Bitmap::new(n);
+                s.quiet = told(&b);
+                s.bitmap = Some(b);
+            }
             Ok(Answer::Busy) => s.backoff_until = Some(Instant::now() + BUSY_BACKOFF),
             Ok(Answer::Blob { .. } | Answer::Signed { .. }) => self.penalise(peer),
+            // A peer that does not understand `HaveChanged` (or lost it) is polled instead;
+            // whether it is alive, its chunk requests tell.
+            Err(_) if asked.is_some() => s.polled = true,
             Err(_) => s.backoff_until = Some(Instant::now() + STALL_BACKOFF),
         }
     }

@@ -8,7 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 use upswarm_content::ContentError;
 use upswarm_net::InboundFetch;
-use upswarm_proto::fetch::{Answer, FetchResponse, MAX_RESPONSE_BYTES, Want};
+use upswarm_proto::fetch::{Answer, FetchResponse, MAX_HAVE_WAIT_MS, MAX_RESPONSE_BYTES, Want};
 
 use super::Ctx;
 use super::core::CoreMsg;
@@ -24,6 +24,8 @@ const SLOT_QUEUE: usize = 256;
 /// A slot is given back after this long even if the network never reported the answer
 /// sent or failed (it always should: the fetch protocol times a response out at 15 s).
 const SLOT_HOLD_MAX: Duration = Duration::from_secs(30);
+/// `HaveChanged` requests held open at once; more are answered at once, like `Have`.
+const WATCHERS: usize = 1024;
 
 /// Serves inbound fetch requests until the channel closes. A blob found damaged on disk
 /// while serving is removed by the store and reported to the core on `damaged`, which
@@ -34,6 +36,10 @@ const SLOT_HOLD_MAX: Duration = Duration::from_secs(30);
 /// dozens at a crawl, so each chunk reaches a first holder soon and is shared on from there
 /// (BitTorrent's upload slots, per chunk). A request that finds no slot within
 /// [`SLOT_WAIT`] is answered `Busy`, and the requester asks another holder.
+///
+/// A `HaveChanged` request is held (up to [`WATCHERS`] of them, outside the other limits)
+/// until this node's bitmap for the artifact changes: its peers learn of a new chunk as
+/// soon as it is stored, not at their next poll.
 pub(crate) async fn serve(
     ctx: Arc<Ctx>,
     mut inbound: mpsc::Receiver<InboundFetch>,
@@ -45,11 +51,19 @@ pub(crate) async fn serve(
         n => Some(Arc::new(Semaphore::new(n))),
     };
     let queued = Arc::new(AtomicUsize::new(0));
+    let watchers = Arc::new(Semaphore::new(WATCHERS));
     while let Some(fetch) = inbound.recv().await {
         let upload = matches!(fetch.request.want, Want::Blob { .. });
-        // Chunk uploads wait for a slot (bounded below); everything else for a permit.
-        let permit = match (&slots, upload) {
-            (Some(_), true) => None,
+        // Chunk uploads wait for a slot (bounded below), watchers take a watcher place (or
+        // are answered at once), everything else waits for a permit.
+        let mut wait = true;
+        let permit = match (&slots, &fetch.request.want) {
+            (Some(_), Want::Blob { .. }) => None,
+            (_, Want::HaveChanged { .. }) => {
+                let p = watchers.clone().try_acquire_owned().ok();
+                wait = p.is_some();
+                p
+            }
             _ => {
                 let Ok(p) = permits.clone().acquire_owned().await else {
                     break;
@@ -73,7 +87,7 @@ pub(crate) async fn serve(
                 },
             };
             debug!(peer = %fetch.peer, want = ?fetch.request.want, "serving");
-            let answer = answer(&ctx, fetch.request.want, &damaged).await;
+            let answer = answer(&ctx, fetch.request.want, wait, &damaged).await;
             debug!(peer = %fetch.peer, ?answer, "answered");
             // Returns once the answer is written: the slot is held until then.
             let sent = ctx
@@ -99,7 +113,8 @@ async fn take_slot(slots: Arc<Semaphore>, queued: &AtomicUsize) -> Option<OwnedS
     slot.ok().and_then(Result::ok)
 }
 
-async fn answer(ctx: &Arc<Ctx>, want: Want, damaged: &mpsc::Sender<CoreMsg>) -> Answer {
+/// The answer to `want`; `wait`: a `HaveChanged` may be held open.
+async fn answer(ctx: &Arc<Ctx>, want: Want, wait: bool, damaged: &mpsc::Sender<CoreMsg>) -> Answer {
     match want {
         Want::Signed { kind, about } => {
             let envelopes: Vec<serde_bytes::ByteBuf> = ctx
@@ -120,6 +135,28 @@ async fn answer(ctx: &Arc<Ctx>, want: Want, damaged: &mpsc::Sender<CoreMsg>) -> 
             },
             None => Answer::DontHave,
         },
+        Want::HaveChanged {
+            held,
+            wait_ms,
+            chunk_index,
+        } => {
+            let wait_ms = if wait {
+                wait_ms.min(MAX_HAVE_WAIT_MS)
+            } else {
+                0
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
+            match ctx
+                .haves
+                .wait_changed(&chunk_index, held as usize, deadline)
+                .await
+            {
+                Some(bitmap) => Answer::Have {
+                    bitmap: bitmap.as_bytes().to_vec(),
+                },
+                None => Answer::DontHave,
+            }
+        }
         Want::Blob { hash, max_len } => {
             // The requester's `max_len` only limits the answer; it never changes the store.
             let limit = u64::from(max_len).min(MAX_RESPONSE_BYTES as u64);

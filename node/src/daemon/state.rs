@@ -209,10 +209,12 @@ impl PeerBook {
 }
 
 /// Which chunks of each artifact (by chunk-index hash) this node holds, for answering
-/// `Have` requests.
+/// `Have` requests; `HaveChanged` requests wait on [`Haves::wait_changed`].
 #[derive(Debug, Default)]
 pub struct Haves {
     map: Mutex<HashMap<Hash32, Bitmap>>,
+    /// Woken on every change of any bitmap.
+    changed: tokio::sync::Notify,
 }
 
 impl Haves {
@@ -220,23 +222,25 @@ impl Haves {
         if let Ok(mut m) = self.map.lock() {
             m.insert(index, bitmap);
         }
+        self.changed.notify_waiters();
     }
 
     pub fn set(&self, index: &Hash32, chunk: usize) {
-        if let Ok(mut m) = self.map.lock()
-            && let Some(b) = m.get_mut(index)
-        {
-            b.set(chunk);
-        }
+        self.update(index, |b| b.set(chunk));
     }
 
     /// Stops announcing chunk `chunk` (it was found damaged and is being fetched again).
     pub fn clear(&self, index: &Hash32, chunk: usize) {
+        self.update(index, |b| b.clear(chunk));
+    }
+
+    fn update(&self, index: &Hash32, change: impl FnOnce(&mut Bitmap)) {
         if let Ok(mut m) = self.map.lock()
             && let Some(b) = m.get_mut(index)
         {
-            b.clear(chunk);
+            change(b);
         }
+        self.changed.notify_waiters();
     }
 
     /// Stops announcing every chunk of an artifact (its chunk index was damaged).
@@ -244,10 +248,40 @@ impl Haves {
         if let Ok(mut m) = self.map.lock() {
             m.remove(index);
         }
+        self.changed.notify_waiters();
     }
 
     pub fn get(&self, index: &Hash32) -> Option<Bitmap> {
         self.map.lock().ok().and_then(|m| m.get(index).cloned())
+    }
+
+    fn count(&self, index: &Hash32) -> usize {
+        self.map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(index).map(Bitmap::count))
+            .unwrap_or(0)
+    }
+
+    /// The bitmap for `index` once it holds a number of chunks other than `held` (an unknown
+    /// index holds 0), or at `deadline` whatever it holds then; `None`: the index is unknown.
+    pub async fn wait_changed(
+        &self,
+        index: &Hash32,
+        held: usize,
+        deadline: tokio::time::Instant,
+    ) -> Option<Bitmap> {
+        loop {
+            // Registered before looking, so a change between the look and the wait wakes us.
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count(index) != held
+                || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                return self.get(index);
+            }
+        }
     }
 }
 
@@ -330,5 +364,57 @@ mod tests {
         assert_eq!(b.fault(peer, 1200), FaultOutcome::BanNow);
         assert!(b.is_banned(&peer, 1399));
         assert!(!b.is_banned(&peer, 1400));
+    }
+
+    /// A waiting `HaveChanged` is answered when a chunk arrives, before its deadline; one
+    /// whose count is already out of date is answered at once; a quiet artifact is answered
+    /// at the deadline with what is held; an unknown one as unknown.
+    #[tokio::test]
+    async fn have_changed_is_answered_by_the_change_or_at_the_deadline() {
+        use std::sync::Arc;
+        use tokio::time::{Duration, Instant};
+        let haves = Arc::new(Haves::default());
+        let index = Hash32([7; 32]);
+        haves.register(index, Bitmap::new(10));
+        let far = Instant::now() + Duration::from_secs(60);
+
+        let waiter = {
+            let haves = haves.clone();
+            tokio::spawn(async move { haves.wait_changed(&index, 0, far).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "answered before anything changed");
+        haves.set(&index, 4);
+        let got = waiter.await.unwrap().unwrap();
+        assert!(
+            Instant::now() < far,
+            "answered at the deadline, not by the change"
+        );
+        assert_eq!(got.count(), 1);
+        assert!(got.get(4));
+
+        // The requester's count is stale: answered at once (before a far deadline).
+        let got = haves.wait_changed(&index, 0, far).await.unwrap();
+        assert_eq!(got.count(), 1);
+        assert!(Instant::now() < far);
+        // Nothing changes: answered at the deadline, with what is held.
+        let soon = Instant::now() + Duration::from_millis(300);
+        let got = haves.wait_changed(&index, 1, soon).await.unwrap();
+        assert_eq!(got.count(), 1);
+        assert!(Instant::now() >= soon);
+        // An unknown artifact counts as holding nothing.
+        let other = Hash32([8; 32]);
+        let soon = Instant::now() + Duration::from_millis(100);
+        assert!(haves.wait_changed(&other, 0, soon).await.is_none());
+        assert!(haves.wait_changed(&other, 5, far).await.is_none());
+        // A cleared chunk is a change too.
+        let waiter = {
+            let haves = haves.clone();
+            tokio::spawn(async move { haves.wait_changed(&index, 1, far).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        haves.clear(&index, 4);
+        assert_eq!(waiter.await.unwrap().unwrap().count(), 0);
+        assert!(Instant::now() < far);
     }
 }
