@@ -24,6 +24,7 @@ pub mod rollout;
 mod seeder;
 pub mod signed;
 pub mod state;
+mod uploads;
 pub mod validate;
 pub mod voting;
 

@@ -1,10 +1,9 @@
 //! Serving chunks, chunk indexes and availability bitmaps to peers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 use upswarm_content::ContentError;
 use upswarm_net::InboundFetch;
@@ -13,6 +12,7 @@ use upswarm_proto::fetch::{Answer, FetchResponse, MAX_HAVE_WAIT_MS, MAX_RESPONSE
 use super::Ctx;
 use super::core::CoreMsg;
 use super::metrics::Metrics;
+use super::uploads::Uploads;
 
 /// Requests other than chunk uploads served at once; more wait in the (bounded) channel,
 /// and beyond that the network task answers `Busy`.
@@ -31,11 +31,12 @@ const WATCHERS: usize = 1024;
 /// while serving is removed by the store and reported to the core on `damaged`, which
 /// gets it back (from the assembled artifact or from peers).
 ///
-/// Chunk uploads take one of `transfer.upload_slots` slots, held until the answer has been
-/// written to the peer's stream: the uplink carries a few chunks at full speed rather than
-/// dozens at a crawl, so each chunk reaches a first holder soon and is shared on from there
-/// (BitTorrent's upload slots, per chunk). A request that finds no slot within
-/// [`SLOT_WAIT`] is answered `Busy`, and the requester asks another holder.
+/// Chunk uploads take one of `transfer.upload_slots` slots ([`Uploads`]), held until the
+/// answer has been written to the peer's stream: the uplink carries a few chunks at full
+/// speed rather than dozens at a crawl, so each chunk reaches a first holder soon and is
+/// shared on from there (BitTorrent's upload slots, per chunk); a free slot goes to the
+/// chunk sent least often. A request that finds no slot within [`SLOT_WAIT`] is answered
+/// `Busy`, and the requester asks another holder.
 ///
 /// A `HaveChanged` request is held (up to [`WATCHERS`] of them, outside the other limits)
 /// until this node's bitmap for the artifact changes: its peers learn of a new chunk as
@@ -48,18 +49,20 @@ pub(crate) async fn serve(
     let permits = Arc::new(Semaphore::new(CONCURRENT));
     let slots = match ctx.config.transfer.upload_slots {
         0 => None,
-        n => Some(Arc::new(Semaphore::new(n))),
+        n => Some(Uploads::new(n, SLOT_QUEUE)),
     };
-    let queued = Arc::new(AtomicUsize::new(0));
     let watchers = Arc::new(Semaphore::new(WATCHERS));
     while let Some(fetch) = inbound.recv().await {
-        let upload = matches!(fetch.request.want, Want::Blob { .. });
         // Chunk uploads wait for a slot (bounded below), watchers take a watcher place (or
         // are answered at once), everything else waits for a permit.
         let mut wait = true;
-        let permit = match (&slots, &fetch.request.want) {
-            (Some(_), Want::Blob { .. }) => None,
-            (_, Want::HaveChanged { .. }) => {
+        let upload = match (&slots, &fetch.request.want) {
+            (Some(slots), Want::Blob { hash, max_len }) => Some((slots.clone(), *hash, *max_len)),
+            _ => None,
+        };
+        let permit = match (&upload, &fetch.request.want) {
+            (Some(_), _) => None,
+            (None, Want::HaveChanged { .. }) => {
                 let p = watchers.clone().try_acquire_owned().ok();
                 wait = p.is_some();
                 p
@@ -71,12 +74,11 @@ pub(crate) async fn serve(
                 Some(p)
             }
         };
-        let (ctx, damaged, slots, queued) =
-            (ctx.clone(), damaged.clone(), slots.clone(), queued.clone());
+        let (ctx, damaged) = (ctx.clone(), damaged.clone());
         tokio::spawn(async move {
-            let slot = match slots.filter(|_| upload) {
+            let slot = match upload {
                 None => None,
-                Some(slots) => match take_slot(slots, &queued).await {
+                Some((slots, hash, len)) => match slots.take(hash, len, SLOT_WAIT).await {
                     Some(s) => Some(s),
                     None => {
                         Metrics::inc(&ctx.metrics.requests_busy);
@@ -97,20 +99,6 @@ pub(crate) async fn serve(
             drop((slot, permit));
         });
     }
-}
-
-/// An upload slot within [`SLOT_WAIT`], unless [`SLOT_QUEUE`] requests already wait.
-async fn take_slot(slots: Arc<Semaphore>, queued: &AtomicUsize) -> Option<OwnedSemaphorePermit> {
-    if let Ok(s) = slots.clone().try_acquire_owned() {
-        return Some(s);
-    }
-    if queued.fetch_add(1, Ordering::Relaxed) >= SLOT_QUEUE {
-        queued.fetch_sub(1, Ordering::Relaxed);
-        return None;
-    }
-    let slot = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await;
-    queued.fetch_sub(1, Ordering::Relaxed);
-    slot.ok().and_then(Result::ok)
 }
 
 /// The answer to `want`; `wait`: a `HaveChanged` may be held open.
