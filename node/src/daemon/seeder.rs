@@ -78,15 +78,17 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let slot = match upload {
                 None => None,
-                Some((slots, hash, len)) => match slots.take(hash, len, SLOT_WAIT).await {
-                    Some(s) => Some(s),
-                    None => {
-                        Metrics::inc(&ctx.metrics.requests_busy);
-                        let busy = FetchResponse::new(Answer::Busy);
-                        let _ = ctx.client.respond(fetch.id, fetch.channel, busy).await;
-                        return;
+                Some((slots, hash, len)) => {
+                    match slots.take(fetch.peer, hash, len, SLOT_WAIT).await {
+                        Some(s) => Some(s),
+                        None => {
+                            Metrics::inc(&ctx.metrics.requests_busy);
+                            let busy = FetchResponse::new(Answer::Busy);
+                            let _ = ctx.client.respond(fetch.id, fetch.channel, busy).await;
+                            return;
+                        }
                     }
-                },
+                }
             };
             debug!(peer = %fetch.peer, want = ?fetch.request.want, "serving");
             let answer = answer(&ctx, fetch.request.want, wait, &damaged).await;
