@@ -129,7 +129,7 @@ impl NetConfig {
             keypair,
             listen: Vec::new(),
             bootstrap: Vec::new(),
-            max_connections: 128,
+            max_connections: 512,
             request_timeout: Duration::from_secs(15),
             denied_peers: Vec::new(),
             idle_timeout: Duration::from_secs(300),

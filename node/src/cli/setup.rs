@@ -315,8 +315,8 @@ clock_skew = \"5m\"
 # TCP and QUIC on every IPv4 address; open these ports (TCP and UDP) in the firewall.
 listen = [\"/ip4/0.0.0.0/tcp/4001\", \"/ip4/0.0.0.0/udp/4001/quic-v1\"]
 bootstrap = {bootstrap}
-# (default)
-max_connections = 128
+# Both directions; a node full up refuses newcomers (default).
+max_connections = 512
 # (default)
 dht_refresh = \"30s\"
 

@@ -203,7 +203,9 @@ pub struct NetworkOptions {
     /// Bootstrap peers, `/ip4/…/tcp/…/p2p/<peer id>`.
     #[serde(default)]
     pub bootstrap: Vec<String>,
-    /// Most established connections. Default 128.
+    /// Most established connections, both directions. Default 512: a node talks to every
+    /// peer it learns of, with about three connections each (its own dial, the peer's, an
+    /// AutoNAT dial-back), and a bootstrap node at this limit refuses newcomers.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Peer ids never to connect with.
@@ -696,7 +698,7 @@ fn default_listen() -> Vec<String> {
     vec!["/ip4/0.0.0.0/tcp/4001".into()]
 }
 fn default_max_connections() -> u32 {
-    128
+    512
 }
 fn default_dht_refresh() -> Duration {
     Duration::from_secs(30)

@@ -236,7 +236,8 @@ impl Core {
                 return;
             };
             let mut peers = info.connected;
-            peers.sort_by_key(|_| rand::random::<u32>());
+            // One random key per peer (a key drawn per comparison is no order: sort panics).
+            peers.sort_by_cached_key(|_| rand::random::<u32>());
             for peer in peers.into_iter().take(3) {
                 for (kind, about) in &subjects {
                     let req = FetchRequest::new(Want::Signed {
