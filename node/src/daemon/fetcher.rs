@@ -145,6 +145,16 @@ pub(crate) async fn download(
         let (a, i, d) = (artifact.clone(), index.clone(), dest.clone());
         let intact = blocking(move || Ok(intact(&store, &a, &i, &d))).await?;
         if intact {
+            // Held whole (a restart after this artifact finished): every chunk counts as
+            // reused, and it is announced while the rest of the release downloads.
+            let n = index.len();
+            progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
+            progress.chunks_held.fetch_add(n as u64, Ordering::Relaxed);
+            progress
+                .chunks_reused
+                .fetch_add(n as u64, Ordering::Relaxed);
+            Metrics::add(&ctx.metrics.chunks_reused, n as u64);
+            ctx.haves.register(artifact.chunk_index, Bitmap::full(n));
             info!(release = %release, artifact = %artifact.name, "artifact already here, verified");
             continue;
         }
