@@ -51,6 +51,12 @@ pub fn verify_artifact(
         }
         whole.update(&chunk);
     }
+    check_whole(artifact, &whole)?;
+    Ok(index)
+}
+
+/// Checks the whole-file hash of `artifact`'s bytes, fed to `whole`.
+pub(crate) fn check_whole(artifact: &Artifact, whole: &blake3::Hasher) -> Result<(), ContentError> {
     let got = Hash32::from(whole.finalize());
     if got != artifact.hash {
         return Err(ContentError::WholeFile {
@@ -59,7 +65,7 @@ pub fn verify_artifact(
             got,
         });
     }
-    Ok(index)
+    Ok(())
 }
 
 /// Checks that the file at `path` is `artifact`: its size, then its whole-file hash (one
@@ -79,14 +85,7 @@ pub fn verify_file(path: &Path, artifact: &Artifact) -> Result<(), ContentError>
     whole
         .update_reader(&mut f)
         .map_err(ContentError::io("read", path))?;
-    let got = Hash32::from(whole.finalize());
-    if got != artifact.hash {
-        return Err(ContentError::WholeFile {
-            name: artifact.name.clone(),
-            expected: artifact.hash,
-            got,
-        });
-    }
+    check_whole(artifact, &whole)?;
     Ok(())
 }
 
@@ -116,14 +115,7 @@ pub fn assemble(
             f.write_all(&chunk)
                 .map_err(ContentError::io("write", &tmp))?;
         }
-        let got = Hash32::from(whole.finalize());
-        if got != artifact.hash {
-            return Err(ContentError::WholeFile {
-                name: artifact.name.clone(),
-                expected: artifact.hash,
-                got,
-            });
-        }
+        check_whole(artifact, &whole)?;
         f.set_permissions(fs::Permissions::from_mode(artifact.mode & 0o777))
             .map_err(ContentError::io("set mode of", &tmp))?;
         f.sync_all().map_err(ContentError::io("sync", &tmp))?;

@@ -243,16 +243,11 @@ impl PartialFile {
             }
             whole.update(&buf[..n]);
         }
-        let got = Hash32::from(whole.finalize());
-        if got != artifact.hash {
+        if let Err(e) = crate::assemble::check_whole(artifact, &whole) {
             store.forget_file(path);
             let _ = fs::remove_file(path);
             let _ = fs::remove_file(&self.held_path);
-            return Err(ContentError::WholeFile {
-                name: artifact.name.clone(),
-                expected: artifact.hash,
-                got,
-            });
+            return Err(e);
         }
         self.file
             .set_permissions(fs::Permissions::from_mode(artifact.mode & 0o777))

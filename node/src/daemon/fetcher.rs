@@ -148,12 +148,7 @@ pub(crate) async fn download(
             // Held whole (a restart after this artifact finished): every chunk counts as
             // reused, and it is announced while the rest of the release downloads.
             let n = index.len();
-            progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
-            progress.chunks_held.fetch_add(n as u64, Ordering::Relaxed);
-            progress
-                .chunks_reused
-                .fetch_add(n as u64, Ordering::Relaxed);
-            Metrics::add(&ctx.metrics.chunks_reused, n as u64);
+            count_reused(&ctx, &progress, n, n as u64);
             ctx.haves.register(artifact.chunk_index, Bitmap::full(n));
             info!(release = %release, artifact = %artifact.name, "artifact already here, verified");
             continue;
@@ -173,6 +168,15 @@ pub(crate) async fn download(
         info!(release = %release, artifact = %artifact.name, "artifact complete and verified");
     }
     Ok(())
+}
+
+/// Counts an artifact of `n` chunks into the download's progress, `reused` of them already
+/// on this node.
+fn count_reused(ctx: &Ctx, progress: &DownloadProgress, n: usize, reused: u64) {
+    progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
+    progress.chunks_held.fetch_add(reused, Ordering::Relaxed);
+    progress.chunks_reused.fetch_add(reused, Ordering::Relaxed);
+    Metrics::add(&ctx.metrics.chunks_reused, reused);
 }
 
 /// Runs file work off the async threads.
@@ -491,10 +495,7 @@ impl Swarm {
         progress
             .chunks_held
             .fetch_add(from_mirror, Ordering::Relaxed);
-        progress.chunks_total.fetch_add(n as u64, Ordering::Relaxed);
-        progress.chunks_held.fetch_add(reused, Ordering::Relaxed);
-        progress.chunks_reused.fetch_add(reused, Ordering::Relaxed);
-        Metrics::add(&self.ctx.metrics.chunks_reused, reused);
+        count_reused(&self.ctx, progress, n, reused);
         self.ctx.haves.register(artifact.chunk_index, held.clone());
         if held.is_full() {
             return Ok(());
