@@ -1,4 +1,8 @@
 //! Reading and writing the files signers pass around: every error names the file.
+//!
+//! Owns bounded reads and atomic writes of single files. It uses neither `cli` nor `daemon`
+//! (`tests/structure.rs` checks) and checks no signature: `read_signed` only decodes and validates
+//! the message.
 
 use std::fs;
 use std::io::{Read, Write};

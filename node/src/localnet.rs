@@ -10,6 +10,11 @@
 //! the terminal reaches only the harness, which then stops them in order.
 //!
 //! Non-goal: anything a production deployment would use (that is systemd's job).
+//!
+//! Owns the daemon processes it starts and the `UPSWARM_LOCALNET` marker. It must not use
+//! `daemon` internals (a daemon is only ever an `upswarm daemon` child process), and it signals
+//! only its own children and processes carrying its network's marker. It blocks while it waits
+//! (polling with `std::thread::sleep`).
 
 use std::fs;
 use std::path::{Path, PathBuf};

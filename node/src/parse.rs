@@ -1,4 +1,7 @@
 //! Parsers for command-line values: durations, sizes, `KEY=VALUE` pairs, rollout phases.
+//!
+//! Pure functions from text to values, shared by the CLI and the configuration (`daemon::config`).
+//! No I/O, and it uses neither `cli` nor `daemon` (`tests/structure.rs` checks).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,6 +7,10 @@
 //!
 //! Non-goals: portability beyond Linux; anything that needs privileges. Processes of other
 //! users are skipped (their environment is unreadable).
+//!
+//! It uses neither `cli` nor `daemon` (`tests/structure.rs` checks), and never signals by name
+//! nor pid 0 or 1 (`signal` and `signal_group` ignore pids up to 1): a process is picked by its
+//! pid and start time, or by a marker in its environment.
 
 use std::fs;
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Protocol activation: proposals (signed by the release role) and readiness votes (signed
 //! by electorate keys).
+//!
+//! Owns the two message types and their field checks. It checks no signature and computes no state:
+//! `upswarm-activation` does both.
 
 use serde::{Deserialize, Serialize};
 

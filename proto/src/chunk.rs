@@ -2,6 +2,10 @@
 //!
 //! It is a content-addressed blob: the manifest carries its blake3, so a node fetches it
 //! from any peer and verifies it before trusting a single chunk hash in it.
+//!
+//! Owns the index's encoding and its match with the artifact's size and chunk size. It never checks
+//! the blob's hash against the manifest (callers do, before `ChunkIndex::decode_for`) and never
+//! reads or hashes a file (`upswarm-content` does).
 
 use serde::{Deserialize, Serialize};
 

@@ -25,6 +25,9 @@
 //! Why ciborium: it is the CBOR crate chosen for the product, maintained, and with serde
 //! support; its reader is lenient (it accepts indefinite lengths, tags, `undefined`), which
 //! is why the strictness lives here, in front of it, rather than in the choice of crate.
+//!
+//! Owns the canonical encoder and the strict decoder. It works on bytes in memory, never on a
+//! file or a stream, and knows nothing of signatures or of what a message means.
 
 use std::cmp::Ordering;
 

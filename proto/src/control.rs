@@ -1,4 +1,8 @@
 //! Rollout control messages, signed by the control role.
+//!
+//! Owns the message type and its field checks. Whether its signers hold the control role is checked
+//! with `upswarm-trust`, and what control messages mean for a rollout is `upswarm-rollout`'s;
+//! neither is decided here.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,8 @@
 //! The signed envelope and domain-separation contexts.
+//!
+//! Owns the envelope, the context tags and the `Message` trait every payload type implements. It
+//! never makes or verifies a signature (`upswarm-trust` does): `SignedEnvelope::open` only decodes
+//! and validates the payload.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

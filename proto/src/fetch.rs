@@ -4,6 +4,9 @@
 //! Framing on a libp2p stream (protocol `/upswarm/<network>/fetch/1`): one request or
 //! response per stream, as a 4-byte big-endian length followed by that many bytes of CBOR.
 //! The length is checked against the limits below before anything is allocated.
+//!
+//! Owns the messages, their limits and the frame header. It never reads a stream (the network's
+//! codec does, with `frame_len`) and never checks a blob against its hash (the requester does).
 
 use serde::{Deserialize, Serialize};
 

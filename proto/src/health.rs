@@ -1,4 +1,7 @@
 //! Health reports: what a node says about a release it installed.
+//!
+//! Owns the report type and its field checks. It does not verify the node's signature (the daemon
+//! does, with `upswarm-trust`) nor count reports toward a phase (`upswarm-rollout` does).
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,9 @@
 //!
 //! On the wire (CBOR) each is a byte string of exactly its length. In human-readable
 //! formats (JSON from the control API) each is a lowercase hex string.
+//!
+//! Owns these types, their hex and serde forms, and the blake3 of `Hash32::of` and
+//! `PublicKey::key_id`. It never verifies a signature nor reads a key file (`upswarm-trust` does).
 
 use std::fmt;
 

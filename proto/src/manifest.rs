@@ -1,4 +1,9 @@
 //! The release manifest.
+//!
+//! Owns the manifest's fields, limits and structural checks (artifact names, mirror URLs, plans)
+//! and the default rollout plan of each update type. It checks no signature and no expiry against a
+//! clock (`upswarm-trust` does) and decides no install (`upswarm-rollout` and the daemon's policy
+//! do).
 
 use std::collections::BTreeSet;
 use std::fmt;

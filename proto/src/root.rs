@@ -1,4 +1,7 @@
 //! The trust root: who may sign what.
+//!
+//! Owns the roles, thresholds and electorate, and their structural checks. Signature, expiry and
+//! rotation checks are `upswarm-trust`'s; nothing here reads a clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,4 +1,7 @@
 //! The crate's error type.
+//!
+//! Owns only the variants, their messages and `ActivationError::tally`; it holds no check itself
+//! (`verify` produces these errors).
 
 use upswarm_proto::{KeyId, ProtoError};
 use upswarm_trust::{Tally, TrustError};

@@ -1,6 +1,9 @@
 //! The activation state machine: a pure function of (proposal, electorate, votes, now).
 //!
 //! See the crate documentation for the rule; `docs/activation.md` has a worked example.
+//!
+//! Owns the counting of votes and the state. It must not verify signatures (it takes
+//! `VerifiedVote`s), read the clock (callers pass `now`) or do I/O.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,5 +1,9 @@
 //! Signature checks for proposals and votes. Every count goes through
 //! [`upswarm_trust::count_signatures`].
+//!
+//! Owns the signature checks of proposals and votes, and `sign_vote`. It must not decide a
+//! proposal's state (`state` does) nor judge the trust root itself (the caller verifies it and its
+//! expiry).
 
 use upswarm_proto::activation::ACTIVATION_VERSION;
 use upswarm_proto::{

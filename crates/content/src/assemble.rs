@@ -1,4 +1,10 @@
 //! Turning verified chunks back into files, and checking a stored artifact.
+//!
+//! Owns writing a whole artifact from the store and the whole-file hash check (`check_whole`, which
+//! `PartialFile` uses too). `verify_artifact`, `verify_file` and `peek_index` change nothing;
+//! `assemble` writes only `dest` and a temporary file beside it, removed on failure, and never
+//! renames into place bytes that failed the check. Blocking std I/O: async callers must run it in
+//! `spawn_blocking`.
 
 use std::fs;
 use std::io::Write;

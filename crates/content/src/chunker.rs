@@ -1,4 +1,8 @@
 //! Splitting an artifact into chunks.
+//!
+//! Owns the reading, hashing and storing of one artifact. It only reads its input, never holds the
+//! whole artifact in memory (channels of `PIPELINE_DEPTH` chunks feed the two helper threads), and
+//! refuses an artifact of more than `MAX_CHUNKS` chunks.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};

@@ -1,3 +1,9 @@
+//! The crate's error type, `ContentError`: what can go wrong with content on disk, each error
+//! naming its path or hash.
+//!
+//! Owns only the variants and their messages. Whether an error is this node's disk or a peer's
+//! fault is the caller's call (the daemon's fetcher), never decided here.
+
 use std::path::PathBuf;
 
 use upswarm_proto::{Hash32, ProtoError};

@@ -14,6 +14,10 @@
 //! byte past that size and refuses trailing bytes after the frame. Memory used while
 //! decoding: the base (held whole: zstd refers into it anywhere) plus at most
 //! `2^max_window_log` bytes of window, plus zstd's fixed buffers (about 256 KiB).
+//!
+//! Owns the zstd encoding and the bounded decoding of forms. It opens no file and checks no
+//! whole-file hash: `decode` writes into the caller's `Write`, and the caller checks the artifact's
+//! hash before anything uses the output.
 
 use std::io::{ErrorKind, Read, Write};
 

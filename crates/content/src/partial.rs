@@ -9,6 +9,10 @@
 //! restart only the slots it names are trusted, and each of them only once it verifies
 //! again. When every slot is written, the whole-file hash is checked and the file renamed
 //! to its final name: no chunk files, no second copy.
+//!
+//! Owns the `.partial` and `.held` files of one download. It never writes a slot whose bytes did
+//! not verify, never writes to the earlier copy `fill` reads from, and deletes no file but its own
+//! two (chunk files that `finish` makes redundant are the store's to drop, in `ChunkStore::adopt`).
 
 use std::fs;
 use std::io::Read;

@@ -1,4 +1,9 @@
 //! The content-addressed chunk store.
+//!
+//! Owns the blob files under its root and the in-memory map of extents. It never hands out bytes
+//! that did not verify against their hash, never writes into an extent's file (it only reads it)
+//! and deletes nothing outside its root. Blocking std I/O: async callers must run it in
+//! `spawn_blocking`.
 
 use std::collections::HashMap;
 use std::fs;

@@ -1,4 +1,8 @@
 //! The composed libp2p behaviour and its construction.
+//!
+//! Owns which protocols run and how they are configured: topics, limits, gossipsub scoring,
+//! Kademlia's record filtering and in-memory store. It must not drive the swarm or handle its
+//! events (`event_loop` does) and persists nothing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;

@@ -1,4 +1,8 @@
 //! The handle the rest of the daemon uses to drive the swarm.
+//!
+//! Owns the sending side of the command channel, and the errors and snapshots callers see. It must
+//! not touch the `Swarm` (only `event_loop` does): each call is one command on the bounded channel,
+//! most with a oneshot reply.
 
 use std::collections::HashSet;
 

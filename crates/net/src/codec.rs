@@ -1,4 +1,7 @@
 //! The fetch protocol's codec: one length-prefixed CBOR message per stream, bounded.
+//!
+//! Owns the framing on the stream. It must not interpret a message (the daemon answers and
+//! verifies) nor allocate a body before its length passed the limit (`frame_len`).
 
 use std::io;
 

@@ -1,4 +1,10 @@
 //! The task that owns the `Swarm`.
+//!
+//! Owns the `Swarm` and every pending query, request and dial; nothing else touches them. It never
+//! waits for the daemon: events and inbound requests go out with `try_send` (when the channel is
+//! full, an event is dropped and a fetch answered `Busy`), and it stores no inbound DHT record
+//! itself (`StoreInserts::FilterBoth`: the daemon validates, then calls `store_record` or
+//! `store_provider`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

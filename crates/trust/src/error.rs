@@ -1,3 +1,9 @@
+//! The crate's error type, `TrustError`: everything that makes a key file, root or manifest
+//! untrustworthy.
+//!
+//! Owns only the variants and their messages; it decides nothing (the checks that produce them live
+//! in the other modules).
+
 use std::path::PathBuf;
 
 use upswarm_proto::ProtoError;

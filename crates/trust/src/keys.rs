@@ -3,6 +3,10 @@
 //! Key files are one line of text, so that a human can tell them apart:
 //! `upswarm-ed25519-secret:<64 hex digits of the 32-byte seed>` and
 //! `upswarm-ed25519-public:<64 hex digits of the 32-byte public key>`.
+//!
+//! Owns key generation, signing and the key-file format. It never verifies a signature (`tally`
+//! does); it writes secrets with mode 0600, never over an existing key file, and refuses to read a
+//! secret file that group or others can read.
 
 use std::fs;
 use std::io::Write;

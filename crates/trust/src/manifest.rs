@@ -1,4 +1,8 @@
 //! Release manifest verification.
+//!
+//! Owns the check that a manifest is authentic and current. It never reads the clock (the caller
+//! passes a `TimeCheck`) and never decides whether the release is news or may be installed (the
+//! daemon's admission and policy do).
 
 use upswarm_proto::{Context, Hash32, Manifest, Message, SignedEnvelope, TrustRoot};
 

@@ -1,4 +1,8 @@
 //! Trust roots and rotation chains.
+//!
+//! Owns the checks of one root and of each rotation step, and the chain a node has accepted. It
+//! never reads the clock (callers pass a `TimeCheck`) and keeps the chain in memory only: storing
+//! it is the caller's job.
 
 use upswarm_proto::{Context, Message, SignedEnvelope, TrustRoot};
 

@@ -1,4 +1,7 @@
 //! The one function that counts signatures.
+//!
+//! Owns signature verification: nothing else in upswarm verifies an ed25519 signature. It must not
+//! pick the role or threshold (the caller passes them) nor look inside the payload or at any clock.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,4 +1,8 @@
 //! A small client for the daemon's control API, used by the CLI commands.
+//!
+//! Owns the HTTP calls and the reading of the token file. It must not import daemon internals
+//! (`crate::daemon::…`): its types come from `crate::api`. It reads the token, and sends it, only
+//! for POST calls (those that change the node).
 
 use std::path::PathBuf;
 

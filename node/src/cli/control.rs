@@ -1,5 +1,8 @@
 //! `upswarm control …`: signed rollout control messages (pause, resume, abort, advance,
 //! yank), co-signed like releases.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): it reaches the daemon only through the
+//! control API, and leaves the check of the control role's threshold to the daemon.
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,8 @@
 //! `upswarm key …`
+//!
+//! Owns the key subcommands (`gen`, `peer-id`, `id`). It must not import daemon internals, print a
+//! secret (its output is key ids, peer ids and file names) or overwrite a key file (`write_keypair`
+//! refuses).
 
 use std::path::PathBuf;
 

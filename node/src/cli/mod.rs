@@ -1,4 +1,9 @@
 //! The `upswarm` command line.
+//!
+//! Owns the command-line definition (clap), the dispatch to the command modules and the exit code.
+//! No CLI module imports daemon internals: of `crate::daemon` they use only `daemon::run` and
+//! `daemon::Config` (`tests/structure.rs` checks); what a running daemon knows, they ask its
+//! control API.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,8 @@
 //! `upswarm daemon`, `status`, `releases`.
+//!
+//! Also `check`, `apply`, `rollback`, `history`, `gc`, `pin`, `defer`, `progress`, `explain` and
+//! `fleet`. Of the daemon it uses only `daemon::run` and `Config::load`; every other command is a
+//! call to the control API, and none reads the daemon's data directory.
 
 use std::path::Path;
 

@@ -1,4 +1,8 @@
 //! `upswarm release …`: create a release from build outputs, co-sign, verify, inspect.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): `publish` goes through the control
+//! API. `create` writes only under `--out` and never over an existing manifest; `verify` and
+//! `inspect` change nothing on disk.
 
 use std::fs;
 use std::path::{Path, PathBuf};

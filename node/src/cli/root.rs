@@ -1,4 +1,9 @@
 //! `upswarm root …`: create, co-sign, verify and rotate trust roots.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): `publish` goes through the control
+//! API, and every signature and expiry check is `upswarm_trust`'s (`verify_root`,
+//! `verify_rotation`, `TimeCheck`), never re-implemented here. `init` and `rotate` never overwrite
+//! a file; `sign` only adds a signature.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! Setting a node up: `upswarm init` (a commented, valid configuration from a few answers),
 //! and the shell completions and man pages generated from the command-line definition
 //! (`upswarm completions SHELL`, `upswarm man`), which the package installs.
+//!
+//! Of the daemon it uses only `Config`, to check the file it writes exactly as `--check-config`
+//! would; it must not import other daemon internals. `init` never replaces a file without
+//! `--force`, and never leaves one that fails that check.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

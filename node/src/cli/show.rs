@@ -1,4 +1,7 @@
 //! Human-readable renderings shared by `root` and `release` commands.
+//!
+//! Owns formatting only: functions from values to `String`. It must not print, do I/O or import
+//! daemon internals.
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,5 +1,9 @@
 //! Co-signing and publishing signed message files (control messages, proposals, roots):
 //! the same steps whatever the message.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): publishing is one POST to the control
+//! API. `sign_file` only adds a signature and rewrites the file atomically; it never removes one or
+//! re-encodes the payload.
 
 use std::path::Path;
 

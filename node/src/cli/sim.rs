@@ -1,4 +1,7 @@
 //! `upswarm sim`: the rollout simulator.
+//!
+//! It must not import daemon internals, touch the network or write files: it runs
+//! `upswarm_rollout::sim` in memory and prints the result.
 
 use std::time::Duration;
 

@@ -1,5 +1,9 @@
 //! `upswarm testnet`: a local network of daemons on loopback, each supervising the demo
 //! program, and a scenario played on it — the first thing to run.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): it starts `upswarm` processes through
+//! `localnet` and talks to their control APIs. It writes only in its own temporary directory,
+//! removed at the end unless `--keep`.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,8 @@
 //! `upswarm proposal …`, `upswarm vote`, `upswarm activations`, `upswarm peer add`.
+//!
+//! It must not import daemon internals (`crate::daemon::…`): apart from `proposal create` and
+//! `proposal sign`, every command is a call to the control API. It never signs a vote:
+//! `upswarm vote` asks the daemon, which signs with its voter key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -7,6 +7,11 @@
 //! fields are refused, and every field has a bound (versions: valid semver of at most
 //! [`MAX_VERSION_LEN`] characters; paths, addresses, ids, envelopes: a length and a
 //! charset). A refused request changes nothing.
+//!
+//! Owns the routes, the token check and those bounds. It keeps no state of its own and persists
+//! nothing: releases, signed messages and votes go to the core (`CoreMsg`), transitions and the
+//! operator's preferences to the apply actor (`ApplyHandle`), a dial to the network client; it
+//! never checks a signature itself (the core does).
 
 use std::sync::Arc;
 

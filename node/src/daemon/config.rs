@@ -1,5 +1,9 @@
 //! The daemon's configuration: one TOML file, every field documented, defaults where one
 //! makes sense. `docs/operator-guide.md` shows a complete file.
+//!
+//! Owns the file's shape: fields, defaults, units, and `Config::read`, which reads the file (and,
+//! in cosmovisor mode, cosmovisor's environment variables) and makes its paths absolute. It must
+//! not judge values (`validate` does: `Config::load` reads, then checks) and never writes a file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,10 @@
 //! (end game). Finally the whole-file hash is checked and the file renamed into place: the
 //! artifact is on disk once, and its chunks are served from it. Chunks no peer holds for a
 //! while are read from HTTP(S) mirrors, verified the same way ([`mirror`]).
+//!
+//! Owns one release's download: its peers, its requests in flight and its partial files. It does
+//! not decide what to download (the core does) nor install anything (the apply actor does), and it
+//! must not block the async threads: file work belongs in `spawn_blocking`.
 
 mod mirror;
 

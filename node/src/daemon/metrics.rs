@@ -1,4 +1,8 @@
 //! Counters the daemon keeps about itself, shown by `upswarm status` and `/metrics`.
+//!
+//! Owns the counters (atomics, at zero at every start) and their Prometheus text. It persists
+//! nothing, and its only I/O is the `statvfs` of `record_disk`, which callers run in
+//! `spawn_blocking`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -6,6 +6,10 @@
 //! [`RolloutBook::evaluate`], [`RolloutBook::decide`] and `upswarm explain`
 //! ([`RolloutBook::view`]) — draws the cohorts from that one set plus the reporters of the
 //! release ([`Cohorts`]), so what `explain` shows is what the node acts on.
+//!
+//! It keeps everything in memory and reads no clock (callers pass `now` and a `TimeCheck`); it must
+//! not re-implement the phase rules (`upswarm_rollout` decides) nor persist anything (the core
+//! stores the envelopes in `signed`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

@@ -1,4 +1,9 @@
 //! Serving chunks, chunk indexes and availability bitmaps to peers.
+//!
+//! Owns the answers to inbound fetch requests and their limits (permits, upload slots, watchers).
+//! It never writes to the chunk store, the sled database or the bitmaps (a damaged blob is dropped
+//! by the store's own read and fetched again by the core), and it reads disk only in
+//! `spawn_blocking`.
 
 use std::sync::Arc;
 use std::time::Duration;

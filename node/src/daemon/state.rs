@@ -1,5 +1,9 @@
 //! What the daemon persists (sled, small metadata only) and the small shared registries
 //! its tasks use.
+//!
+//! Owns the sled trees `releases`, `peers` and `withheld`, the peer fault book (`PeerBook`), the
+//! chunk bitmaps announced to peers (`Haves`) and the byte-rate limits. It never puts artifact or
+//! chunk bytes into sled, and never holds one of its mutexes across an `.await` or a sled write.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -1,6 +1,10 @@
 //! Protocol activation on this node: proposals and votes it has accepted, its own readiness
 //! votes, the activation states it computes, and what it tells the managed program
 //! (`activations.json`, the API, an optional hook). Owned by the core.
+//!
+//! It holds its books in memory and never signs or writes a file: the core signs this node's votes,
+//! stores the envelopes (`signed`) and writes `activations.json`. The activation hook runs on a
+//! task of its own; `run_hook` never waits for it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -6,6 +6,10 @@
 //! write through them into the backup.) Restoring is crash-safe: the live directory is
 //! moved aside, the backup copied in, and only then the aside copy removed; every step can
 //! be repeated after a crash.
+//!
+//! Owns those copies. It deletes only `dest`, `live` and their `.partial`, `.restoring` and
+//! `.before-restore` siblings, never `src` or a backup; it blocks for as long as the copy takes, so
+//! it must run in `spawn_blocking`, never on an async task.
 
 use std::fs;
 use std::io;

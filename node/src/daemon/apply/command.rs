@@ -3,6 +3,9 @@
 //! stderr, interleaved) kept — bounded — for the log and the history.
 //!
 //! Non-goal: a shell. The command is an argv; use `["sh", "-c", "…"]` for shell syntax.
+//!
+//! It signals nothing but the command's own process group (on timeout, or when the run is dropped),
+//! leaves stdin unconnected and keeps at most about 4 KiB of output.
 
 use std::collections::VecDeque;
 use std::fmt;

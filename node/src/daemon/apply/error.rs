@@ -1,4 +1,7 @@
 //! Errors of the apply actor, as its callers (the API, the core) see them.
+//!
+//! Owns only the variants and their messages; it decides nothing, and the HTTP status of each is
+//! the API's choice (`daemon::api`), not this module's.
 
 use upswarm_store::StoreError;
 

@@ -1,4 +1,8 @@
 //! Health checks of the managed program.
+//!
+//! Owns the probing: an HTTP GET and/or a command, repeated until enough pass in a row, the
+//! deadline passes or the program exits. It only answers healthy or not: it never starts, stops or
+//! rolls back the program and writes nothing (the transition decides what follows).
 
 use std::time::Duration;
 

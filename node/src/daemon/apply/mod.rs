@@ -7,6 +7,10 @@
 //! Every step is recorded durably in the journal BEFORE it is carried out, and every step
 //! can be carried out again, so a daemon killed at any point finishes the transition on its
 //! next start (see [`transition`] for the rules).
+//!
+//! Nothing outside `apply` writes the install record, the journal or the history, or starts or
+//! stops the managed program: the core and the API ask through `ApplyHandle` (the core also reads
+//! the policy and the `versions::dir` paths).
 
 pub mod actor;
 pub mod backup;

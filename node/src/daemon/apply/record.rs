@@ -6,6 +6,10 @@
 //! transitions (apply, rollback, recovery), the [`Preferences`] only by the operator's edits
 //! (pin, defer), so an edit can be served while a transition runs. Each is replaced whole,
 //! atomically (one sled key, flushed), and only by a value that passed the API's bounds.
+//!
+//! Owns these types and the sled trees `installed`, `journal` and `history` (`ApplyStore`). It
+//! decides nothing and runs nothing (`transition` and `actor` do), and nothing outside `apply`
+//! writes these trees.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

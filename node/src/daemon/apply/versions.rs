@@ -1,5 +1,9 @@
 //! Versions side by side under `<data_dir>/versions/<version>/`, and the `current` symlink
 //! switched atomically between them.
+//!
+//! Owns `versions/` and the `current` symlink. It deletes nothing outside `versions/` but `current`
+//! and its `.current.new` temporary link, and never writes into the release directory it installs
+//! from (files are hard-linked or copied from it).
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -90,31 +90,40 @@ impl Core {
         self.apply.as_ref().ok_or(ResolveError::NotManaged)
     }
 
-    pub(super) fn candidate(
+    /// This node's rules for applying (see [`decide::Rules`]).
+    pub(super) fn rules(&self) -> decide::Rules<'_> {
+        let c = &self.ctx.config;
+        decide::Rules {
+            policy: &c.policy,
+            spread: c.rollout.spread,
+            skew: c.clock_skew.as_secs(),
+            me: self.ctx.node_key.key_id(),
+        }
+    }
+
+    /// What hold-back decisions see of a known release.
+    pub(super) fn release_facts<'a>(id: &Hash32, k: &'a Known) -> decide::Release<'a> {
+        decide::Release {
+            id: *id,
+            manifest: &k.verified.manifest,
+            first_seen: k.stored.first_seen,
+        }
+    }
+
+    /// What holds `id` back on this node now (see [`decide::hold`]).
+    pub(super) fn hold(
         &self,
         id: &Hash32,
         k: &Known,
         installed: &crate::daemon::apply::Installed,
-    ) -> Candidate {
-        let m = &k.verified.manifest;
-        Candidate {
-            version: m.version.clone(),
-            update_type: m.update_type,
-            security_critical: m.security_critical,
-            rollback: m.rollback,
-            min_version: m.min_version.clone(),
-            first_seen: k.stored.first_seen,
-            already_failed: installed.failed.contains(id),
-            deferred_until: installed.deferrals.get(id).map(|d| d.until),
-            rollout: None,
-        }
-    }
-
-    pub(super) fn policy_installed(installed: &crate::daemon::apply::Installed) -> PolicyInstalled {
-        PolicyInstalled {
-            current: installed.current.as_ref().map(|v| v.version.clone()),
-            pinned: installed.pinned.clone(),
-        }
+    ) -> Option<Hold> {
+        decide::hold(
+            &self.book,
+            self.rules(),
+            Self::release_facts(id, k),
+            installed,
+            self.now(),
+        )
     }
 
     pub(super) fn check(&self) -> Vec<CheckItem> {
@@ -122,12 +131,10 @@ impl Core {
             return Vec::new();
         };
         let installed = a.installed();
-        let pi = Self::policy_installed(&installed);
-        let now = chrono::Utc::now();
         self.installable()
             .into_iter()
             .map(|(id, k)| {
-                let hold = self.hold(id, k, &installed, &pi, now);
+                let hold = self.hold(id, k, &installed);
                 let m = &k.verified.manifest;
                 let why = match cosmovisor_verdict(a, m) {
                     Some(v) => v,
@@ -164,24 +171,22 @@ impl Core {
         if !view.idle() {
             return;
         }
-        let installed = view.installed;
-        let pi = Self::policy_installed(&installed);
-        let now = chrono::Utc::now();
-        let pick = self.installable().into_iter().find_map(|(id, k)| {
-            self.hold(id, k, &installed, &pi, now)
-                .is_none()
-                .then(|| (*id, k.verified.manifest.version.clone()))
-        });
-        let Some((id, version)) = pick else { return };
+        let pick = decide::auto_apply(
+            &self.book,
+            self.rules(),
+            self.installable()
+                .into_iter()
+                .map(|(id, k)| Self::release_facts(id, k)),
+            &view.installed,
+            self.now(),
+        );
+        let Some(to) = pick else { return };
         a.offer(TransitionRequest {
             kind: Kind::Apply,
             origin: Origin::Auto,
             target: Target {
-                to: VersionRef {
-                    version,
-                    release: id,
-                },
-                source: release_dir(&self.ctx, &id),
+                source: release_dir(&self.ctx, &to.release),
+                to,
             },
             mark_failed: None,
             note: None,
@@ -205,12 +210,12 @@ impl Core {
                 .next()
                 .ok_or(ResolveError::NothingToApply)?,
         };
-        let c = self.candidate(id, k, &installed);
+        let c = decide::candidate(Self::release_facts(id, k), &installed);
         if self.book.yanked(id) {
             // A yank is final for the whole fleet: no --force for it.
             return Err(ResolveError::Yanked(c.version));
         }
-        policy::compatible(&c, &Self::policy_installed(&installed), force)
+        policy::compatible(&c, &decide::policy_installed(&installed), force)
             .map_err(|h| ResolveError::NeedsForce(h.to_string()))?;
         if c.already_failed && !force {
             return Err(ResolveError::FailedBefore(c.version));
@@ -232,17 +237,10 @@ impl Core {
         let installed = a.installed();
         let to = match version {
             // The last known-good version: never a failed or yanked one, never one gone.
-            None => installed
-                .previous
-                .iter()
-                .find(|p| {
-                    !installed.failed.contains(&p.release)
-                        && !self.book.yanked(&p.release)
-                        && crate::daemon::apply::versions::dir(&a.layout().versions, &p.version)
-                            .is_dir()
-                })
-                .cloned()
-                .ok_or(ResolveError::NoEarlierVersion)?,
+            None => decide::last_good(&self.book, &installed, |v| {
+                crate::daemon::apply::versions::dir(&a.layout().versions, v).is_dir()
+            })
+            .ok_or(ResolveError::NoEarlierVersion)?,
             Some(v) => installed
                 .previous
                 .iter()

@@ -106,7 +106,7 @@ impl Core {
             self.coverage_history.pop_front();
         }
         self.coverage_history.push_back(CoverageSample {
-            at: unix_now(),
+            at: self.now(),
             versions,
         });
     }

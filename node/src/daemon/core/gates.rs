@@ -5,30 +5,6 @@ use super::*;
 pub use crate::api::ExplainView;
 
 impl Core {
-    /// The one most important thing that keeps release `id` from being applied now, from
-    /// the local policy and this node's rollout decision together (the order is in
-    /// [`policy`]'s module docs).
-    pub(super) fn hold(
-        &self,
-        id: &Hash32,
-        k: &Known,
-        installed: &crate::daemon::apply::Installed,
-        pi: &PolicyInstalled,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Hold> {
-        let mut c = self.candidate(id, k, installed);
-        let (_, d) = self.book.decide(
-            id,
-            &k.verified.manifest,
-            &self.ctx.node_key.key_id(),
-            self.ctx.config.rollout.spread,
-            unix_now(),
-            self.ctx.config.clock_skew.as_secs(),
-        );
-        c.rollout = Some(d);
-        policy::may_auto_apply(&self.ctx.config.policy, &c, pi, now).err()
-    }
-
     /// Validates a signed health report, control message, trust root, proposal or vote
     /// (from gossip, a peer's resync answer or the API; see [`super::judge::judge_signed`]),
     /// takes it into the books and stores it. `Accept`: new here, to be spread; `Ignore`:
@@ -99,7 +75,7 @@ impl Core {
             release,
             status,
             running: running.clone(),
-            at: unix_now(),
+            at: self.now(),
             detail: detail.chars().take(200).collect(),
         };
         let mut env = SignedEnvelope::wrap(&report);
@@ -275,37 +251,35 @@ impl Core {
         }
     }
 
-    /// A yanked release that this node runs is rolled back to the previous version.
+    /// A yanked release that this node runs is rolled back to the previous version (see
+    /// [`decide::yank`]).
     pub(super) fn obey_yank(&mut self) {
         let Some(a) = self.apply.clone() else {
             return;
         };
         let view = a.view();
-        let Some(current) = view.installed.current.clone() else {
-            return;
-        };
-        // A yank rollback that failed leaves the yanked release marked failed: do not loop.
-        if !self.book.yanked(&current.release)
-            || !view.idle()
-            || view.installed.failed.contains(&current.release)
-        {
-            return;
+        let versions = a.layout().versions.clone();
+        let kept = |v: &semver::Version| crate::daemon::apply::versions::dir(&versions, v).is_dir();
+        match decide::yank(&self.book, &view.installed, view.idle(), kept) {
+            // Said once per yanked release, not on every tick.
+            Some(decide::YankAction::Stuck { yanked })
+                if self.yank_stuck_said.insert(yanked.release) =>
+            {
+                warn!(version = %yanked.version, "this version was yanked, but there is no earlier version to roll back to");
+            }
+            None | Some(decide::YankAction::Stuck { .. }) => {}
+            Some(decide::YankAction::RollBack { to, yanked, note }) => {
+                warn!(version = %yanked.version, to = %to.version, "release yanked by the control role; rolling back");
+                let source = crate::daemon::apply::versions::dir(&versions, &to.version);
+                a.offer(TransitionRequest {
+                    kind: Kind::Rollback,
+                    origin: Origin::Yank,
+                    target: Target { to, source },
+                    mark_failed: Some(yanked.release),
+                    note: Some(note),
+                });
+            }
         }
-        let Ok(target) = self.resolve_rollback(None) else {
-            warn!(version = %current.version, "this version was yanked, but there is no earlier version to roll back to");
-            return;
-        };
-        warn!(version = %current.version, to = %target.to.version, "release yanked by the control role; rolling back");
-        a.offer(TransitionRequest {
-            kind: Kind::Rollback,
-            origin: Origin::Yank,
-            target,
-            mark_failed: Some(current.release),
-            note: Some(match self.book.yank_reason(&current.release) {
-                Some(why) => format!("yanked by the control role: {why}"),
-                None => "yanked by the control role".to_string(),
-            }),
-        });
     }
 
     /// Tells the apply actor which releases are yanked (retention never keeps one as a
@@ -314,12 +288,7 @@ impl Core {
         let Some(a) = &self.apply else {
             return;
         };
-        let yanked: BTreeSet<Hash32> = self
-            .releases
-            .keys()
-            .filter(|id| self.book.yanked(id))
-            .copied()
-            .collect();
+        let yanked = decide::yanked(&self.book, self.releases.keys().copied());
         if yanked != self.yanks_reported && a.set_yanked(yanked.clone()) {
             self.yanks_reported = yanked;
         }
@@ -375,9 +344,7 @@ impl Core {
                 super::apply::cosmovisor_verdict(a, m).unwrap_or_default(),
             ),
             Some(a) => {
-                let installed = a.installed();
-                let pi = Self::policy_installed(&installed);
-                let hold = self.hold(id, k, &installed, &pi, chrono::Utc::now());
+                let hold = self.hold(id, k, &a.installed());
                 let verdict = match &hold {
                     Some(h) => h.to_string(),
                     None if !matches!(k.stored.download, DownloadState::Complete { .. }) => {
@@ -398,7 +365,7 @@ impl Core {
                 m,
                 &me,
                 self.ctx.config.rollout.spread,
-                unix_now(),
+                self.now(),
                 self.ctx.config.clock_skew.as_secs(),
             ),
             hold,

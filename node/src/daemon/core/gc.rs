@@ -113,7 +113,7 @@ impl Core {
                 installed: installed.contains(id),
             })
             .collect();
-        let mut remove = rule::plan(&candidates, r.keep_releases, r.grace.as_secs(), unix_now());
+        let mut remove = rule::plan(&candidates, r.keep_releases, r.grace.as_secs(), self.now());
         remove.sort_by(|a, b| {
             let (ka, kb) = (
                 &self.releases[a].verified.manifest,
@@ -222,7 +222,7 @@ impl Core {
                 .signed
                 .remove_subject(SignedKind::Health, id, dry_run);
             if !dry_run {
-                self.set_download(*id, DownloadState::Removed { at: unix_now() });
+                self.set_download(*id, DownloadState::Removed { at: self.now() });
             }
         }
         // Health reports about releases removed earlier that peers handed over again.

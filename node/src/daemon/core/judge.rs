@@ -160,7 +160,7 @@ pub(super) fn judge_signed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
 
     use upswarm_proto::manifest::MANIFEST_VERSION;
@@ -172,8 +172,8 @@ mod tests {
 
     use super::*;
 
-    const NOW: u64 = 1_800_000_000;
-    const DAY: u64 = 86_400;
+    pub(in crate::daemon::core) const NOW: u64 = 1_800_000_000;
+    pub(in crate::daemon::core) const DAY: u64 = 86_400;
 
     fn time(now: u64) -> TimeCheck {
         TimeCheck { now, skew: 300 }
@@ -184,14 +184,14 @@ mod tests {
     }
 
     /// Two root keys, two release keys, two control keys; thresholds of 2.
-    struct Keys {
+    pub(in crate::daemon::core) struct Keys {
         root: Vec<SecretKey>,
         release: Vec<SecretKey>,
-        control: Vec<SecretKey>,
+        pub(in crate::daemon::core) control: Vec<SecretKey>,
     }
 
     impl Keys {
-        fn new() -> Self {
+        pub(in crate::daemon::core) fn new() -> Self {
             let k = |i: u8| SecretKey::from_seed(&[i; 32]);
             Keys {
                 root: vec![k(1), k(2)],
@@ -229,7 +229,12 @@ mod tests {
             self.sign(&tr, Context::Root, &self.root)
         }
 
-        fn sign<M: Message>(&self, m: &M, ctx: Context, keys: &[SecretKey]) -> Vec<u8> {
+        pub(in crate::daemon::core) fn sign<M: Message>(
+            &self,
+            m: &M,
+            ctx: Context,
+            keys: &[SecretKey],
+        ) -> Vec<u8> {
             let mut env = SignedEnvelope::wrap(m);
             for k in keys {
                 k.sign_envelope(ctx, &mut env);
@@ -238,6 +243,27 @@ mod tests {
         }
 
         fn manifest(&self, version: &str, signers: usize) -> Vec<u8> {
+            self.manifest_signed(version, None, NOW - DAY, signers)
+        }
+
+        /// A manifest of `version` with a rollout plan, created at `created_at`, signed by
+        /// the release role's threshold.
+        pub(in crate::daemon::core) fn manifest_with(
+            &self,
+            version: &str,
+            rollout: Option<upswarm_proto::RolloutPlan>,
+            created_at: u64,
+        ) -> Vec<u8> {
+            self.manifest_signed(version, rollout, created_at, 2)
+        }
+
+        fn manifest_signed(
+            &self,
+            version: &str,
+            rollout: Option<upswarm_proto::RolloutPlan>,
+            created_at: u64,
+            signers: usize,
+        ) -> Vec<u8> {
             let m = Manifest {
                 v: MANIFEST_VERSION,
                 name: "demo".into(),
@@ -248,10 +274,10 @@ mod tests {
                 rollback: false,
                 min_version: None,
                 protocols: Protocols::default(),
-                created_at: NOW - DAY,
+                created_at,
                 expires_at: NOW + DAY,
                 changelog: Changelog::default(),
-                rollout: None,
+                rollout,
                 mirrors: None,
                 artifacts: vec![Artifact {
                     name: "app".into(),
@@ -269,15 +295,15 @@ mod tests {
     }
 
     /// What the node knows: a root chain, the books, the releases admitted.
-    struct Node {
+    pub(in crate::daemon::core) struct Node {
         chain: RootChain,
-        rollout: RolloutBook,
+        pub(in crate::daemon::core) rollout: RolloutBook,
         voting: VotingBook,
         releases: HashMap<Hash32, Manifest>,
     }
 
     impl Node {
-        fn new(keys: &Keys) -> Self {
+        pub(in crate::daemon::core) fn new(keys: &Keys) -> Self {
             let env = SignedEnvelope::decode::<TrustRoot>(&keys.root(1, NOW + 30 * DAY)).unwrap();
             let (root, _) = upswarm_trust::verify_root_signatures(&env).unwrap();
             Node {
@@ -288,7 +314,11 @@ mod tests {
             }
         }
 
-        fn manifest(&mut self, bytes: &[u8], now: u64) -> ManifestVerdict {
+        pub(in crate::daemon::core) fn manifest(
+            &mut self,
+            bytes: &[u8],
+            now: u64,
+        ) -> ManifestVerdict {
             let v = judge_manifest(
                 &self.chain,
                 |id| self.releases.contains_key(id),
@@ -302,7 +332,12 @@ mod tests {
             v
         }
 
-        fn signed(&mut self, kind: SignedKind, bytes: &[u8], now: u64) -> Result<Judged, Rejected> {
+        pub(in crate::daemon::core) fn signed(
+            &mut self,
+            kind: SignedKind,
+            bytes: &[u8],
+            now: u64,
+        ) -> Result<Judged, Rejected> {
             let releases = &self.releases;
             judge_signed(
                 Books {

@@ -2,6 +2,7 @@
 //! every manifest it hears of (gossip, DHT, local publish).
 
 mod apply;
+mod decide;
 mod fleet;
 mod gates;
 mod gc;
@@ -29,7 +30,7 @@ use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
 use upswarm_trust::{RootChain, TimeCheck, VerifiedManifest, unix_now, verify_manifest_signatures};
 
 use super::Ctx;
-use super::apply::policy::{self, Candidate, Hold, Installed as PolicyInstalled};
+use super::apply::policy::{self, Hold};
 use super::apply::{
     ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
 };
@@ -229,6 +230,8 @@ pub struct Core {
     yanks_reported: BTreeSet<Hash32>,
     /// Running downloads announced as blocked (`download_blocked` webhook sent).
     blocked_announced: BTreeSet<Hash32>,
+    /// Yanked releases this node runs with nothing to roll back to (said once each).
+    yank_stuck_said: BTreeSet<Hash32>,
     /// The fleet's coverage over time (see `crate::api::CoverageSample`).
     coverage_history: std::collections::VecDeque<crate::api::CoverageSample>,
 }
@@ -265,6 +268,7 @@ impl Core {
             halted_seen: BTreeSet::new(),
             yanks_reported: BTreeSet::new(),
             blocked_announced: BTreeSet::new(),
+            yank_stuck_said: BTreeSet::new(),
             coverage_history: Default::default(),
             ctx,
             chain,
@@ -277,9 +281,15 @@ impl Core {
         }
     }
 
+    /// The core's one clock (unix seconds): every decision is handed the time from here,
+    /// none reads a clock of its own (see `decide` and `judge`).
+    fn now(&self) -> u64 {
+        unix_now()
+    }
+
     fn time(&self) -> TimeCheck {
         TimeCheck {
-            now: unix_now(),
+            now: self.now(),
             skew: self.ctx.config.clock_skew.as_secs(),
         }
     }
@@ -553,7 +563,7 @@ impl Core {
         let followed = self.follows(m);
         let stored = StoredRelease {
             envelope: verified.envelope.encode(),
-            first_seen: unix_now(),
+            first_seen: self.now(),
             source,
             download: if followed {
                 DownloadState::Downloading
@@ -727,7 +737,7 @@ impl Core {
             CoreMsg::Imported { id, result, reply } => {
                 let outcome = match result {
                     Ok(()) => {
-                        self.set_download(id, DownloadState::Complete { at: unix_now() });
+                        self.set_download(id, DownloadState::Complete { at: self.now() });
                         self.seed(id).await;
                         self.announce(id).await;
                         self.view(&id)
@@ -744,7 +754,7 @@ impl Core {
                 Ok(()) => {
                     info!(release = %id, "release downloaded and verified; seeding");
                     Metrics::inc(&self.ctx.metrics.releases_completed);
-                    self.set_download(id, DownloadState::Complete { at: unix_now() });
+                    self.set_download(id, DownloadState::Complete { at: self.now() });
                     self.seed(id).await;
                     self.maybe_apply();
                 }
@@ -758,7 +768,7 @@ impl Core {
                             warn!(release = %id, "download blocked by this node's disk: {reason}; retried every {}s", BLOCKED_RETRY.as_secs());
                             Metrics::inc(&self.ctx.metrics.downloads_blocked);
                             self.webhook_blocked(id, &reason);
-                            unix_now()
+                            self.now()
                         }
                     };
                     self.set_download(id, DownloadState::Blocked { reason, since });
@@ -869,7 +879,7 @@ impl Core {
 
     /// Unblocks peers whose ban is over.
     fn lift_bans(&self) {
-        let ended = self.ctx.peers.expire(unix_now());
+        let ended = self.ctx.peers.expire(self.now());
         if ended.is_empty() {
             return;
         }
@@ -1107,7 +1117,7 @@ impl Core {
                 .map(|i| i.scores.iter().map(|(p, s)| (p.to_base58(), *s)).collect())
                 .unwrap_or_default(),
             banned: {
-                let now = unix_now();
+                let now = self.now();
                 self.ctx
                     .peers
                     .snapshot()

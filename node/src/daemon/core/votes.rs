@@ -50,7 +50,7 @@ impl Core {
     /// Re-evaluates every proposal: votes where ready, updates `activations.json`, runs the
     /// activation hook, raises or clears the upgrade-required alarm.
     pub(super) fn voting_tick(&mut self) {
-        let now = unix_now();
+        let now = self.now();
         let root = self.chain.current().root().clone();
         // Vote where this node is ready.
         if let Some(key) = self

@@ -5,22 +5,18 @@ use super::*;
 impl Core {
     /// Announces (once each) releases whose rollout halted network-wide.
     pub(super) fn watch_halts(&mut self) {
-        let now = unix_now();
+        let now = self.now();
         let skew = self.ctx.config.clock_skew.as_secs();
-        let mut newly = Vec::new();
-        for (id, k) in &self.releases {
-            if !self.follows(&k.verified.manifest) || self.halted_seen.contains(id) {
-                continue;
-            }
-            let e = self.book.evaluate(id, &k.verified.manifest, now, skew);
-            if let Some(h) = &e.halted {
-                newly.push((*id, k.verified.manifest.version.clone(), h.to_string()));
-            }
-        }
-        for (id, version, reason) in newly {
-            self.halted_seen.insert(id);
-            warn!(release = %id, %version, "rollout {reason}");
-            let details = serde_json::json!({ "release": id.to_hex(), "version": version.to_string(), "reason": reason });
+        let followed = self
+            .releases
+            .iter()
+            .filter(|(_, k)| self.follows(&k.verified.manifest))
+            .map(|(id, k)| Self::release_facts(id, k));
+        let newly = decide::new_halts(&self.book, followed, &self.halted_seen, now, skew);
+        for h in newly {
+            self.halted_seen.insert(h.release);
+            warn!(release = %h.release, version = %h.version, "rollout {}", h.reason);
+            let details = serde_json::json!({ "release": h.release.to_hex(), "version": h.version.to_string(), "reason": h.reason });
             self.webhook("halted", details);
         }
         // The gauge counts the current rollouts only — the newest followed release of each
@@ -53,7 +49,7 @@ impl Core {
             .metrics
             .root_expiry_timestamp_seconds
             .store(expires_at, std::sync::atomic::Ordering::Relaxed);
-        let now = unix_now();
+        let now = self.now();
         let alarm = root_alarm(
             version,
             expires_at,
@@ -85,7 +81,7 @@ impl Core {
         {
             return;
         }
-        let mut body = serde_json::json!({ "event": event, "at": unix_now(), "node_id": self.ctx.node_key.key_id().to_hex() });
+        let mut body = serde_json::json!({ "event": event, "at": self.now(), "node_id": self.ctx.node_key.key_id().to_hex() });
         if let (Some(b), serde_json::Value::Object(d)) = (body.as_object_mut(), details) {
             b.extend(d);
         }
