@@ -408,7 +408,7 @@ async fn explain(
     })
     .await?
     .map(Json)
-    .map_err(|e| error(StatusCode::NOT_FOUND, e))
+    .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))
 }
 
 async fn fleet(
@@ -420,7 +420,7 @@ async fn fleet(
     api.ask(|reply| CoreMsg::Fleet { query, reply })
         .await?
         .map(Json)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// Headers of the dashboard's answers: the CSP, no sniffing, no referrer, no caching.
@@ -445,7 +445,7 @@ async fn dashboard(State(api): State<Api>) -> Result<Response, Failure> {
     let fleet = api
         .ask(|reply| CoreMsg::Fleet { query, reply })
         .await?
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let activations = api.ask(CoreMsg::Activations).await?;
     let page = super::dashboard::render(&super::dashboard::Dashboard {
         status,

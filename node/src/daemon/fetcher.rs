@@ -357,7 +357,9 @@ impl Swarm {
     /// Fetches and verifies the chunk index, or loads it from the store.
     async fn fetch_index(&mut self, artifact: &Artifact) -> Result<ChunkIndex, DownloadError> {
         let limit = ChunkIndex::max_encoded_len(artifact.size, artifact.chunk_size);
-        if let Ok(bytes) = self.ctx.store.get(&artifact.chunk_index, limit)
+        let stored =
+            super::state::outside_workers(|| self.ctx.store.get(&artifact.chunk_index, limit));
+        if let Ok(bytes) = stored
             && let Ok(index) = ChunkIndex::decode_for(&bytes, artifact)
         {
             return Ok(index);
@@ -409,7 +411,9 @@ impl Swarm {
                 }
                 match ChunkIndex::decode_for(&bytes, artifact) {
                     Ok(index) => {
-                        self.ctx.store.put_verified(&artifact.chunk_index, &bytes)?;
+                        super::state::outside_workers(|| {
+                            self.ctx.store.put_verified(&artifact.chunk_index, &bytes)
+                        })?;
                         debug!(%peer, chunks = index.len(), "chunk index verified");
                         return Ok(index);
                     }
@@ -483,7 +487,7 @@ impl Swarm {
                 let (store, part, old) = (self.ctx.store.clone(), part.clone(), dest.to_path_buf());
                 blocking(move || Ok(part.fill(&store, Some(&old))?)).await?
             }
-            None => {
+            None => super::state::outside_workers(|| {
                 let mut held = Bitmap::new(n);
                 for (i, h) in index.iter().enumerate() {
                     if self.ctx.store.contains(&h) {
@@ -491,7 +495,7 @@ impl Swarm {
                     }
                 }
                 held
-            }
+            }),
         };
         self.mirrors.begin(n, self.part.clone());
         let from_mirror = self.mirrors.take_whole(artifact, progress);

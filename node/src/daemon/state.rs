@@ -51,20 +51,27 @@ pub struct StateDb {
     pub withheld: Tree<bool>,
 }
 
+/// Runs blocking file work `f` (an fsync, a directory walk, reading an index) from async
+/// code without stalling the runtime: on a multi-threaded runtime the wait happens outside
+/// the worker set (`block_in_place`), so the network and API tasks keep running; the caller
+/// itself waits for the result, which keeps its order of effects (an actor's writes land in
+/// the order it made them). Elsewhere (a current-thread runtime, a plain thread) it simply
+/// runs `f`.
+pub fn outside_workers<T>(f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 impl StateDb {
-    /// Writes everything to disk, and returns once it is there. Called from async code (the
-    /// core's task): on a multi-threaded runtime the wait happens outside the runtime's
-    /// worker set (`block_in_place`), so the network and API tasks keep running during the
-    /// fsync; the caller itself waits, which is the point — what it does next relies on the
-    /// data being durable.
+    /// Writes everything to disk, and returns once it is there (see [`outside_workers`]):
+    /// what the caller does next relies on the data being durable.
     pub fn flush_durably(&self) -> Result<(), StoreError> {
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi {
-            tokio::task::block_in_place(|| self.db.flush())
-        } else {
-            self.db.flush()
-        }
+        outside_workers(|| self.db.flush())
     }
 
     pub fn open(db: Db) -> Result<Self, StoreError> {

@@ -500,14 +500,15 @@ impl ApplyActor {
         };
         let dir = &self.proc.layout.versions;
         let bad: BTreeSet<Hash32> = rec.failed.union(&self.yanked).copied().collect();
+        let on_disk = crate::daemon::state::outside_workers(|| versions::on_disk(dir));
         let plan = versions::retention(
-            &versions::on_disk(dir),
+            &on_disk,
             rec.current.as_ref().map(|c| &c.version),
             &rec.previous,
             &bad,
             self.proc.managed.keep_versions,
         );
-        let removed = versions::remove(dir, &plan.remove);
+        let removed = crate::daemon::state::outside_workers(|| versions::remove(dir, &plan.remove));
         if !removed.is_empty() {
             let removed: Vec<String> = removed.iter().map(ToString::to_string).collect();
             info!(removed = %removed.join(", "), "pruned old versions");

@@ -377,7 +377,8 @@ impl Watcher {
         let result = async {
             if self.cv.backup() {
                 let dest = self.cv.backup_dir(&info.name);
-                let took = backup::backup(&paths.home.join("data"), &dest)
+                let data = paths.home.join("data");
+                let took = crate::daemon::state::outside_workers(|| backup::backup(&data, &dest))
                     .map_err(|e| format!("backing up {}: {e}", dest.display()))?;
                 backup_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
             }

@@ -300,7 +300,7 @@ impl ApplyStore {
         self.save_prefs(&p)?;
         self.save_record(&r)?;
         self.legacy.remove(LEGACY_KEY)?;
-        self.db.flush()?;
+        crate::daemon::state::outside_workers(|| self.db.flush())?;
         Ok((r, p, journal))
     }
 
@@ -311,28 +311,28 @@ impl ApplyStore {
 
     pub fn save_record(&self, r: &InstallRecord) -> Result<(), StoreError> {
         self.record.put(RECORD_KEY, r)?;
-        self.db.flush()
+        crate::daemon::state::outside_workers(|| self.db.flush())
     }
 
     pub fn save_prefs(&self, p: &Preferences) -> Result<(), StoreError> {
         self.prefs.put(PREFS_KEY, p)?;
-        self.db.flush()
+        crate::daemon::state::outside_workers(|| self.db.flush())
     }
 
     pub fn save_journal(&self, j: &Journal) -> Result<(), StoreError> {
         self.journal.put(JOURNAL_KEY, j)?;
-        self.db.flush()
+        crate::daemon::state::outside_workers(|| self.db.flush())
     }
 
     pub fn clear_journal(&self) -> Result<(), StoreError> {
         self.journal.remove(JOURNAL_KEY)?;
-        self.db.flush()
+        crate::daemon::state::outside_workers(|| self.db.flush())
     }
 
     /// Records the end of transition `id` (idempotent: the same id overwrites).
     pub fn record_history(&self, id: u64, e: &HistoryEntry) -> Result<(), StoreError> {
         self.history.put(id.to_be_bytes(), e)?;
-        self.db.flush()
+        crate::daemon::state::outside_workers(|| self.db.flush())
     }
 
     /// Every history entry, oldest first.

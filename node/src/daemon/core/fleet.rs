@@ -6,18 +6,25 @@ use crate::api::{
     FleetRollout, FleetView, ReadyCheck, ReadyView, VersionCount,
 };
 
+/// A fleet query that names no state or release (the API answers 400).
+#[derive(Debug, thiserror::Error)]
+pub enum FleetQueryError {
+    #[error("state: {0:?} is not a report state (one of {states})", states = FLEET_STATES.join(", "))]
+    State(String),
+    #[error("release: {0:?} is neither a release id (8 to 64 hex digits) nor a version")]
+    Release(String),
+    #[error("release: {0}")]
+    ReleaseId(String),
+}
+
 impl Core {
     /// Every node with a verified health report, filtered by `q`, placed in the rollout of
     /// the newest followed release.
-    pub(super) fn fleet(&self, q: &FleetQuery) -> Result<FleetView, String> {
+    pub(super) fn fleet(&self, q: &FleetQuery) -> Result<FleetView, FleetQueryError> {
         if let Some(s) = &q.state
             && !FLEET_STATES.contains(&s.as_str())
         {
-            return Err(format!(
-                "state: {:?} is not a report state (one of {})",
-                s.chars().take(40).collect::<String>(),
-                FLEET_STATES.join(", ")
-            ));
+            return Err(FleetQueryError::State(s.chars().take(40).collect()));
         }
         let release_filter = q
             .release
@@ -113,7 +120,7 @@ impl Core {
 
     /// The releases `--release` names: an id or a prefix of one (8 to 64 hex digits), or a
     /// version.
-    fn release_filter(&self, r: &str) -> Result<Vec<Hash32>, String> {
+    fn release_filter(&self, r: &str) -> Result<Vec<Hash32>, FleetQueryError> {
         let shown: String = r.chars().take(80).collect();
         let by_id = r.len() >= 8 && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_hexdigit());
         if by_id {
@@ -128,13 +135,11 @@ impl Core {
             if ids.is_empty() && r.len() == 64 {
                 return Hash32::from_hex(&prefix)
                     .map(|h| vec![h])
-                    .map_err(|e| format!("release: {e}"));
+                    .map_err(|e| FleetQueryError::ReleaseId(e.to_string()));
             }
             return Ok(ids);
         }
-        let v = crate::api::parse_version(r).map_err(|_| {
-            format!("release: {shown:?} is neither a release id (8 to 64 hex digits) nor a version")
-        })?;
+        let v = crate::api::parse_version(r).map_err(|_| FleetQueryError::Release(shown))?;
         Ok(self
             .releases
             .iter()

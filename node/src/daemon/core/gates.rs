@@ -4,6 +4,15 @@
 use super::*;
 pub use crate::api::ExplainView;
 
+/// Why `upswarm explain` has nothing to explain (the API answers 404).
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no release known yet")]
+    NothingKnown,
+    #[error("no known release {0} followed by this node")]
+    NotFollowed(semver::Version),
+}
+
 impl Core {
     /// Validates a signed health report, control message, trust root, proposal or vote
     /// (from gossip, a peer's resync answer or the API; see [`super::judge::judge_signed`]),
@@ -294,14 +303,17 @@ impl Core {
         }
     }
 
-    pub(super) fn explain(&self, version: Option<semver::Version>) -> Result<ExplainView, String> {
+    pub(super) fn explain(
+        &self,
+        version: Option<semver::Version>,
+    ) -> Result<ExplainView, ExplainError> {
         let list = self.followed_newest_first();
-        let (id, k) = match &version {
+        let (id, k) = match version {
             Some(v) => list
                 .into_iter()
-                .find(|(_, k)| &k.verified.manifest.version == v)
-                .ok_or_else(|| format!("no known release {v} followed by this node"))?,
-            None => list.into_iter().next().ok_or("no release known yet")?,
+                .find(|(_, k)| k.verified.manifest.version == v)
+                .ok_or(ExplainError::NotFollowed(v))?,
+            None => list.into_iter().next().ok_or(ExplainError::NothingKnown)?,
         };
         Ok(self.explain_release(id, k))
     }

@@ -11,7 +11,8 @@ mod votes;
 mod webhooks;
 
 pub use apply::ResolveError;
-pub use gates::ExplainView;
+pub use fleet::FleetQueryError;
+pub use gates::{ExplainError, ExplainView};
 pub use judge::Rejected;
 pub use votes::VoteError;
 
@@ -95,7 +96,7 @@ pub enum CoreMsg {
     /// `upswarm explain`.
     Explain {
         version: Option<semver::Version>,
-        reply: oneshot::Sender<Result<ExplainView, String>>,
+        reply: oneshot::Sender<Result<ExplainView, ExplainError>>,
     },
     /// The dashboard: `upswarm explain` of each followed release, newest first (at most
     /// the given number).
@@ -132,7 +133,7 @@ pub enum CoreMsg {
     },
     Imported {
         id: Hash32,
-        result: Result<(), String>,
+        result: Result<(), ImportError>,
         reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     },
     DownloadDone {
@@ -147,7 +148,7 @@ pub enum CoreMsg {
     /// `GET /v1/fleet`: the fleet inventory.
     Fleet {
         query: crate::api::FleetQuery,
-        reply: oneshot::Sender<Result<crate::api::FleetView, String>>,
+        reply: oneshot::Sender<Result<crate::api::FleetView, FleetQueryError>>,
     },
     /// `GET /readyz` (and `/healthz`: that the core answers at all).
     Ready(oneshot::Sender<crate::api::ReadyView>),
@@ -181,8 +182,28 @@ pub enum PublishError {
     #[error("{}: refused: {why}", path.display())]
     Superseded { path: PathBuf, why: String },
     /// The release directory's chunks do not match the manifest, or cannot be stored.
-    #[error("{0}")]
-    Import(String),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// Admitted, then gone before its import ended (removed meanwhile).
+    #[error("the release was removed while it was imported")]
+    Vanished,
+}
+
+/// Why a release directory could not be copied into the node (`upswarm release publish`).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The signer's directory lacks a chunk or holds a damaged one.
+    #[error("{}: {source}", dir.display())]
+    Source {
+        dir: PathBuf,
+        source: upswarm_content::ContentError,
+    },
+    /// This node could not store what it copied (its disk, its chunk store).
+    #[error(transparent)]
+    Store(#[from] upswarm_content::ContentError),
+    /// The copying task ended without an answer.
+    #[error("the import task failed: {0}")]
+    Task(String),
 }
 
 /// Why a signed message handed over through the API was not taken.
@@ -464,11 +485,14 @@ impl Core {
             }
             Event::Listening(addr) => {
                 let full = format!("{addr}/p2p/{}", self.ctx.client.local_peer_id());
-                let path = self.ctx.layout.listen_addrs.clone();
-                let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-                text.push_str(&full);
-                text.push('\n');
-                if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
+                let path = &self.ctx.layout.listen_addrs;
+                let written = super::state::outside_workers(|| {
+                    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+                    text.push_str(&full);
+                    text.push('\n');
+                    crate::files::write_atomic(path, text.as_bytes())
+                });
+                if let Err(e) = written {
                     warn!("cannot record listen address: {e:#}");
                 }
             }
@@ -678,7 +702,7 @@ impl Core {
         // are removed once the file's copy verifies).
         let dir = self.ctx.layout.release(&id);
         let (store, manifest) = (self.ctx.store.clone(), known.verified.manifest.clone());
-        let _ = tokio::task::spawn_blocking(move || {
+        let held = tokio::task::spawn_blocking(move || {
             for a in &manifest.artifacts {
                 let file = dir.join(&a.name);
                 if file.is_file()
@@ -687,28 +711,29 @@ impl Core {
                     store.adopt(&file, &index);
                 }
             }
-        })
-        .await;
-        let Some(known) = self.releases.get(&id) else {
-            return;
-        };
-        for a in &known.verified.manifest.artifacts {
             // The artifact and each encoded form of it held whole (a publisher holds all;
             // a node that fetched a form holds that one).
-            let files = std::iter::once(a.clone()).chain(
-                a.forms()
-                    .iter()
-                    .map(|f| upswarm_content::forms::form_file(a, f)),
-            );
-            for file in files {
-                if let Ok(index) = load_index(&self.ctx.store, &file)
-                    && index.iter().all(|h| self.ctx.store.contains(&h))
-                {
-                    self.ctx
-                        .haves
-                        .register(file.chunk_index, Bitmap::full(index.len()));
+            let mut held = Vec::new();
+            for a in &manifest.artifacts {
+                let files = std::iter::once(a.clone()).chain(
+                    a.forms()
+                        .iter()
+                        .map(|f| upswarm_content::forms::form_file(a, f)),
+                );
+                for file in files {
+                    if let Ok(index) = load_index(&store, &file)
+                        && index.iter().all(|h| store.contains(&h))
+                    {
+                        held.push((file.chunk_index, index.len()));
+                    }
                 }
             }
+            held
+        })
+        .await
+        .unwrap_or_default();
+        for (chunk_index, chunks) in held {
+            self.ctx.haves.register(chunk_index, Bitmap::full(chunks));
         }
         let key = provider_key(&self.ctx.config.network, &id);
         let client = self.ctx.client.clone();
@@ -740,11 +765,11 @@ impl Core {
                         self.set_download(id, DownloadState::Complete { at: self.now() });
                         self.seed(id).await;
                         self.announce(id).await;
-                        self.view(&id)
-                            .ok_or_else(|| PublishError::Import("release vanished".into()))
+                        self.view(&id).ok_or(PublishError::Vanished)
                     }
                     Err(e) => {
-                        self.set_download(id, DownloadState::Failed { reason: e.clone() });
+                        let reason = e.to_string();
+                        self.set_download(id, DownloadState::Failed { reason });
                         Err(PublishError::Import(e))
                     }
                 };
@@ -897,29 +922,33 @@ impl Core {
     /// new partial file and takes the rest from peers.
     fn repair(&mut self, blob: Hash32) {
         let platform = self.ctx.config.platform.clone();
-        let mut affected = Vec::new();
-        for (id, k) in &self.releases {
-            if !matches!(k.stored.download, DownloadState::Complete { .. }) {
-                continue;
-            }
-            for a in wanted_artifacts(&k.verified.manifest, &platform) {
-                if a.chunk_index == blob {
-                    self.ctx.haves.forget(&a.chunk_index);
-                    affected.push(*id);
-                } else if let Ok(index) = load_index(&self.ctx.store, a) {
-                    let mut hit = false;
-                    for (i, h) in index.iter().enumerate() {
-                        if h == blob {
-                            self.ctx.haves.clear(&a.chunk_index, i);
-                            hit = true;
-                        }
-                    }
-                    if hit {
+        // Reading chunk indexes is file work: outside the runtime's workers.
+        let mut affected = super::state::outside_workers(|| {
+            let mut affected = Vec::new();
+            for (id, k) in &self.releases {
+                if !matches!(k.stored.download, DownloadState::Complete { .. }) {
+                    continue;
+                }
+                for a in wanted_artifacts(&k.verified.manifest, &platform) {
+                    if a.chunk_index == blob {
+                        self.ctx.haves.forget(&a.chunk_index);
                         affected.push(*id);
+                    } else if let Ok(index) = load_index(&self.ctx.store, a) {
+                        let mut hit = false;
+                        for (i, h) in index.iter().enumerate() {
+                            if h == blob {
+                                self.ctx.haves.clear(&a.chunk_index, i);
+                                hit = true;
+                            }
+                        }
+                        if hit {
+                            affected.push(*id);
+                        }
                     }
                 }
             }
-        }
+            affected
+        });
         affected.dedup();
         for id in affected {
             info!(release = %id, %blob, "repairing a damaged blob of a complete release");
@@ -1036,7 +1065,7 @@ impl Core {
                 import(&store, &dir, &manifest, &wanted, &dest)
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| ImportError::Task(e.to_string()))
             .and_then(|r| r);
             let _ = to_self.send(CoreMsg::Imported { id, result, reply }).await;
         });
@@ -1192,37 +1221,37 @@ fn import(
     manifest: &Manifest,
     wanted: &[String],
     dest: &std::path::Path,
-) -> Result<(), String> {
+) -> Result<(), ImportError> {
     let src_dir = dir.join(crate::layout::CHUNKS_DIR);
     // The signer's directory is only read: a damaged chunk there is reported, not removed.
-    let src = ChunkStore::open_read_only(&src_dir).map_err(|e| e.to_string())?;
-    let at = |e: upswarm_content::ContentError| format!("{}: {e}", src_dir.display());
+    let at = |source| ImportError::Source {
+        dir: src_dir.clone(),
+        source,
+    };
+    let src = ChunkStore::open_read_only(&src_dir).map_err(ImportError::Store)?;
     // Copies one file's chunk index, and its chunks (each verified) into `part` or else
     // into the store.
     let copy = |file: &upswarm_proto::Artifact, part: Option<&PartialFile>| {
         let index = peek_index(&src, file).map_err(at)?;
         let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
         let index_bytes = src.peek(&file.chunk_index, limit).map_err(at)?;
-        store
-            .put_verified(&file.chunk_index, &index_bytes)
-            .map_err(|e| e.to_string())?;
+        store.put_verified(&file.chunk_index, &index_bytes)?;
         for (i, h) in index.iter().enumerate() {
             let chunk = src.peek(&h, u64::from(index.chunk_len(i))).map_err(at)?;
             match part {
                 Some(p) => p.put(store, i, &chunk).map(drop),
                 None => store.put_verified(&h, &chunk),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
         }
-        Ok::<_, String>(index)
+        Ok::<_, ImportError>(index)
     };
     for a in &manifest.artifacts {
         if wanted.contains(&a.name) {
             let index = peek_index(&src, a).map_err(at)?;
             let to = dest.join(&a.name);
-            let part = PartialFile::open(store, &to, &index).map_err(|e| e.to_string())?;
+            let part = PartialFile::open(store, &to, &index)?;
             copy(a, Some(&part))?;
-            part.finish(store, a, &to).map_err(|e| e.to_string())?;
+            part.finish(store, a, &to)?;
         } else {
             copy(a, None)?;
         }

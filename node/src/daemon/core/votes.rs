@@ -99,7 +99,10 @@ impl Core {
             let path = self.ctx.layout.activations.clone();
             match serde_json::to_vec_pretty(&views) {
                 Ok(json) => {
-                    if let Err(e) = crate::files::write_atomic(&path, &json) {
+                    let written = crate::daemon::state::outside_workers(|| {
+                        crate::files::write_atomic(&path, &json)
+                    });
+                    if let Err(e) = written {
                         warn!("cannot write {}: {e:#}", path.display());
                     }
                 }
