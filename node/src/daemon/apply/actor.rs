@@ -38,8 +38,8 @@ use upswarm_store::Db;
 use super::cosmovisor::{CosmovisorView, UpgradeRelease, Watcher};
 use super::error::ApplyError;
 use super::record::{
-    ApplyStore, ApplyView, Applying, Deferral, HistoryEntry, InstallRecord, Installed, Journal,
-    Kind, Origin, Outcome, Preferences, Step, VersionRef,
+    ApplyEvent, ApplyStore, ApplyView, Applying, Deferral, HistoryEntry, InstallRecord, Installed,
+    Journal, Kind, Origin, Outcome, Preferences, Step, VersionRef,
 };
 use super::supervisor::{ProgramStatus, Supervisor};
 use super::transition::{Finished, Procedure, RETRY_AFTER, next_id, unix_ms};
@@ -66,29 +66,6 @@ pub struct TransitionRequest {
     pub mark_failed: Option<Hash32>,
     /// Why, for the history, when the transition itself does not say (a yank's reason).
     pub note: Option<String>,
-}
-
-/// What the actor reports to the core.
-#[derive(Debug, Clone)]
-pub enum ApplyEvent {
-    /// A transition started (not sent when a recovery resumes one).
-    Started {
-        kind: Kind,
-        origin: Origin,
-        from: Option<VersionRef>,
-        to: VersionRef,
-    },
-    /// A transition ended (also one finished by recovery), as recorded in the history.
-    Finished {
-        kind: Kind,
-        origin: Origin,
-        from: Option<VersionRef>,
-        to: VersionRef,
-        outcome: Outcome,
-        reason: Option<String>,
-        /// The version running now.
-        current: Option<VersionRef>,
-    },
 }
 
 enum Request {

@@ -14,6 +14,7 @@
 
 pub mod actor;
 pub mod backup;
+pub mod chain_home;
 pub mod command;
 pub mod cosmovisor;
 pub mod error;
@@ -25,8 +26,9 @@ pub mod supervisor;
 mod transition;
 pub mod versions;
 
-pub use actor::{ApplyActor, ApplyEvent, ApplyHandle, ApplySettings, Target, TransitionRequest};
+pub use actor::{ApplyActor, ApplyHandle, ApplySettings, Target, TransitionRequest};
 pub use error::ApplyError;
 pub use record::{
-    ApplyView, Applying, HistoryEntry, Installed, Kind, Origin, Outcome, Step, VersionRef,
+    ApplyEvent, ApplyView, Applying, HistoryEntry, Installed, Kind, Origin, Outcome, Step,
+    VersionRef,
 };

@@ -344,6 +344,29 @@ impl ApplyStore {
     }
 }
 
+/// What the actor reports to the core.
+#[derive(Debug, Clone)]
+pub enum ApplyEvent {
+    /// A transition started (not sent when a recovery resumes one).
+    Started {
+        kind: Kind,
+        origin: Origin,
+        from: Option<VersionRef>,
+        to: VersionRef,
+    },
+    /// A transition ended (also one finished by recovery), as recorded in the history.
+    Finished {
+        kind: Kind,
+        origin: Origin,
+        from: Option<VersionRef>,
+        to: VersionRef,
+        outcome: Outcome,
+        reason: Option<String>,
+        /// The version running now.
+        current: Option<VersionRef>,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

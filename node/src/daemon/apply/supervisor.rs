@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, warn};
 
-use super::{command, cosmovisor};
+use super::{chain_home, command};
 pub use crate::api::ProgramStatus;
 use crate::daemon::config::{Managed, ManagedMode};
 use crate::layout::Layout;
@@ -241,7 +241,7 @@ impl Actor {
         }
         let (version_dir, program) = match self.config.cosmovisor.as_ref() {
             Some(cv) if self.config.mode == ManagedMode::Cosmovisor => {
-                let paths = cosmovisor::Paths::new(cv);
+                let paths = chain_home::Paths::new(cv);
                 paths
                     .ensure_current()
                     .map_err(|e| ProgramError::Cosmovisor(e.to_string()))?;

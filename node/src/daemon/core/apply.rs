@@ -3,48 +3,6 @@
 use super::*;
 use crate::daemon::apply::cosmovisor::{self, UpgradeRelease};
 
-/// Why `upswarm apply` / `rollback` / `defer` cannot have the version asked for. The API
-/// answers 404 for what is not on this node and 409 for what is there but refused in this
-/// state ([`ResolveError::not_found`]).
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("this daemon manages no program (no [managed] section)")]
-    NotManaged,
-    #[error("no downloaded release {0} of the managed product; see `upswarm releases`")]
-    NoSuchRelease(semver::Version),
-    #[error("no downloaded release to apply")]
-    NothingToApply,
-    #[error("{0} was yanked by the control role: no node applies it, not even with --force")]
-    Yanked(semver::Version),
-    #[error("{0}; use --force to override")]
-    NeedsForce(String),
-    #[error("{0} failed on this node before; use --force to try again")]
-    FailedBefore(semver::Version),
-    #[error("no earlier version to roll back to (one that failed here or was yanked is none)")]
-    NoEarlierVersion,
-    #[error("{0} is not one of the earlier versions kept on this node")]
-    NotKept(semver::Version),
-    #[error("{}: version {version} is no longer kept on this node", dir.display())]
-    Gone {
-        dir: std::path::PathBuf,
-        version: semver::Version,
-    },
-}
-
-impl ResolveError {
-    /// What was asked for is not on this node (as opposed to: refused in this state).
-    pub fn not_found(&self) -> bool {
-        matches!(
-            self,
-            ResolveError::NoSuchRelease(_)
-                | ResolveError::NothingToApply
-                | ResolveError::NoEarlierVersion
-                | ResolveError::NotKept(_)
-                | ResolveError::Gone { .. }
-        )
-    }
-}
-
 impl Core {
     /// Complete releases of the managed product, newest first.
     ///

@@ -6,17 +6,6 @@ use crate::api::{
     FleetRollout, FleetView, ReadyCheck, ReadyView, VersionCount,
 };
 
-/// A fleet query that names no state or release (the API answers 400).
-#[derive(Debug, thiserror::Error)]
-pub enum FleetQueryError {
-    #[error("state: {0:?} is not a report state (one of {states})", states = FLEET_STATES.join(", "))]
-    State(String),
-    #[error("release: {0:?} is neither a release id (8 to 64 hex digits) nor a version")]
-    Release(String),
-    #[error("release: {0}")]
-    ReleaseId(String),
-}
-
 impl Core {
     /// Every node with a verified health report, filtered by `q`, placed in the rollout of
     /// the newest followed release.

@@ -4,15 +4,6 @@
 use super::*;
 pub use crate::api::ExplainView;
 
-/// Why `upswarm explain` has nothing to explain (the API answers 404).
-#[derive(Debug, thiserror::Error)]
-pub enum ExplainError {
-    #[error("no release known yet")]
-    NothingKnown,
-    #[error("no known release {0} followed by this node")]
-    NotFollowed(semver::Version),
-}
-
 impl Core {
     /// Validates a signed health report, control message, trust root, proposal or vote
     /// (from gossip, a peer's resync answer or the API; see [`super::judge::judge_signed`]),

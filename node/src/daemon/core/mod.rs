@@ -3,6 +3,7 @@
 
 mod apply;
 mod decide;
+mod errors;
 mod fleet;
 mod gates;
 mod gc;
@@ -10,11 +11,11 @@ mod judge;
 mod votes;
 mod webhooks;
 
-pub use apply::ResolveError;
-pub use fleet::FleetQueryError;
-pub use gates::{ExplainError, ExplainView};
+pub use errors::{
+    ExplainError, FleetQueryError, ImportError, PublishError, ResolveError, SignedError, VoteError,
+};
+pub use gates::ExplainView;
 pub use judge::Rejected;
-pub use votes::VoteError;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -168,52 +169,6 @@ enum Verdict {
     /// penalty (see `admission`, rule 3).
     Superseded(String),
     Reject(Rejected),
-}
-
-/// Why `upswarm release publish` did not publish.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// The release directory's manifest cannot be read.
-    #[error("{0}")]
-    Unreadable(String),
-    #[error("{}: refused: {why}", path.display())]
-    Refused { path: PathBuf, why: Rejected },
-    /// Valid, but another release of its version is known: nothing to publish.
-    #[error("{}: refused: {why}", path.display())]
-    Superseded { path: PathBuf, why: String },
-    /// The release directory's chunks do not match the manifest, or cannot be stored.
-    #[error(transparent)]
-    Import(#[from] ImportError),
-    /// Admitted, then gone before its import ended (removed meanwhile).
-    #[error("the release was removed while it was imported")]
-    Vanished,
-}
-
-/// Why a release directory could not be copied into the node (`upswarm release publish`).
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The signer's directory lacks a chunk or holds a damaged one.
-    #[error("{}: {source}", dir.display())]
-    Source {
-        dir: PathBuf,
-        source: upswarm_content::ContentError,
-    },
-    /// This node could not store what it copied (its disk, its chunk store).
-    #[error(transparent)]
-    Store(#[from] upswarm_content::ContentError),
-    /// The copying task ended without an answer.
-    #[error("the import task failed: {0}")]
-    Task(String),
-}
-
-/// Why a signed message handed over through the API was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum SignedError {
-    #[error(transparent)]
-    Rejected(#[from] Rejected),
-    /// A trust root not newer than the current one: nothing to do.
-    #[error("not newer than the current trust root (version {current}); nothing to do")]
-    NotNewer { current: u64 },
 }
 
 struct Known {

@@ -165,14 +165,3 @@ impl Core {
             .ok_or(VoteError::UnknownProposal(proposal))
     }
 }
-
-/// Why `upswarm vote` changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum VoteError {
-    #[error("unknown proposal {0}; see `upswarm activations`")]
-    UnknownProposal(Hash32),
-    #[error("this node has no voter key (voting.voter_key)")]
-    NoVoterKey,
-    #[error("cannot record the choice in the state store: {0}")]
-    Store(String),
-}
