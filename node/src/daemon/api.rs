@@ -23,12 +23,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Ctx;
 use super::apply::{ApplyError, ApplyHandle, HistoryEntry, Kind, Origin, TransitionRequest};
 use super::core::{
     CheckItem, CoreMsg, ExplainView, PublishError, ReleaseView, ResolveError, SignedError,
     StatusView, VoteError,
 };
+use super::ctx::Ctx;
 use super::voting::ActivationView;
 pub use crate::api::{
     ApiError, ControlRequest, GcRequest, PeerRequest, PublishRequest, TransitionResult,

@@ -36,7 +36,7 @@ use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
 use upswarm_trust::unix_now;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use super::metrics::{DownloadProgress, Metrics};
 use super::state::FaultOutcome;
 

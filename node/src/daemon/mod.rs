@@ -16,6 +16,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod core;
+mod ctx;
 pub mod dashboard;
 mod fetcher;
 pub mod gc;
@@ -36,7 +37,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, info, warn};
 use upswarm_content::ChunkStore;
-use upswarm_net::{Client, Multiaddr, NetConfig, PeerId, identity};
+use upswarm_net::{Multiaddr, NetConfig, PeerId, identity};
 use upswarm_proto::TrustRoot;
 use upswarm_store::Db;
 use upswarm_trust::{
@@ -45,32 +46,11 @@ use upswarm_trust::{
 };
 
 pub use config::Config;
+pub use ctx::Ctx;
 
 use self::metrics::Metrics;
 use self::state::{Haves, PeerBook, RateLimit, StateDb};
 use crate::layout::Layout;
-
-/// What every task of the daemon shares. Each field has one owner of its mutable state
-/// (documented on the type); this struct only hands out references.
-#[derive(Debug)]
-pub struct Ctx {
-    pub config: Config,
-    pub layout: Layout,
-    pub client: Client,
-    pub store: Arc<ChunkStore>,
-    pub state: StateDb,
-    pub metrics: Metrics,
-    pub peers: PeerBook,
-    pub haves: Haves,
-    /// Accepted health reports, control messages, votes and proposals.
-    pub signed: signed::SignedStore,
-    pub download_limit: RateLimit,
-    pub upload_limit: RateLimit,
-    /// The node's identity key (also its libp2p identity).
-    pub node_key: SecretKey,
-    /// The last measure of the data directory's size (see `gc::DiskCache`).
-    pub disk: gc::DiskCache,
-}
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -7,11 +7,17 @@
 //! ([`RolloutBook::view`]) — draws the cohorts from that one set plus the reporters of the
 //! release ([`Cohorts`]), so what `explain` shows is what the node acts on.
 //!
+//! Bounded against a flood of validly signed reports (anyone can make node keys, and a key
+//! holder can sign any number of reports): per release it keeps at most
+//! [`MAX_REPORTS_PER_NODE`] reports of one node and reports of at most
+//! [`MAX_REPORTING_NODES`] nodes, and it knows at most [`MAX_KNOWN_NODES`] nodes; what is
+//! beyond is not kept, and the core neither stores nor spreads it ([`Added::Full`]).
+//!
 //! It keeps everything in memory and reads no clock (callers pass `now` and a `TimeCheck`); it must
 //! not re-implement the phase rules (`upswarm_rollout` decides) nor persist anything (the core
 //! stores the envelopes in `signed`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 pub use crate::api::{FLEET_CAP, RolloutView};
@@ -66,16 +72,52 @@ pub fn verify_control(
     Ok((env, msg))
 }
 
+/// Reports one node sends about one release in a real rollout: installed, then healthy or
+/// failed, then perhaps rolled back (a yank), and again after a forced re-apply. More from
+/// the same node about the same release are not kept.
+pub const MAX_REPORTS_PER_NODE: usize = 6;
+
+/// Nodes whose reports about one release are kept (a fleet larger than this still rolls
+/// out: the gates count the first this many reporters).
+pub const MAX_REPORTING_NODES: usize = 50_000;
+
+/// Nodes known to exist (the cohorts' population; see the module docs).
+pub const MAX_KNOWN_NODES: usize = 50_000;
+
+/// What [`RolloutBook::add_health`] did with a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Kept: new here.
+    New,
+    /// Already kept.
+    Duplicate,
+    /// Not kept: its node sent [`MAX_REPORTS_PER_NODE`] about the release already, or
+    /// [`MAX_REPORTING_NODES`] others did.
+    Full,
+}
+
+/// The reports about one release: in arrival order, with an index for duplicates and a
+/// count per node for the bounds.
+#[derive(Debug, Default)]
+struct ReleaseReports {
+    list: Vec<Report>,
+    seen: HashSet<Report>,
+    per_node: HashMap<KeyId, usize>,
+}
+
 /// Health reports and control messages per release.
 #[derive(Debug, Default)]
 pub struct RolloutBook {
-    health: HashMap<Hash32, Vec<Report>>,
+    health: HashMap<Hash32, ReleaseReports>,
     controls: HashMap<Hash32, Vec<(ControlAction, u64)>>,
     /// The reason of the earliest yank of a release, when its signers gave one.
     yank_reasons: HashMap<Hash32, (u64, String)>,
     known: BTreeSet<KeyId>,
     /// The fleet inventory: each node's latest report, at most `cap` nodes.
     fleet: HashMap<KeyId, FleetEntry>,
+    /// The inventory's nodes by the time of their report, oldest first (who is forgotten
+    /// first, found without a scan).
+    fleet_order: BTreeSet<(u64, KeyId)>,
     /// The inventory's bound (0: [`FLEET_CAP`]).
     cap: usize,
 }
@@ -127,42 +169,54 @@ impl RolloutBook {
             // Two reports of one second: the later stage wins (installed, then healthy or
             // failed, then rolled back), whichever arrived first.
             if (r.at, stage(r.status)) >= (held.at, stage(held.status)) {
+                self.fleet_order.remove(&(held.at, node));
+                self.fleet_order.insert((entry.at, node));
                 *held = entry;
             }
             return;
         }
         let cap = if self.cap == 0 { FLEET_CAP } else { self.cap };
         if self.fleet.len() >= cap {
-            let oldest = self
-                .fleet
-                .iter()
-                .min_by_key(|(id, e)| (e.at, **id))
-                .map(|(id, _)| *id);
-            match oldest {
-                Some(o) if self.fleet[&o].at <= r.at => {
-                    self.fleet.remove(&o);
+            match self.fleet_order.first().copied() {
+                Some((at, oldest)) if at <= r.at => {
+                    self.fleet_order.remove(&(at, oldest));
+                    self.fleet.remove(&oldest);
                 }
                 // Older than everything kept: this report is the one forgotten.
                 _ => return,
             }
         }
+        self.fleet_order.insert((entry.at, node));
         self.fleet.insert(node, entry);
     }
 
-    pub fn add_health(&mut self, r: &HealthReport) -> bool {
-        self.note_in_fleet(r);
-        self.known.insert(r.node.key_id());
+    /// Takes a verified health report into the book (see [`Added`] and the bounds in the
+    /// module docs).
+    pub fn add_health(&mut self, r: &HealthReport) -> Added {
+        let node = r.node.key_id();
         let entry = Report {
-            node: r.node.key_id(),
+            node,
             status: r.status,
             at: r.at,
         };
-        let list = self.health.entry(r.release).or_default();
-        if list.contains(&entry) {
-            return false;
+        let reports = self.health.entry(r.release).or_default();
+        if reports.seen.contains(&entry) {
+            return Added::Duplicate;
         }
-        list.push(entry);
-        true
+        let sent = reports.per_node.get(&node).copied();
+        if sent.is_some_and(|n| n >= MAX_REPORTS_PER_NODE)
+            || (sent.is_none() && reports.per_node.len() >= MAX_REPORTING_NODES)
+        {
+            return Added::Full;
+        }
+        *reports.per_node.entry(node).or_default() += 1;
+        reports.seen.insert(entry);
+        reports.list.push(entry);
+        if self.known.len() < MAX_KNOWN_NODES {
+            self.known.insert(node);
+        }
+        self.note_in_fleet(r);
+        Added::New
     }
 
     pub fn add_control(&mut self, m: &ControlMessage) {
@@ -182,7 +236,8 @@ impl RolloutBook {
         }
     }
 
-    /// Notes a node as part of the fleet (this node itself, when it installs releases).
+    /// Notes a node as part of the fleet (this node itself, when it installs releases:
+    /// always, whatever the bound).
     pub fn know(&mut self, node: KeyId) {
         self.known.insert(node);
     }
@@ -192,7 +247,7 @@ impl RolloutBook {
     }
 
     fn reports(&self, release: &Hash32) -> &[Report] {
-        self.health.get(release).map(Vec::as_slice).unwrap_or(&[])
+        self.health.get(release).map_or(&[], |r| r.list.as_slice())
     }
 
     fn control(&self, release: &Hash32) -> ControlState {
@@ -451,5 +506,59 @@ mod tests {
         // A report older than all kept is not taken in.
         book.add_health(&report(4, r2, HealthStatus::Healthy, START));
         assert!(get(&book, 4).is_none());
+    }
+
+    /// A flood of validly signed reports cannot grow the book without bound: one node's
+    /// reports about a release stop at the cap, and new reporters past the node cap are not
+    /// kept (nor known) — while reports about another release still are.
+    #[test]
+    fn a_flood_of_reports_is_bounded() {
+        let r1 = Hash32([1; 32]);
+        let mut book = RolloutBook::default();
+        let added: Vec<Added> = (0..10)
+            .map(|i| book.add_health(&report(1, r1, HealthStatus::Installed, START + i)))
+            .collect();
+        assert_eq!(
+            added.iter().filter(|a| **a == Added::New).count(),
+            MAX_REPORTS_PER_NODE
+        );
+        assert_eq!(added[MAX_REPORTS_PER_NODE], Added::Full);
+        assert_eq!(
+            book.add_health(&report(1, r1, HealthStatus::Installed, START)),
+            Added::Duplicate
+        );
+        assert_eq!(book.reports(&r1).len(), MAX_REPORTS_PER_NODE);
+
+        let key = |i: u32| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            b[31] = 0xff;
+            PublicKey(b)
+        };
+        let r2 = Hash32([2; 32]);
+        let mut full = 0;
+        for i in 0..=u32::try_from(MAX_REPORTING_NODES).unwrap() {
+            let mut r = report(0, r2, HealthStatus::Healthy, START);
+            r.node = key(i);
+            if book.add_health(&r) == Added::Full {
+                full += 1;
+            }
+        }
+        // Node 1 reported about r1 only; the r2 flood fills the rest of the node cap.
+        assert_eq!(full, 1);
+        assert_eq!(book.reports(&r2).len(), MAX_REPORTING_NODES);
+        assert_eq!(book.known_nodes(), MAX_KNOWN_NODES);
+        let mut late = report(0, r1, HealthStatus::Healthy, START);
+        late.node = key(u32::MAX);
+        assert_eq!(
+            book.add_health(&late),
+            Added::New,
+            "another release has room"
+        );
+        assert_eq!(
+            book.known_nodes(),
+            MAX_KNOWN_NODES,
+            "but the known set is full"
+        );
     }
 }

@@ -14,8 +14,8 @@ use upswarm_content::ContentError;
 use upswarm_net::InboundFetch;
 use upswarm_proto::fetch::{Answer, FetchResponse, MAX_HAVE_WAIT_MS, MAX_RESPONSE_BYTES, Want};
 
-use super::Ctx;
 use super::core::CoreMsg;
+use super::ctx::Ctx;
 use super::metrics::Metrics;
 use super::uploads::Uploads;
 

@@ -2,7 +2,6 @@
 //! its own, re-sync with peers, yank, `upswarm explain`.
 
 use super::*;
-pub use crate::api::ExplainView;
 
 impl Core {
     /// Validates a signed health report, control message, trust root, proposal or vote

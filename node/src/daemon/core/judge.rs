@@ -8,7 +8,7 @@ use upswarm_proto::{Hash32, Manifest, ProtoError, SignedEnvelope};
 use upswarm_trust::{RootChain, TimeCheck, TrustError, VerifiedManifest, verify_manifest};
 
 use super::super::admission::{self, Staleness};
-use super::super::rollout::{RolloutBook, verify_control, verify_health};
+use super::super::rollout::{Added, RolloutBook, verify_control, verify_health};
 use super::super::voting::{ALL_PROPOSALS, VotingBook};
 
 /// Why a signed input was refused. The message says what is wrong with it.
@@ -115,8 +115,12 @@ pub(super) fn judge_signed(
                 // About a release we do not know (yet): cannot judge it, do not spread it.
                 return Ok(Judged::Ignore);
             }
-            books.rollout.add_health(&r);
-            accept(r.release, false)
+            match books.rollout.add_health(&r) {
+                // Valid, but beyond what the book keeps (a flood of reports): not stored,
+                // not spread, and the peer that passed it on is not blamed.
+                Added::Full => Ok(Judged::Ignore),
+                Added::New | Added::Duplicate => accept(r.release, false),
+            }
         }
         SignedKind::Control => {
             let (_, m) = verify_control(books.chain.current().root(), bytes, time)
@@ -529,6 +533,43 @@ pub(super) mod tests {
             node.signed(SignedKind::Health, &forged, NOW),
             Err(Rejected::Refused(_))
         ));
+    }
+
+    /// One node key signing report after report about a release: past the book's bound the
+    /// reports are valid but ignored (not stored, not spread, nobody blamed).
+    #[test]
+    fn a_flood_of_reports_from_one_node_is_neither_kept_nor_spread() {
+        let keys = Keys::new();
+        let mut node = Node::new(&keys);
+        let ManifestVerdict::Accept(v) = node.manifest(&keys.manifest("1.0.0", 2), NOW) else {
+            panic!()
+        };
+        let flooder = SecretKey::from_seed(&[11; 32]);
+        let judged: Vec<Judged> = (0..10u64)
+            .map(|i| {
+                let r = HealthReport {
+                    v: upswarm_proto::health::HEALTH_VERSION,
+                    node: flooder.public(),
+                    release: v.release_id,
+                    status: HealthStatus::Failed,
+                    running: "1.0.0".parse().unwrap(),
+                    at: NOW - i,
+                    detail: String::new(),
+                };
+                let bytes = keys.sign(&r, Context::Health, std::slice::from_ref(&flooder));
+                node.signed(SignedKind::Health, &bytes, NOW).unwrap()
+            })
+            .collect();
+        let cap = crate::daemon::rollout::MAX_REPORTS_PER_NODE;
+        assert!(
+            judged[..cap]
+                .iter()
+                .all(|j| matches!(j, Judged::Accept { .. }))
+        );
+        assert!(
+            judged[cap..].iter().all(|j| *j == Judged::Ignore),
+            "{judged:?}"
+        );
     }
 
     #[test]

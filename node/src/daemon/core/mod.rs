@@ -8,13 +8,14 @@ mod fleet;
 mod gates;
 mod gc;
 mod judge;
+mod publish;
+mod status;
 mod votes;
 mod webhooks;
 
 pub use errors::{
     ExplainError, FleetQueryError, ImportError, PublishError, ResolveError, SignedError, VoteError,
 };
-pub use gates::ExplainView;
 pub use judge::Rejected;
 
 use std::collections::HashMap;
@@ -31,43 +32,23 @@ use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Hash32, Manifest, Message, SignedEnvelope};
 use upswarm_trust::{RootChain, TimeCheck, VerifiedManifest, unix_now, verify_manifest_signatures};
 
-use super::Ctx;
 use super::apply::policy::{self, Hold};
 use super::apply::{
     ApplyEvent, ApplyHandle, Kind, Origin, Outcome, Target, TransitionRequest, VersionRef,
 };
+use super::ctx::Ctx;
 use super::fetcher::{self, release_dir, wanted_artifacts};
 use super::metrics::{DownloadProgress, Metrics};
 use super::rollout::RolloutBook;
 use super::state::{DownloadState, Source, StoredRelease};
 use super::voting::{ALL_PROPOSALS, ActivationView, VotingBook};
-pub use crate::api::{CheckItem, ManagedView, ReachabilityView, ReleaseView, StatusView};
+pub use crate::api::{
+    CheckItem, ExplainView, ManagedView, ReachabilityView, ReleaseView, StatusView,
+};
 use crate::layout::{latest_key, provider_key};
 use std::collections::BTreeSet;
 use upswarm_proto::fetch::{Answer, FetchRequest, SignedKind, Want};
 use upswarm_proto::{HealthReport, HealthStatus};
-
-impl ReachabilityView {
-    pub(crate) fn of(r: &upswarm_net::Reachability) -> Self {
-        use upswarm_net::Reachability as R;
-        match r {
-            R::Unknown => ReachabilityView {
-                state: "unknown".into(),
-                ..Default::default()
-            },
-            R::Public(a) => ReachabilityView {
-                state: "public".into(),
-                address: Some(a.to_string()),
-                relays: Vec::new(),
-            },
-            R::Private { relays } => ReachabilityView {
-                state: "private".into(),
-                address: None,
-                relays: relays.iter().map(|p| p.to_base58()).collect(),
-            },
-        }
-    }
-}
 
 /// How often downloads blocked by this node's disk are tried again.
 const BLOCKED_RETRY: Duration = Duration::from_secs(15);
@@ -981,182 +962,6 @@ impl Core {
             }
         });
     }
-
-    fn publish(&mut self, dir: PathBuf, reply: oneshot::Sender<Result<ReleaseView, PublishError>>) {
-        let path = dir.join(crate::layout::MANIFEST_FILE);
-        let bytes = match crate::files::read_limited(&path, Manifest::WHAT, Manifest::MAX_BYTES) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = reply.send(Err(PublishError::Unreadable(format!("{e:#}"))));
-                return;
-            }
-        };
-        let id = match self.consider(&bytes, Source::Publish) {
-            Verdict::Accept(id) => id,
-            Verdict::Duplicate(id) => id,
-            Verdict::Reject(why) => {
-                let _ = reply.send(Err(PublishError::Refused { path, why }));
-                return;
-            }
-            Verdict::Superseded(why) => {
-                let _ = reply.send(Err(PublishError::Superseded { path, why }));
-                return;
-            }
-        };
-        let Some(known) = self.releases.get(&id) else {
-            return;
-        };
-        let manifest = known.verified.manifest.clone();
-        let ctx = self.ctx.clone();
-        let to_self = self.to_self.clone();
-        let wanted: Vec<String> = wanted_artifacts(&manifest, &ctx.config.platform)
-            .iter()
-            .map(|a| a.name.clone())
-            .collect();
-        tokio::spawn(async move {
-            let dest = release_dir(&ctx, &id);
-            let store = ctx.store.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                import(&store, &dir, &manifest, &wanted, &dest)
-            })
-            .await
-            .map_err(|e| ImportError::Task(e.to_string()))
-            .and_then(|r| r);
-            let _ = to_self.send(CoreMsg::Imported { id, result, reply }).await;
-        });
-    }
-
-    fn view(&self, id: &Hash32) -> Option<ReleaseView> {
-        let k = self.releases.get(id)?;
-        let m = &k.verified.manifest;
-        Some(ReleaseView {
-            id: id.to_hex(),
-            name: m.name.clone(),
-            version: m.version.to_string(),
-            channel: m.channel.clone(),
-            update_type: m.update_type.to_string(),
-            source: k.stored.source,
-            first_seen: k.stored.first_seen,
-            download: k.stored.download.clone(),
-            progress: self.downloads.get(id).map(|(p, _)| p.view()),
-        })
-    }
-
-    async fn status(&self) -> StatusView {
-        let info = self.ctx.client.info().await.ok();
-        if let Some(i) = &info {
-            self.ctx.metrics.peers_connected.store(
-                i.connected.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-        let mut releases: Vec<ReleaseView> = self
-            .releases
-            .keys()
-            .filter_map(|id| self.view(id))
-            .collect();
-        releases.sort_by(|a, b| {
-            (&a.name, &a.channel, &b.first_seen).cmp(&(&b.name, &b.channel, &a.first_seen))
-        });
-        let ctx = self.ctx.clone();
-        let disk = tokio::task::spawn_blocking(move || {
-            let disk = ctx.disk.get(&ctx.layout);
-            ctx.metrics.record_disk(disk.total, &ctx.layout.root);
-            disk
-        })
-        .await
-        .unwrap_or_default();
-        StatusView {
-            node_id: self.ctx.node_key.key_id().to_hex(),
-            peer_id: self.ctx.client.local_peer_id().to_base58(),
-            network: self.ctx.config.network.clone(),
-            listen: info
-                .as_ref()
-                .map(|i| i.listeners.iter().map(|a| a.to_string()).collect())
-                .unwrap_or_default(),
-            peers: info
-                .as_ref()
-                .map(|i| i.connected.iter().map(|p| p.to_base58()).collect())
-                .unwrap_or_default(),
-            reachability: info
-                .as_ref()
-                .map(|i| ReachabilityView::of(&i.reachability))
-                .unwrap_or_default(),
-            peer_links: info
-                .as_ref()
-                .map(|i| {
-                    i.links
-                        .iter()
-                        .map(|(p, l)| {
-                            let kind = match l {
-                                upswarm_net::PeerLink::Direct => "direct",
-                                upswarm_net::PeerLink::Relayed => "relayed",
-                            };
-                            (p.to_base58(), kind.to_string())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            peer_scores: info
-                .map(|i| i.scores.iter().map(|(p, s)| (p.to_base58(), *s)).collect())
-                .unwrap_or_default(),
-            banned: {
-                let now = self.now();
-                self.ctx
-                    .peers
-                    .snapshot()
-                    .into_iter()
-                    .filter_map(|(p, r)| {
-                        r.banned_until
-                            .filter(|t| *t > now)
-                            .map(|t| (p.to_base58(), t))
-                    })
-                    .collect()
-            },
-            root_version: self.chain.current().version(),
-            root_expires_at: self.chain.current().root().expires_at,
-            releases,
-            managed: self.apply.as_ref().map(|a| {
-                let v = a.view();
-                let i = &v.installed;
-                ManagedView {
-                    current: i.current.as_ref().map(|v| v.version.to_string()),
-                    // Only what a rollback can reach: kept on disk.
-                    previous: i
-                        .previous
-                        .iter()
-                        .filter(|p| {
-                            super::apply::versions::dir(&a.layout().versions, &p.version).is_dir()
-                        })
-                        .map(|v| v.version.to_string())
-                        .collect(),
-                    pinned: i.pinned.as_ref().map(ToString::to_string),
-                    failed: i.failed.iter().map(Hash32::to_hex).collect(),
-                    program: a.program(),
-                    applying: v
-                        .applying
-                        .as_ref()
-                        .map(|a| (a.step.name().to_string(), a.to.to_string())),
-                    recovering: !v.recovered,
-                    cosmovisor: a.cosmovisor(),
-                }
-            }),
-            alarms: {
-                let mut alarms: Vec<String> = self
-                    .alarms
-                    .iter()
-                    .chain(&self.root_alarm)
-                    .cloned()
-                    .collect();
-                if let Some(a) = self.apply.as_ref().and_then(|a| a.cosmovisor()?.alarm) {
-                    alarms.push(a);
-                }
-                alarms
-            },
-            counters: self.ctx.metrics.snapshot(),
-            disk,
-        }
-    }
 }
 
 /// The next event of the apply actor (never, without one).
@@ -1165,55 +970,4 @@ async fn next_apply_event(rx: &mut Option<mpsc::Receiver<ApplyEvent>>) -> Option
         Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// Copies a release directory into the node: the artifacts this node uses are written
-/// into place (each chunk verified on the way; served from there), the others and every
-/// encoded form as chunk files in the store (to seed them).
-fn import(
-    store: &ChunkStore,
-    dir: &std::path::Path,
-    manifest: &Manifest,
-    wanted: &[String],
-    dest: &std::path::Path,
-) -> Result<(), ImportError> {
-    let src_dir = dir.join(crate::layout::CHUNKS_DIR);
-    // The signer's directory is only read: a damaged chunk there is reported, not removed.
-    let at = |source| ImportError::Source {
-        dir: src_dir.clone(),
-        source,
-    };
-    let src = ChunkStore::open_read_only(&src_dir).map_err(ImportError::Store)?;
-    // Copies one file's chunk index, and its chunks (each verified) into `part` or else
-    // into the store.
-    let copy = |file: &upswarm_proto::Artifact, part: Option<&PartialFile>| {
-        let index = peek_index(&src, file).map_err(at)?;
-        let limit = upswarm_proto::ChunkIndex::max_encoded_len(file.size, file.chunk_size);
-        let index_bytes = src.peek(&file.chunk_index, limit).map_err(at)?;
-        store.put_verified(&file.chunk_index, &index_bytes)?;
-        for (i, h) in index.iter().enumerate() {
-            let chunk = src.peek(&h, u64::from(index.chunk_len(i))).map_err(at)?;
-            match part {
-                Some(p) => p.put(store, i, &chunk).map(drop),
-                None => store.put_verified(&h, &chunk),
-            }?;
-        }
-        Ok::<_, ImportError>(index)
-    };
-    for a in &manifest.artifacts {
-        if wanted.contains(&a.name) {
-            let index = peek_index(&src, a).map_err(at)?;
-            let to = dest.join(&a.name);
-            let part = PartialFile::open(store, &to, &index)?;
-            copy(a, Some(&part))?;
-            part.finish(store, a, &to)?;
-        } else {
-            copy(a, None)?;
-        }
-        // Its encoded forms, to seed them.
-        for f in a.forms() {
-            copy(&upswarm_content::forms::form_file(a, f), None)?;
-        }
-    }
-    Ok(())
 }

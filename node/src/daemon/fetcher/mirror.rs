@@ -38,7 +38,7 @@ use upswarm_proto::fetch::Bitmap;
 use upswarm_proto::{Artifact, ChunkIndex, Hash32, Manifest};
 
 use super::DownloadError;
-use crate::daemon::Ctx;
+use crate::daemon::ctx::Ctx;
 use crate::daemon::metrics::{DownloadProgress, Metrics};
 
 /// The longest a faulty mirror is left alone, in multiples of `[mirrors] backoff`.
