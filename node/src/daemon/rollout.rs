@@ -31,22 +31,33 @@ use upswarm_rollout::{
 };
 use upswarm_trust::{TimeCheck, count_signatures};
 
+/// Why a health report or a control message does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Not a well-formed message of its kind.
+    #[error(transparent)]
+    Malformed(#[from] upswarm_proto::ProtoError),
+    /// Its signatures or its time are refused.
+    #[error(transparent)]
+    Untrusted(#[from] upswarm_trust::TrustError),
+    /// A control message, but the trust root names no control role.
+    #[error("the trust root has no control role")]
+    NoControlRole,
+}
+
 /// Checks a health report: well-formed and signed by the node it names.
 pub fn verify_health(
     bytes: &[u8],
     time: TimeCheck,
-) -> Result<(SignedEnvelope, HealthReport), String> {
-    let env = SignedEnvelope::decode::<HealthReport>(bytes).map_err(|e| e.to_string())?;
-    let report: HealthReport = env.open().map_err(|e| e.to_string())?;
+) -> Result<(SignedEnvelope, HealthReport), CheckError> {
+    let env = SignedEnvelope::decode::<HealthReport>(bytes)?;
+    let report: HealthReport = env.open()?;
     let role = Role {
         keys: vec![report.node],
         threshold: 1,
     };
-    count_signatures("node", &role, Context::Health, &env)
-        .require()
-        .map_err(|e| e.to_string())?;
-    time.not_in_future(HealthReport::WHAT, "at", report.at)
-        .map_err(|e| e.to_string())?;
+    count_signatures("node", &role, Context::Health, &env).require()?;
+    time.not_in_future(HealthReport::WHAT, "at", report.at)?;
     Ok((env, report))
 }
 
@@ -56,19 +67,16 @@ pub fn verify_control(
     root: &TrustRoot,
     bytes: &[u8],
     time: TimeCheck,
-) -> Result<(SignedEnvelope, ControlMessage), String> {
-    let env = SignedEnvelope::decode::<ControlMessage>(bytes).map_err(|e| e.to_string())?;
-    let msg: ControlMessage = env.open().map_err(|e| e.to_string())?;
+) -> Result<(SignedEnvelope, ControlMessage), CheckError> {
+    let env = SignedEnvelope::decode::<ControlMessage>(bytes)?;
+    let msg: ControlMessage = env.open()?;
     let role = root
         .roles
         .control
         .as_ref()
-        .ok_or("the trust root has no control role")?;
-    count_signatures("control", role, Context::Control, &env)
-        .require()
-        .map_err(|e| e.to_string())?;
-    time.not_in_future(ControlMessage::WHAT, "issued_at", msg.issued_at)
-        .map_err(|e| e.to_string())?;
+        .ok_or(CheckError::NoControlRole)?;
+    count_signatures("control", role, Context::Control, &env).require()?;
+    time.not_in_future(ControlMessage::WHAT, "issued_at", msg.issued_at)?;
     Ok((env, msg))
 }
 

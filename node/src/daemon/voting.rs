@@ -28,14 +28,25 @@ pub struct VotingBook {
     announced: BTreeSet<Hash32>,
 }
 
+/// Why a vote is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum VoteCheckError {
+    /// Its signature, its voter or its proposal reference are refused.
+    #[error(transparent)]
+    Invalid(#[from] upswarm_activation::ActivationError),
+    /// Cast in the future.
+    #[error(transparent)]
+    Untrusted(#[from] upswarm_trust::TrustError),
+}
+
 impl VotingBook {
     /// Verifies and keeps a proposal; returns its id.
     pub fn add_proposal(
         &mut self,
         root: &TrustRoot,
         env: &SignedEnvelope,
-    ) -> Result<Hash32, String> {
-        let p = verify_proposal(root, env).map_err(|e| e.to_string())?;
+    ) -> Result<Hash32, upswarm_activation::ActivationError> {
+        let p = verify_proposal(root, env)?;
         let id = p.id;
         if !self.proposals.contains_key(&id) {
             info!(proposal = %id, protocol = %p.proposal.protocol, "protocol proposal accepted");
@@ -51,10 +62,9 @@ impl VotingBook {
         root: &TrustRoot,
         env: &SignedEnvelope,
         time: upswarm_trust::TimeCheck,
-    ) -> Result<(Hash32, bool), String> {
-        let v = verify_vote(root, env).map_err(|e| e.to_string())?;
-        time.not_in_future("vote", "at", v.at)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(Hash32, bool), VoteCheckError> {
+        let v = verify_vote(root, env)?;
+        time.not_in_future("vote", "at", v.at)?;
         self.votes.entry(v.proposal).or_default().insert(v);
         Ok((v.proposal, self.proposals.contains_key(&v.proposal)))
     }

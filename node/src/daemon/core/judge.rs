@@ -8,8 +8,8 @@ use upswarm_proto::{Hash32, Manifest, ProtoError, SignedEnvelope};
 use upswarm_trust::{RootChain, TimeCheck, TrustError, VerifiedManifest, verify_manifest};
 
 use super::super::admission::{self, Staleness};
-use super::super::rollout::{Added, RolloutBook, verify_control, verify_health};
-use super::super::voting::{ALL_PROPOSALS, VotingBook};
+use super::super::rollout::{Added, CheckError, RolloutBook, verify_control, verify_health};
+use super::super::voting::{ALL_PROPOSALS, VoteCheckError, VotingBook};
 
 /// Why a signed input was refused. The message says what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,34 @@ pub enum Rejected {
     /// Well-formed, but the signatures, the trust chain or the clock refuse it.
     #[error(transparent)]
     Untrusted(#[from] TrustError),
-    /// Refused by a rule of the rollout or voting books.
+    /// A proposal or vote that the activation rules refuse.
+    #[error(transparent)]
+    Activation(#[from] upswarm_activation::ActivationError),
+    /// A control message while the trust root names no control role.
+    #[error("the trust root has no control role")]
+    NoControlRole,
+    /// Valid, but older than a release already known (stale).
     #[error("{0}")]
-    Refused(String),
+    Stale(String),
+}
+
+impl From<CheckError> for Rejected {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Malformed(e) => Rejected::Malformed(e),
+            CheckError::Untrusted(e) => Rejected::Untrusted(e),
+            CheckError::NoControlRole => Rejected::NoControlRole,
+        }
+    }
+}
+
+impl From<VoteCheckError> for Rejected {
+    fn from(e: VoteCheckError) -> Self {
+        match e {
+            VoteCheckError::Invalid(e) => Rejected::Activation(e),
+            VoteCheckError::Untrusted(e) => Rejected::Untrusted(e),
+        }
+    }
 }
 
 /// The verdict on a release manifest.
@@ -63,7 +88,7 @@ pub(super) fn judge_manifest<'a>(
     let m = &verified.manifest;
     match admission::staleness(m, known) {
         Staleness::Fresh => ManifestVerdict::Accept(Box::new(verified)),
-        Staleness::Older { newest } => ManifestVerdict::Reject(Rejected::Refused(format!(
+        Staleness::Older { newest } => ManifestVerdict::Reject(Rejected::Stale(format!(
             "stale: {} {} is not newer than {newest} already known on channel {} for its \
              platforms",
             m.name, m.version, m.channel
@@ -110,7 +135,7 @@ pub(super) fn judge_signed(
     let accept = |about, durable| Ok(Judged::Accept { about, durable });
     match kind {
         SignedKind::Health => {
-            let (_, r) = verify_health(bytes, time).map_err(Rejected::Refused)?;
+            let (_, r) = verify_health(bytes, time)?;
             if !knows_release(&r.release) {
                 // About a release we do not know (yet): cannot judge it, do not spread it.
                 return Ok(Judged::Ignore);
@@ -123,8 +148,7 @@ pub(super) fn judge_signed(
             }
         }
         SignedKind::Control => {
-            let (_, m) = verify_control(books.chain.current().root(), bytes, time)
-                .map_err(Rejected::Refused)?;
+            let (_, m) = verify_control(books.chain.current().root(), bytes, time)?;
             tracing::info!(release = %m.release, action = m.action.name(), "control message accepted");
             books.rollout.add_control(&m);
             accept(m.release, true)
@@ -142,20 +166,13 @@ pub(super) fn judge_signed(
         SignedKind::Proposal => {
             let root = books.chain.current().root().clone();
             let env = SignedEnvelope::decode::<upswarm_proto::Proposal>(bytes)?;
-            books
-                .voting
-                .add_proposal(&root, &env)
-                .map_err(Rejected::Refused)?;
+            books.voting.add_proposal(&root, &env)?;
             accept(ALL_PROPOSALS, true)
         }
         SignedKind::Vote => {
             let root = books.chain.current().root().clone();
             let env = SignedEnvelope::decode::<upswarm_proto::Vote>(bytes)?;
-            match books
-                .voting
-                .add_vote(&root, &env, time)
-                .map_err(Rejected::Refused)?
-            {
+            match books.voting.add_vote(&root, &env, time)? {
                 (proposal, true) => accept(proposal, false),
                 (proposal, false) => Ok(Judged::Keep { about: proposal }),
             }
@@ -376,7 +393,7 @@ pub(super) mod tests {
         // Older than what is known: refused as stale; the same version again (other bytes):
         // superseded, without blame.
         match node.manifest(&keys.manifest("1.0.5", 2), NOW) {
-            ManifestVerdict::Reject(Rejected::Refused(why)) => {
+            ManifestVerdict::Reject(Rejected::Stale(why)) => {
                 assert!(why.contains("stale"), "{why}")
             }
             other => panic!("{other:?}"),
@@ -531,7 +548,7 @@ pub(super) mod tests {
         let forged = keys.sign(&report(v.release_id), Context::Health, &keys.control[..1]);
         assert!(matches!(
             node.signed(SignedKind::Health, &forged, NOW),
-            Err(Rejected::Refused(_))
+            Err(Rejected::Untrusted(TrustError::SignatureThreshold { .. }))
         ));
     }
 
