@@ -12,12 +12,10 @@
 //! for everything at once, cannot take the whole uplink; its further requests wait.
 //!
 //! A chunk (a blob of at least [`BIG`] bytes) is not sent to a second peer while it is being
-//! sent to one, nor for a grace after: as long as its last send took (at least
-//! [`RESEND_GRACE`], at most [`MAX_RESEND_GRACE`]) — its receiver tells its peers of it
-//! within a round trip (`have_changed`) and needs about that long to pass it on through
-//! links like this one, so the second requester finds it there. Such a request is answered
-//! `busy` at once, without taking a slot. The same peer asking again is served (it did not
-//! get the chunk).
+//! sent to one, nor for [`RESEND_GRACE`] after: its receiver tells its peers of it within a
+//! round trip (`have_changed`), so the second requester finds it there. Such a request is
+//! answered `busy` at once, without taking a slot. The same peer asking again is served (it
+//! did not get the chunk).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,10 +30,8 @@ const REMEMBERED: usize = 1 << 16;
 /// Blobs at least this long are not sent twice at once (smaller ones — chunk indexes, tail
 /// chunks — are cheap, and every newcomer asks for the chunk index first).
 pub(crate) const BIG: u32 = 64 * 1024;
-/// How long after a chunk was sent it is not sent to another peer, at least.
+/// How long after a chunk was sent it is not sent to another peer.
 pub(crate) const RESEND_GRACE: Duration = Duration::from_secs(1);
-/// ... and at most, however long its last send took.
-pub(crate) const MAX_RESEND_GRACE: Duration = Duration::from_secs(10);
 
 /// A limited number of upload slots with a bounded queue of waiting requests.
 #[derive(Debug)]
@@ -62,25 +58,20 @@ struct Sent {
     times: u32,
     /// Sends under way.
     active: u32,
-    /// When the last send started.
-    started: Option<Instant>,
     /// When the last send ended.
     ended: Option<Instant>,
-    /// How long the last send took.
-    took: Duration,
     /// Whom it was last sent to.
     to: Option<PeerId>,
 }
 
 impl Sent {
-    /// Being sent, or sent within its grace (see the module docs), to another peer than
-    /// `peer`: that receiver is about to share it.
+    /// Being sent, or sent within [`RESEND_GRACE`], to another peer than `peer`: that
+    /// receiver is about to share it.
     fn fresh(&self, now: Instant, peer: &PeerId) -> bool {
-        let grace = self.took.clamp(RESEND_GRACE, MAX_RESEND_GRACE);
         let recent = self.active > 0
             || self
                 .ended
-                .is_some_and(|t| now.saturating_duration_since(t) < grace);
+                .is_some_and(|t| now.duration_since(t) < RESEND_GRACE);
         recent && self.to.is_some_and(|to| to != *peer)
     }
 }
@@ -113,7 +104,7 @@ impl Drop for Slot {
 }
 
 impl Inner {
-    fn note_sending(&mut self, peer: PeerId, hash: Hash32, big: bool, now: Instant) {
+    fn note_sending(&mut self, peer: PeerId, hash: Hash32, big: bool) {
         *self.holding.entry(peer).or_default() += 1;
         if !big {
             return;
@@ -125,16 +116,12 @@ impl Inner {
         s.times += 1;
         s.active += 1;
         s.to = Some(peer);
-        s.started = Some(now);
     }
 
     fn note_ended(&mut self, peer: PeerId, hash: Hash32, big: bool, now: Instant) {
         if big && let Some(s) = self.sent.get_mut(&hash) {
             s.active = s.active.saturating_sub(1);
             s.ended = Some(now);
-            if let Some(t) = s.started {
-                s.took = now.saturating_duration_since(t);
-            }
         }
         if let Some(n) = self.holding.get_mut(&peer) {
             *n -= 1;
@@ -199,7 +186,7 @@ impl Uploads {
             // share): this one may, if its peer does not.
             if inner.free > 0 && inner.holds(&peer) < self.per_peer {
                 inner.free -= 1;
-                inner.note_sending(peer, hash, big, Instant::now());
+                inner.note_sending(peer, hash, big);
                 return Some(Slot {
                     uploads: self.clone(),
                     peer,
@@ -267,7 +254,7 @@ impl Uploads {
             };
             match w.tx.send(slot) {
                 Ok(()) => {
-                    inner.note_sending(w.peer, w.hash, w.big, now);
+                    inner.note_sending(w.peer, w.hash, w.big);
                     return;
                 }
                 // Gone between the look and the send: not given back through `drop` (the
@@ -420,35 +407,5 @@ mod tests {
         drop(up.take(peer, h(1), BIG, LONG).await.unwrap());
         assert!(up.take(peer, h(1), BIG, LONG).await.is_some());
         assert!(up.take(PeerId::random(), h(1), BIG, LONG).await.is_none());
-    }
-
-    /// The grace after a send is as long as the send took, within its bounds: a chunk that
-    /// took 3 s to reach its receiver is not sent to another peer for 3 s after, one sent
-    /// in a blink for 1 s, a very slow one for at most 10 s.
-    #[test]
-    fn the_grace_after_a_send_is_as_long_as_the_send_took() {
-        let up = Uploads::new(4, 16);
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let t0 = Instant::now();
-        let mut inner = up.lock();
-        let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
-        for (hash, took, free_after) in [(h(1), 3.0, 3.0), (h(2), 0.1, 1.0), (h(3), 60.0, 10.0)] {
-            inner.note_sending(a, hash, true, at(0.0));
-            assert!(inner.sent(&hash).fresh(at(took / 2.0), &b), "being sent");
-            inner.note_ended(a, hash, true, at(took));
-            let s = inner.sent(&hash);
-            assert!(
-                s.fresh(at(took + free_after - 0.05), &b),
-                "{hash:?}: within the grace"
-            );
-            assert!(
-                !s.fresh(at(took + free_after + 0.05), &b),
-                "{hash:?}: after it"
-            );
-            assert!(
-                !s.fresh(at(took + 0.01), &a),
-                "the same peer asking again is served"
-            );
-        }
     }
 }
