@@ -520,6 +520,15 @@ fn hostile_api_input_is_refused_at_the_door_and_changes_nothing() {
         409,
         "has the version of another release",
     ));
+    // A directory that holds no manifest: refused naming the file, nothing admitted.
+    let empty = d.data_dir().join("not-a-release");
+    std::fs::create_dir_all(&empty).unwrap();
+    refused.push((
+        "/v1/publish",
+        format!("{{\"dir\": \"{}\"}}", empty.display()),
+        422,
+        "manifest.cbor",
+    ));
     for (path, body, want, says) in &refused {
         let (code, answer) = http_post(d.api_port(), path, token, body).unwrap();
         assert!(

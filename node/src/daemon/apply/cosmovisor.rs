@@ -1,12 +1,7 @@
 //! Cosmovisor mode: a Cosmos SDK chain binary run in cosmovisor's folder layout, switched
-//! to the release that names the chain's upgrade when the chain halts for it.
-//!
-//! ```text
-//! <home>/cosmovisor/genesis/bin/<name>           the binary the chain started with
-//! <home>/cosmovisor/upgrades/<upgrade>/bin/<name> the binary of each upgrade
-//! <home>/cosmovisor/current                      symlink to genesis or upgrades/<upgrade>
-//! <home>/data/upgrade-info.json                  written by x/upgrade at the upgrade height
-//! ```
+//! to the release that names the chain's upgrade when the chain halts for it. The folder
+//! layout (`genesis/`, `upgrades/<upgrade>/`, `current`, `upgrade-info.json`) and the file
+//! operations on it are `chain_home`'s.
 //!
 //! A release implements upgrade `<upgrade>` when its signed manifest's `protocols.provides`
 //! lists `cosmos-upgrade.<upgrade>` ([`UPGRADE_PREFIX`]). The core hands the downloaded

@@ -12,7 +12,10 @@ impl Core {
         reply: oneshot::Sender<Result<ReleaseView, PublishError>>,
     ) {
         let path = dir.join(crate::layout::MANIFEST_FILE);
-        let bytes = match crate::files::read_limited(&path, Manifest::WHAT, Manifest::MAX_BYTES) {
+        let read = super::super::state::outside_workers(|| {
+            crate::files::read_limited(&path, Manifest::WHAT, Manifest::MAX_BYTES)
+        });
+        let bytes = match read {
             Ok(b) => b,
             Err(e) => {
                 let _ = reply.send(Err(PublishError::Unreadable(format!("{e:#}"))));
